@@ -1,0 +1,1 @@
+"""Placement policies (pure) shared by the live broker and the simulator."""
