@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import re
+from datetime import date
+from importlib.resources import files
 from pathlib import Path
 
-from pydantic import Field
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from aifactory.domain.enums import CountryStatus
+from aifactory.domain.registry import FactoryStatus, FundingSource, SystemKind
 
 
 def _default_data_dir() -> Path:
@@ -38,3 +45,141 @@ class Settings(BaseSettings):
 def load_settings(**overrides: object) -> Settings:
     """Read settings from the environment, with explicit overrides on top."""
     return Settings(**overrides)  # type: ignore[arg-type]
+
+
+# --- Federation YAML models (the shipped default federation and operator edits) ---------------
+
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9 ._()\-]{0,99}$"
+_CODE = r"^[A-Z]{2}$"
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class PartitionSpec(_Spec):
+    """A uniform slice of a system. Capacities are never negative; factors are positive."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_\-]{0,63}$")
+    gpu_model: str = Field(min_length=1, max_length=64)
+    nodes: int = Field(ge=1, le=100_000)
+    gpus_per_node: int = Field(ge=0, le=64)
+    gpu_memory_gb: float = Field(ge=0, le=10_000)
+    cpus_per_node: int = Field(default=0, ge=0, le=10_000)
+    memory_gb: float = Field(default=0, ge=0, le=1_000_000)
+    charge_factor: float = Field(default=1.0, gt=0, le=100)
+    max_time_hours: float = Field(default=48, gt=0, le=24 * 365)
+    configuration: bool = True
+
+
+class SystemSpec(_Spec):
+    name: str = Field(pattern=_NAME)
+    kind: SystemKind
+    base_system: str | None = Field(default=None, max_length=100)
+    deployment_year: int | None = Field(default=None, ge=2000, le=2100)
+    experimental_platform: str | None = Field(default=None, max_length=200)
+    description: str = Field(default="", max_length=2000)
+    partitions: list[PartitionSpec] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _distinct_partitions(self) -> SystemSpec:
+        _require_distinct([p.name for p in self.partitions], "partitions")
+        return self
+
+
+class CapacitySplit(_Spec):
+    """Shares of a factory's capacity by who pays for it; they sum to 1."""
+
+    eu: float = Field(ge=0, le=1)
+    national: float = Field(ge=0, le=1)
+    commercial: float = Field(ge=0, le=1)
+    configuration: bool = True
+
+    @model_validator(mode="after")
+    def _sums_to_one(self) -> CapacitySplit:
+        if abs(self.eu + self.national + self.commercial - 1.0) > 1e-9:
+            raise ValueError("eu + national + commercial must sum to 1")
+        return self
+
+
+class FactorySpec(_Spec):
+    name: str = Field(pattern=_NAME)
+    hosting_entity: str = Field(min_length=1, max_length=200)
+    city: str = Field(min_length=1, max_length=100)
+    country: str = Field(pattern=_CODE)
+    members: list[str] = Field(default_factory=list)
+    status: FactoryStatus = FactoryStatus.SELECTED
+    capacity_split: CapacitySplit = CapacitySplit(eu=0.5, national=0.5, commercial=0.0)
+    systems: list[SystemSpec] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _members_valid(self) -> FactorySpec:
+        for code in self.members:
+            if not re.fullmatch(_CODE, code):
+                raise ValueError(f"member {code!r} is not an ISO 3166 alpha-2 code")
+        _require_distinct(self.members, "members")
+        if self.country in self.members:
+            raise ValueError("the host country is not also a joining member")
+        _require_distinct([s.name for s in self.systems], "systems")
+        return self
+
+
+class CountrySpec(_Spec):
+    code: str = Field(pattern=_CODE)
+    name: str = Field(min_length=1, max_length=100)
+    status: CountryStatus
+
+
+class FundingSpec(_Spec):
+    source: FundingSource
+    purpose: str = ""
+    amount_eur: int = Field(ge=0)
+    configuration: bool = False
+
+
+class FederationMeta(_Spec):
+    name: str
+    selected_by: str
+    total_funding_eur: int = Field(ge=0)
+    eu_share: float = Field(ge=0, le=1)
+    next_hosting_cutoff: date | None = None
+    funding: list[FundingSpec]
+
+
+class FederationSpec(_Spec):
+    """The whole federation file: countries, factories with systems, federation funding."""
+
+    federation: FederationMeta
+    countries: list[CountrySpec]
+    factories: list[FactorySpec]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FederationSpec:
+        codes = [c.code for c in self.countries]
+        _require_distinct(codes, "countries")
+        _require_distinct([f.name for f in self.factories], "factories")
+        _require_distinct([s.name for f in self.factories for s in f.systems], "systems")
+        known = set(codes)
+        for f in self.factories:
+            unknown = sorted({f.country, *f.members} - known)
+            if unknown:
+                raise ValueError(f"factory {f.name!r} names unknown countries {unknown}")
+        if sum(x.amount_eur for x in self.federation.funding) != self.federation.total_funding_eur:
+            raise ValueError("federation funding lines must add up to total_funding_eur")
+        return self
+
+
+def _require_distinct(names: list[str], what: str) -> None:
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"duplicate {what}: {dupes}")
+
+
+def load_federation(path: Path | None = None) -> FederationSpec:
+    """Read a federation YAML file; the shipped default when ``path`` is None."""
+    text = (
+        path.read_text(encoding="utf-8")
+        if path is not None
+        else (files("aifactory.data") / "federation.yaml").read_text(encoding="utf-8")
+    )
+    return FederationSpec.model_validate(yaml.safe_load(text))

@@ -1,0 +1,42 @@
+"""The FastAPI application: /api/v1 routers, error handlers, OpenAPI at /openapi.json."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, FastAPI
+from pydantic import BaseModel
+
+import aifactory
+from aifactory.api import errors
+from aifactory.api.routers import identity, registry
+from aifactory.db.engine import Database
+from aifactory.settings import Settings
+
+
+class Health(BaseModel):
+    status: str
+    version: str
+
+
+def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
+    """Build the app around one database; the caller owns migrations and seeding."""
+    app = FastAPI(
+        title="aifactory",
+        version=aifactory.__version__,
+        description="Control plane of a federation of AI Factories.",
+        openapi_url="/openapi.json",
+    )
+    app.state.settings = settings
+    app.state.db = db or Database(settings.effective_database_url)
+    errors.install(app)
+
+    api = APIRouter(prefix="/api/v1")
+
+    @api.get("/health", tags=["meta"])
+    def health() -> Health:
+        """Liveness; the only endpoint that needs no token."""
+        return Health(status="ok", version=aifactory.__version__)
+
+    api.include_router(registry.router)
+    api.include_router(identity.router)
+    app.include_router(api)
+    return app

@@ -1,0 +1,112 @@
+"""The one JSON error shape, and the only place that maps error codes to HTTP status codes."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from aifactory.errors import AIFactoryError, FieldError
+
+log = logging.getLogger(__name__)
+
+STATUS: dict[str, int] = {
+    "not_found": 404,
+    "conflict": 409,
+    "forbidden": 403,
+    "unauthenticated": 401,
+    "invalid": 422,
+    "quota_exceeded": 409,
+    "backend_unavailable": 503,
+}
+HTTP_CODES: dict[int, str] = {
+    400: "invalid",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "too_large",
+    415: "invalid",
+    422: "invalid",
+}
+
+
+class ErrorDetail(BaseModel):
+    field: str
+    rule: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    details: list[ErrorDetail] = []
+
+
+class ErrorResponse(BaseModel):
+    """Every error the API returns has this shape."""
+
+    error: ErrorBody
+
+
+def error_json(status: int, code: str, message: str, details: list[FieldError]) -> JSONResponse:
+    body = {
+        "error": {"code": code, "message": message, "details": [d.as_dict() for d in details]}
+    }
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def pydantic_details(errors: Any) -> list[FieldError]:
+    out = []
+    for e in errors:
+        loc = [str(p) for p in e.get("loc", ()) if p not in ("body", "query", "path")]
+        out.append(FieldError(".".join(loc) or "body", str(e.get("type", "invalid")), e["msg"]))
+    return out
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers: domain errors, validation errors, HTTP errors and the last resort."""
+
+    @app.exception_handler(AIFactoryError)
+    async def _domain(_: Request, exc: AIFactoryError) -> JSONResponse:
+        return error_json(STATUS.get(exc.code, 400), exc.code, exc.message, exc.details)
+
+    @app.exception_handler(RequestValidationError)
+    async def _request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        details = pydantic_details(exc.errors())
+        return error_json(422, "invalid", "invalid input: " + "; ".join(
+            f"{d.field}: {d.message}" for d in details), details)
+
+    @app.exception_handler(ValidationError)
+    async def _model(_: Request, exc: ValidationError) -> JSONResponse:
+        details = pydantic_details(exc.errors())
+        return error_json(422, "invalid", "invalid input", details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = HTTP_CODES.get(exc.status_code, "error")
+        return error_json(exc.status_code, code, str(exc.detail), [])
+
+    @app.exception_handler(Exception)
+    async def _last_resort(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_json(500, "internal", "internal error; the server log has the details", [])
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": code}
+    for status, code in {
+        401: "unauthenticated",
+        403: "forbidden",
+        404: "not_found",
+        409: "conflict",
+        422: "invalid",
+    }.items()
+}

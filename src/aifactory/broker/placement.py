@@ -1,0 +1,247 @@
+"""Placement policies: pure functions from a job request and site views to a ranked decision.
+
+The live broker and the simulator call the same code, so nothing here does I/O or reads a
+clock: ``now`` is an argument. Every policy applies the same hard constraints (operational site,
+hardware that fits, allowed country, enough budget); they differ only in how they rank the sites
+that pass. Each rejected site carries a reason a user can act on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from aifactory.errors import Invalid
+
+__all__ = [
+    "PLACEMENT_POLICIES",
+    "Decision",
+    "JobRequest",
+    "PlacementPolicy",
+    "SiteView",
+    "get_placement_policy",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class SiteView:
+    """What a placement policy may know about one site (one partition) at one instant.
+
+    Attributes:
+        name: Unique site (partition) name.
+        country: ISO 3166 code of the hosting country.
+        operational: Whether the site accepts work now.
+        gpu_model: GPU model of the partition, ``None`` when unknown.
+        gpu_memory_gb: Memory per GPU, ``None`` when unknown.
+        gpus_per_node: GPUs in one node.
+        nodes: Nodes in the partition.
+        free_gpus: GPUs idle now.
+        total_gpus: GPUs in the partition.
+        queued_gpu_seconds: Requested GPU-seconds of work waiting ahead of a new job.
+        charge_factor: Normalised GPU-hours charged per GPU-hour used.
+        budget_remaining_gpu_hours: Normalised GPU-hours left; ``None`` means unlimited.
+        est_start_s: Start-time estimate from the site's own scheduler, when it has one.
+    """
+
+    name: str
+    country: str
+    operational: bool
+    gpu_model: str | None
+    gpu_memory_gb: float | None
+    gpus_per_node: int
+    nodes: int
+    free_gpus: int
+    total_gpus: int
+    queued_gpu_seconds: float
+    charge_factor: float = 1.0
+    budget_remaining_gpu_hours: float | None = None
+    est_start_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JobRequest:
+    """The shape and constraints of one job, independent of where it runs."""
+
+    nodes: int
+    gpus_per_node: int
+    time_limit_s: float
+    gpu_model: str | None = None
+    min_gpu_memory_gb: float | None = None
+    allowed_countries: frozenset[str] | None = None
+    home_site: str | None = None
+
+    @property
+    def gpus(self) -> int:
+        """Total GPUs the job asks for."""
+        return self.nodes * self.gpus_per_node
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """A policy's answer: the chosen site (or none), the ranking, and why others were left out."""
+
+    chosen: str | None
+    ranked: tuple[str, ...]
+    rejected: Mapping[str, str] = field(default_factory=dict)
+    est_start_s: Mapping[str, float] = field(default_factory=dict)
+
+
+class PlacementPolicy(Protocol):
+    """A placement policy: a name and a pure ``place`` function."""
+
+    @property
+    def name(self) -> str: ...
+
+    def place(self, job: JobRequest, sites: tuple[SiteView, ...], now: float) -> Decision: ...
+
+
+def _hardware_reason(job: JobRequest, site: SiteView) -> str | None:
+    if job.gpu_model is not None and site.gpu_model != job.gpu_model:
+        return f"needs GPU model {job.gpu_model}, partition has {site.gpu_model or 'unknown'}"
+    if job.min_gpu_memory_gb is not None and (
+        site.gpu_memory_gb is None or site.gpu_memory_gb < job.min_gpu_memory_gb
+    ):
+        have = "unknown" if site.gpu_memory_gb is None else f"{site.gpu_memory_gb:g} GB"
+        return f"needs {job.min_gpu_memory_gb:g} GB per GPU, partition has {have}"
+    if job.gpus_per_node > site.gpus_per_node:
+        return f"needs {job.gpus_per_node} GPUs per node, partition has {site.gpus_per_node}"
+    if job.nodes > site.nodes:
+        return f"needs {job.nodes} nodes, partition has {site.nodes}"
+    return None
+
+
+def _constraint_reason(job: JobRequest, site: SiteView) -> str | None:
+    """The first hard constraint the site breaks for this job, or ``None`` when it passes."""
+    if not site.operational:
+        return "site is not operational"
+    if site.total_gpus <= 0:
+        return "partition has no GPUs"
+    hardware = _hardware_reason(job, site)
+    if hardware is not None:
+        return hardware
+    if job.allowed_countries is not None and site.country not in job.allowed_countries:
+        allowed = ", ".join(sorted(job.allowed_countries))
+        return f"country {site.country} is not allowed (allowed: {allowed})"
+    if site.budget_remaining_gpu_hours is not None:
+        cost = job.gpus * job.time_limit_s / 3600.0 * site.charge_factor
+        if cost > site.budget_remaining_gpu_hours:
+            return (
+                f"needs {cost:.1f} GPU-hours of budget, "
+                f"{site.budget_remaining_gpu_hours:.1f} remain"
+            )
+    return None
+
+
+def estimate_start(job: JobRequest, site: SiteView, now: float) -> float:
+    """The site's own estimate if it gave one, else a fluid estimate from its backlog.
+
+    A job starts now when enough GPUs are free and nothing waits ahead of it; otherwise it is
+    assumed to wait until the queued work ahead has drained across the whole partition.
+    """
+    if site.est_start_s is not None:
+        return max(now, site.est_start_s)
+    if site.free_gpus >= job.gpus and site.queued_gpu_seconds <= 0:
+        return now
+    return now + site.queued_gpu_seconds / max(site.total_gpus, 1)
+
+
+def _split(
+    job: JobRequest, sites: tuple[SiteView, ...]
+) -> tuple[list[SiteView], dict[str, str]]:
+    ok: list[SiteView] = []
+    rejected: dict[str, str] = {}
+    for site in sites:
+        reason = _constraint_reason(job, site)
+        if reason is None:
+            ok.append(site)
+        else:
+            rejected[site.name] = reason
+    return ok, rejected
+
+
+RankKey = Callable[[JobRequest, SiteView, float, float], tuple[float | str, ...]]
+
+
+def _decide(
+    job: JobRequest, candidates: list[SiteView], rejected: dict[str, str], now: float, key: RankKey
+) -> Decision:
+    starts = {s.name: estimate_start(job, s, now) for s in candidates}
+    ordered = sorted(candidates, key=lambda s: key(job, s, starts[s.name], now))
+    ranked = tuple(s.name for s in ordered)
+    return Decision(
+        chosen=ranked[0] if ranked else None,
+        ranked=ranked,
+        rejected=rejected,
+        est_start_s={name: starts[name] for name in ranked},
+    )
+
+
+@dataclass(frozen=True)
+class _RankingPolicy:
+    name: str
+    key: RankKey
+
+    def place(self, job: JobRequest, sites: tuple[SiteView, ...], now: float) -> Decision:
+        candidates, rejected = _split(job, sites)
+        return _decide(job, candidates, rejected, now, self.key)
+
+
+@dataclass(frozen=True)
+class _HomePolicy:
+    """Baseline: the job runs at its home site or nowhere."""
+
+    name: str = "home"
+
+    def place(self, job: JobRequest, sites: tuple[SiteView, ...], now: float) -> Decision:
+        candidates, rejected = _split(job, sites)
+        home = [s for s in candidates if s.name == job.home_site]
+        for site in candidates:
+            if site.name != job.home_site:
+                rejected[site.name] = (
+                    "not the job's home site"
+                    if job.home_site is not None
+                    else "job has no home site"
+                )
+        return _decide(job, home, rejected, now, _by_start_then_name)
+
+
+def _broker_key(job: JobRequest, site: SiteView, start: float, now: float) -> tuple[float | str, ...]:
+    return (start, site.charge_factor, site.name)
+
+
+def _by_start_then_name(
+    job: JobRequest, site: SiteView, start: float, now: float
+) -> tuple[float | str, ...]:
+    return (start, site.name)
+
+
+def _least_loaded_key(
+    job: JobRequest, site: SiteView, start: float, now: float
+) -> tuple[float | str, ...]:
+    # Backlog per GPU first, then the busier fraction of the partition, then name.
+    total = max(site.total_gpus, 1)
+    return (site.queued_gpu_seconds / total, 1.0 - site.free_gpus / total, site.name)
+
+
+PLACEMENT_POLICIES: dict[str, PlacementPolicy] = {
+    "broker": _RankingPolicy("broker", _broker_key),
+    "home": _HomePolicy(),
+    "least-loaded": _RankingPolicy("least-loaded", _least_loaded_key),
+    "earliest-start": _RankingPolicy("earliest-start", _by_start_then_name),
+}
+
+
+def get_placement_policy(name: str) -> PlacementPolicy:
+    """Look a placement policy up by name.
+
+    Raises:
+        Invalid: When no policy has that name; the message lists the valid names.
+    """
+    try:
+        return PLACEMENT_POLICIES[name]
+    except KeyError:
+        valid = ", ".join(sorted(PLACEMENT_POLICIES))
+        raise Invalid.field(
+            "placement", "unknown", f"unknown placement policy {name!r}; valid: {valid}"
+        ) from None

@@ -1,0 +1,213 @@
+"""`aif`: the command-line interface. Everything except `serve`, `init`, `demo` and
+`admin bootstrap` talks to the API through the typed client."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Annotated, ParamSpec, TypeVar
+
+import typer
+
+from aifactory.cli import config as cli_config
+from aifactory.cli import render, sim
+from aifactory.cli.render import console
+from aifactory.client import Client
+from aifactory.errors import AIFactoryError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+app = typer.Typer(help="aifactory: a federation of AI Factories.", no_args_is_help=True)
+factories_app = typer.Typer(help="AI Factories in the federation registry.", no_args_is_help=True)
+federation_app = typer.Typer(help="The federation as a whole.", no_args_is_help=True)
+admin_app = typer.Typer(help="Users, roles and API tokens (federation admins).")
+app.add_typer(factories_app, name="factories")
+app.add_typer(federation_app, name="federation")
+app.add_typer(admin_app, name="admin")
+app.add_typer(sim.app, name="sim")
+
+
+def friendly(fn: Callable[P, R]) -> Callable[P, R]:
+    """Turn platform errors into a red message and exit code 1, never a traceback."""
+
+    @wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except AIFactoryError as exc:
+            console.print(f"[red]error ({exc.code}):[/red] {exc.message}")
+            for d in exc.details:
+                console.print(f"  [red]•[/red] {d.field}: {d.message} [dim]({d.rule})[/dim]")
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def client() -> Client:
+    cfg = cli_config.load()
+    return Client(cfg.url, cfg.token)
+
+
+# --- server side -----------------------------------------------------------------------------
+
+
+@app.command()
+@friendly
+def serve(
+    host: Annotated[str | None, typer.Option(help="address to listen on")] = None,
+    port: Annotated[int | None, typer.Option(help="port to listen on")] = None,
+) -> None:
+    """Run the control plane (API) on the configured database, migrating and seeding first."""
+    import uvicorn
+
+    from aifactory.api.app import create_app
+    from aifactory.services.setup import prepare
+    from aifactory.settings import load_settings
+
+    settings = load_settings()
+    db = prepare(settings)
+    console.print(f"database: {db.engine.url.render_as_string(hide_password=True)}")
+    uvicorn.run(
+        create_app(settings, db), host=host or settings.host, port=port or settings.port
+    )
+
+
+@app.command()
+@friendly
+def init() -> None:
+    """Create or migrate the database and seed the default federation (idempotent)."""
+    from aifactory.services.setup import prepare
+    from aifactory.settings import load_settings
+
+    db = prepare(load_settings())
+    console.print(f"database ready: {db.engine.url.render_as_string(hide_password=True)}")
+
+
+@app.command()
+@friendly
+def demo() -> None:
+    """Start the embedded federation, show it, and stop (see `aif serve` to keep it running)."""
+    from aifactory.cli.demo import run_demo
+
+    run_demo()
+
+
+@admin_app.command("bootstrap")
+@friendly
+def admin_bootstrap(
+    username: Annotated[str, typer.Option(help="admin user to create or reuse")] = "admin",
+    save: Annotated[bool, typer.Option(help="store the token as this CLI's login")] = True,
+) -> None:
+    """Create the first federation admin directly on the server's database; prints a token."""
+    from aifactory.services.identity import bootstrap_admin
+    from aifactory.services.setup import prepare
+    from aifactory.settings import load_settings
+
+    settings = load_settings()
+    db = prepare(settings)
+    with db.session() as session:
+        token = bootstrap_admin(session, username, settings.token_ttl_days)
+    console.print(f"admin [bold]{username}[/bold] token (shown once): {token.token}")
+    if save:
+        cfg = cli_config.load()
+        cfg.token = token.token
+        console.print(f"saved to {cli_config.save(cfg)}")
+
+
+# --- through the API -------------------------------------------------------------------------
+
+
+@app.command()
+@friendly
+def login(
+    url: Annotated[str, typer.Option(help="API address")] = cli_config.DEFAULT_URL,
+    token: Annotated[str | None, typer.Option(help="API token (asked for when omitted)")] = None,
+) -> None:
+    """Check a token against the API and store it (0600) in the user's config dir."""
+    secret = token or typer.prompt("API token", hide_input=True)
+    with Client(url, secret) as c:
+        me = c.me()
+    path = cli_config.save(cli_config.CliConfig(url=url, token=secret))
+    console.print(f"logged in as [bold]{me.username}[/bold]; token stored in {path}")
+
+
+@factories_app.command("list")
+@friendly
+def factories_list() -> None:
+    """List the factories with their hosts, consortium members, systems and GPUs."""
+    with client() as c:
+        console.print(render.factories_table(c.list_factories()))
+
+
+@factories_app.command("show")
+@friendly
+def factories_show(name: Annotated[str, typer.Argument(help="factory name, e.g. 'LUMI AIF'")]) -> None:
+    """Show one factory: consortium, capacity split, systems and partitions."""
+    with client() as c:
+        console.print(render.factory_detail(c.get_factory(name)))
+
+
+@federation_app.command("summary")
+@friendly
+def federation_summary() -> None:
+    """Factories, countries by status, systems by kind, capacity and funding by source."""
+    with client() as c:
+        console.print(render.summary_tables(c.federation_summary()))
+
+
+@admin_app.command("create-user")
+@friendly
+def admin_create_user(
+    username: str,
+    email: Annotated[str, typer.Option(help="e-mail address")],
+    full_name: Annotated[str, typer.Option(help="full name")] = "",
+    role: Annotated[list[str] | None, typer.Option(help="role, or role@Factory for operators")] = None,
+    organisation: Annotated[str | None, typer.Option(help="organisation to join")] = None,
+) -> None:
+    """Create a user with roles (e.g. --role reviewer --role 'factory_operator@LUMI AIF')."""
+    roles = [
+        {"role": r.split("@", 1)[0], "factory": r.split("@", 1)[1] if "@" in r else None}
+        for r in role or []
+    ]
+    with client() as c:
+        user = c.create_user(
+            username=username, email=email, full_name=full_name, roles=roles,
+            organisation=organisation,
+        )
+    console.print(f"created {render.user_line(user)}")
+
+
+@admin_app.command("create-token")
+@friendly
+def admin_create_token(
+    username: Annotated[str | None, typer.Argument(help="user (default: yourself)")] = None,
+    name: Annotated[str, typer.Option(help="label for the token")] = "cli",
+    ttl_days: Annotated[int | None, typer.Option(help="days until it expires")] = None,
+) -> None:
+    """Create an API token; the secret is printed this once and never stored in clear."""
+    with client() as c:
+        token = c.create_token(name=name, username=username, ttl_days=ttl_days)
+    console.print(f"token {token.id} for {token.username}, expires {token.expires_at:%Y-%m-%d}")
+    console.print(token.token, soft_wrap=True, highlight=False)
+
+
+@admin_app.command("revoke-token")
+@friendly
+def admin_revoke_token(token_id: int) -> None:
+    """Revoke a token by id; it stops working at once."""
+    with client() as c:
+        token = c.revoke_token(token_id)
+    console.print(f"token {token.id} of {token.username} revoked at {token.revoked_at}")
+
+
+@admin_app.command("tokens")
+@friendly
+def admin_tokens() -> None:
+    """List your tokens (never their secrets)."""
+    with client() as c:
+        console.print(render.tokens_table(c.list_tokens()))
+
+
+def main() -> None:
+    app(prog_name="aif")

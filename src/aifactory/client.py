@@ -1,0 +1,163 @@
+"""Typed HTTP client for the aifactory API, used by the CLI, the tests and users' scripts."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import httpx
+from pydantic import BaseModel, TypeAdapter
+
+from aifactory import errors
+from aifactory.services.views import (
+    CountryView,
+    FactoryView,
+    FederationSummary,
+    NewToken,
+    OrganisationView,
+    TokenView,
+    UserView,
+)
+
+T = TypeVar("T")
+_BY_CODE: dict[str, type[errors.AIFactoryError]] = {
+    cls.code: cls
+    for cls in (
+        errors.NotFound,
+        errors.Conflict,
+        errors.Forbidden,
+        errors.Unauthenticated,
+        errors.Invalid,
+        errors.QuotaExceeded,
+        errors.BackendUnavailable,
+    )
+}
+
+
+class Client:
+    """Calls ``/api/v1`` with a bearer token; API errors come back as ``aifactory.errors``."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None = None,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.Client(
+            base_url=self.base_url + "/api/v1",
+            headers=headers,
+            timeout=timeout,
+            transport=transport,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # --- plumbing ---
+
+    def _call(self, method: str, path: str, model: Any, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise errors.BackendUnavailable(
+                f"cannot reach the aifactory API at {self.base_url} ({exc.__class__.__name__}); "
+                "is `aif serve` running?"
+            ) from exc
+        if response.status_code >= 400:
+            raise _error_from(response)
+        return TypeAdapter(model).validate_python(response.json())
+
+    # --- registry ---
+
+    def health(self) -> dict[str, str]:
+        result: dict[str, str] = self._call("GET", "/health", dict[str, str])
+        return result
+
+    def federation_summary(self) -> FederationSummary:
+        result: FederationSummary = self._call("GET", "/federation/summary", FederationSummary)
+        return result
+
+    def list_countries(self) -> list[CountryView]:
+        result: list[CountryView] = self._call("GET", "/countries", list[CountryView])
+        return result
+
+    def list_factories(self) -> list[FactoryView]:
+        result: list[FactoryView] = self._call("GET", "/factories", list[FactoryView])
+        return result
+
+    def get_factory(self, name: str) -> FactoryView:
+        result: FactoryView = self._call("GET", f"/factories/{_q(name)}", FactoryView)
+        return result
+
+    def create_factory(self, spec: dict[str, Any] | BaseModel) -> FactoryView:
+        result: FactoryView = self._call("POST", "/factories", FactoryView, json=_body(spec))
+        return result
+
+    def update_factory(self, name: str, changes: dict[str, Any]) -> FactoryView:
+        path = f"/factories/{_q(name)}"
+        result: FactoryView = self._call("PATCH", path, FactoryView, json=changes)
+        return result
+
+    # --- identity ---
+
+    def me(self) -> UserView:
+        result: UserView = self._call("GET", "/me", UserView)
+        return result
+
+    def create_user(self, **fields: Any) -> UserView:
+        result: UserView = self._call("POST", "/users", UserView, json=fields)
+        return result
+
+    def grant_role(self, username: str, role: str, factory: str | None = None) -> UserView:
+        body = {"role": role, "factory": factory}
+        path = f"/users/{_q(username)}/roles"
+        result: UserView = self._call("POST", path, UserView, json=body)
+        return result
+
+    def create_organisation(self, **fields: Any) -> OrganisationView:
+        result: OrganisationView = self._call(
+            "POST", "/organisations", OrganisationView, json=fields
+        )
+        return result
+
+    def create_token(
+        self, name: str = "cli", username: str | None = None, ttl_days: int | None = None
+    ) -> NewToken:
+        body = {"name": name, "username": username, "ttl_days": ttl_days}
+        result: NewToken = self._call("POST", "/tokens", NewToken, json=body)
+        return result
+
+    def list_tokens(self) -> list[TokenView]:
+        result: list[TokenView] = self._call("GET", "/tokens", list[TokenView])
+        return result
+
+    def revoke_token(self, token_id: int) -> TokenView:
+        result: TokenView = self._call("DELETE", f"/tokens/{token_id}", TokenView)
+        return result
+
+
+def _q(segment: str) -> str:
+    return quote(segment, safe="")
+
+
+def _body(spec: dict[str, Any] | BaseModel) -> Any:
+    return spec.model_dump(mode="json") if isinstance(spec, BaseModel) else spec
+
+
+def _error_from(response: httpx.Response) -> errors.AIFactoryError:
+    try:
+        body = response.json()["error"]
+        details = [errors.FieldError(**d) for d in body.get("details", [])]
+        cls = _BY_CODE.get(body["code"], errors.AIFactoryError)
+        return cls(body["message"], details, {"status": response.status_code})
+    except (ValueError, KeyError, TypeError):
+        return errors.AIFactoryError(f"HTTP {response.status_code}: {response.text[:200]}")

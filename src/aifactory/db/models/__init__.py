@@ -1,0 +1,27 @@
+"""All models; importing this module registers every table on ``Base.metadata``."""
+
+from aifactory.db.models.base import Base
+from aifactory.db.models.identity import ApiToken, Membership, Organisation, RoleGrant, User
+from aifactory.db.models.registry import (
+    Country,
+    Factory,
+    FactoryMember,
+    FundingLine,
+    Partition,
+    System,
+)
+
+__all__ = [
+    "ApiToken",
+    "Base",
+    "Country",
+    "Factory",
+    "FactoryMember",
+    "FundingLine",
+    "Membership",
+    "Organisation",
+    "Partition",
+    "RoleGrant",
+    "System",
+    "User",
+]

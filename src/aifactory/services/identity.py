@@ -1,0 +1,255 @@
+"""Identity use cases: users, organisations, memberships, roles and API tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import datetime, timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import VerificationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from aifactory.db.models import ApiToken, Country, Factory, Membership, Organisation, RoleGrant, User
+from aifactory.db.types import utcnow
+from aifactory.domain.enums import OrganisationType, Role
+from aifactory.errors import Conflict, Invalid, NotFound, Unauthenticated
+from aifactory.services.permissions import Principal
+from aifactory.services.views import NewToken, OrganisationView, RoleView, TokenView, UserView
+
+TOKEN_PREFIX = "aif_"
+_hasher = PasswordHasher()
+
+
+def hash_token(token: str) -> str:
+    """Tokens carry 256 random bits, so one SHA-256 is enough (no KDF needed to resist guessing)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str | None, password: str) -> bool:
+    if not password_hash:
+        return False
+    try:
+        return _hasher.verify(password_hash, password)
+    except VerificationError:
+        return False
+
+
+# --- users and organisations -----------------------------------------------------------------
+
+
+def create_user(
+    session: Session,
+    username: str,
+    email: str,
+    full_name: str = "",
+    password: str | None = None,
+    roles: list[tuple[Role, str | None]] | None = None,
+) -> UserView:
+    if session.scalar(select(User.id).where(User.username == username)) is not None:
+        raise Conflict(f"user {username!r} already exists")
+    user = User(
+        username=username,
+        email=email,
+        full_name=full_name,
+        password_hash=hash_password(password) if password else None,
+    )
+    session.add(user)
+    session.flush()
+    for role, factory in roles or []:
+        grant_role(session, username, role, factory)
+    return user_view(session, _user(session, username))
+
+
+def get_user(session: Session, username: str) -> UserView:
+    return user_view(session, _user(session, username))
+
+
+def list_users(session: Session) -> list[UserView]:
+    return [user_view(session, u) for u in session.scalars(select(User).order_by(User.username))]
+
+
+def grant_role(session: Session, username: str, role: Role, factory: str | None) -> UserView:
+    """Give a role; factory operators need a factory, other roles must not name one."""
+    user = _user(session, username)
+    if (role == Role.FACTORY_OPERATOR) != (factory is not None):
+        raise Invalid.field(
+            "factory", "operator_scope", "factory_operator needs a factory; other roles take none"
+        )
+    factory_id = _factory_id(session, factory) if factory else None
+    exists = any(g.role == role and g.factory_id == factory_id for g in user.roles)
+    if not exists:
+        user.roles.append(RoleGrant(role=role, factory_id=factory_id))
+        session.flush()
+    return user_view(session, user)
+
+
+def create_organisation(
+    session: Session,
+    name: str,
+    type: OrganisationType,
+    country_code: str,
+    staff_headcount: int | None = None,
+    annual_turnover_eur: int | None = None,
+    balance_sheet_eur: int | None = None,
+) -> OrganisationView:
+    if session.scalar(select(Organisation.id).where(Organisation.name == name)) is not None:
+        raise Conflict(f"organisation {name!r} already exists")
+    if session.get(Country, country_code) is None:
+        raise Invalid.field("country_code", "known_country", f"unknown country {country_code!r}")
+    org = Organisation(
+        name=name,
+        type=type,
+        country_code=country_code,
+        staff_headcount=staff_headcount,
+        annual_turnover_eur=annual_turnover_eur,
+        balance_sheet_eur=balance_sheet_eur,
+        enterprise_links=[],
+    )
+    session.add(org)
+    session.flush()
+    return OrganisationView.model_validate(org)
+
+
+def list_organisations(session: Session) -> list[OrganisationView]:
+    rows = session.scalars(select(Organisation).order_by(Organisation.name))
+    return [OrganisationView.model_validate(o) for o in rows]
+
+
+def add_membership(session: Session, username: str, organisation: str) -> UserView:
+    user = _user(session, username)
+    org = session.scalar(select(Organisation).where(Organisation.name == organisation))
+    if org is None:
+        raise NotFound(f"organisation {organisation!r} not found")
+    if not any(m.organisation_id == org.id for m in user.memberships):
+        user.memberships.append(Membership(organisation_id=org.id))
+        session.flush()
+    return user_view(session, user)
+
+
+def user_view(session: Session, user: User) -> UserView:
+    names = dict(session.execute(select(Factory.id, Factory.name)).tuples().all())
+    return UserView(
+        id=user.id,
+        username=user.username,
+        email=user.email,
+        full_name=user.full_name,
+        is_active=user.is_active,
+        roles=[
+            RoleView(role=g.role, factory=names.get(g.factory_id) if g.factory_id else None)
+            for g in sorted(user.roles, key=lambda g: (g.role, g.factory_id or 0))
+        ],
+        organisations=sorted(m.organisation.name for m in user.memberships),
+    )
+
+
+# --- tokens ----------------------------------------------------------------------------------
+
+
+def create_token(
+    session: Session, username: str, name: str, ttl_days: int, now: datetime | None = None
+) -> NewToken:
+    """Make a random token; only its hash is stored and the secret is returned this once."""
+    user = _user(session, username)
+    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    created = now or utcnow()
+    row = ApiToken(
+        user_id=user.id,
+        name=name,
+        prefix=secret[:12],
+        token_hash=hash_token(secret),
+        created_at=created,
+        expires_at=created + timedelta(days=ttl_days),
+    )
+    session.add(row)
+    session.flush()
+    return NewToken(**token_view(row).model_dump(), token=secret)
+
+
+def list_tokens(session: Session, username: str | None = None) -> list[TokenView]:
+    query = select(ApiToken).order_by(ApiToken.id)
+    if username is not None:
+        query = query.where(ApiToken.user_id == _user(session, username).id)
+    return [token_view(t) for t in session.scalars(query)]
+
+
+def get_token(session: Session, token_id: int) -> TokenView:
+    row = session.get(ApiToken, token_id)
+    if row is None:
+        raise NotFound(f"token {token_id} not found")
+    return token_view(row)
+
+
+def revoke_token(session: Session, token_id: int) -> TokenView:
+    row = session.get(ApiToken, token_id)
+    if row is None:
+        raise NotFound(f"token {token_id} not found")
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+        session.flush()
+    return token_view(row)
+
+
+def authenticate(session: Session, token: str, now: datetime | None = None) -> Principal:
+    """Resolve a bearer token to a principal; unknown, revoked or expired tokens are refused."""
+    row = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
+    moment = now or utcnow()
+    if row is None or not row.user.is_active:
+        raise Unauthenticated("invalid API token")
+    if row.revoked_at is not None:
+        raise Unauthenticated("API token revoked")
+    if row.expires_at <= moment:
+        raise Unauthenticated("API token expired")
+    return principal_of(row.user)
+
+
+def principal_of(user: User) -> Principal:
+    return Principal(
+        user_id=user.id,
+        username=user.username,
+        roles=frozenset((Role(g.role), g.factory_id) for g in user.roles),
+    )
+
+
+def token_view(row: ApiToken) -> TokenView:
+    return TokenView(
+        id=row.id,
+        name=row.name,
+        prefix=row.prefix,
+        username=row.user.username,
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        revoked_at=row.revoked_at,
+        last_used_at=row.last_used_at,
+    )
+
+
+def _user(session: Session, username: str) -> User:
+    user = session.scalar(select(User).where(User.username == username))
+    if user is None:
+        raise NotFound(f"user {username!r} not found")
+    return user
+
+
+def _factory_id(session: Session, name: str) -> int:
+    fid = session.scalar(select(Factory.id).where(Factory.name == name))
+    if fid is None:
+        raise NotFound(f"factory {name!r} not found")
+    return fid
+
+
+def bootstrap_admin(session: Session, username: str, ttl_days: int) -> NewToken:
+    """Make sure a federation admin called ``username`` exists and hand out a fresh token.
+
+    This is the one identity operation that bypasses the API: the first admin has no token to
+    call it with. It runs on the server's own database (``aif admin bootstrap``).
+    """
+    if session.scalar(select(User.id).where(User.username == username)) is None:
+        create_user(session, username, f"{username}@localhost", "Federation administrator")
+    grant_role(session, username, Role.FEDERATION_ADMIN, None)
+    return create_token(session, username, "bootstrap", ttl_days)
