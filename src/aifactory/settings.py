@@ -6,9 +6,10 @@ import re
 from datetime import date
 from importlib.resources import files
 from pathlib import Path
+from typing import Annotated
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from aifactory.domain.enums import CountryStatus
@@ -57,26 +58,32 @@ class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
+# Strict numbers and flags: JSON false is not a number and 0 is not a boolean.
+SInt = Annotated[int, Strict()]
+SFloat = Annotated[float, Strict()]
+SBool = Annotated[bool, Strict()]
+
+
 class PartitionSpec(_Spec):
     """A uniform slice of a system. Capacities are never negative; factors are positive."""
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_\-]{0,63}$")
     gpu_model: str = Field(min_length=1, max_length=64)
-    nodes: int = Field(ge=1, le=100_000)
-    gpus_per_node: int = Field(ge=0, le=64)
-    gpu_memory_gb: float = Field(ge=0, le=10_000)
-    cpus_per_node: int = Field(default=0, ge=0, le=10_000)
-    memory_gb: float = Field(default=0, ge=0, le=1_000_000)
-    charge_factor: float = Field(default=1.0, gt=0, le=100)
-    max_time_hours: float = Field(default=48, gt=0, le=24 * 365)
-    configuration: bool = True
+    nodes: SInt = Field(ge=1, le=100_000)
+    gpus_per_node: SInt = Field(ge=0, le=64)
+    gpu_memory_gb: SFloat = Field(ge=0, le=10_000)
+    cpus_per_node: SInt = Field(default=0, ge=0, le=10_000)
+    memory_gb: SFloat = Field(default=0, ge=0, le=1_000_000)
+    charge_factor: SFloat = Field(default=1.0, gt=0, le=100)
+    max_time_hours: SFloat = Field(default=48, gt=0, le=24 * 365)
+    configuration: SBool = True
 
 
 class SystemSpec(_Spec):
     name: str = Field(pattern=_NAME)
     kind: SystemKind
     base_system: str | None = Field(default=None, max_length=100)
-    deployment_year: int | None = Field(default=None, ge=2000, le=2100)
+    deployment_year: SInt | None = Field(default=None, ge=2000, le=2100)
     experimental_platform: str | None = Field(default=None, max_length=200)
     description: str = Field(default="", max_length=2000)
     partitions: list[PartitionSpec] = Field(default_factory=list)
@@ -90,10 +97,10 @@ class SystemSpec(_Spec):
 class CapacitySplit(_Spec):
     """Shares of a factory's capacity by who pays for it; they sum to 1."""
 
-    eu: float = Field(ge=0, le=1)
-    national: float = Field(ge=0, le=1)
-    commercial: float = Field(ge=0, le=1)
-    configuration: bool = True
+    eu: SFloat = Field(ge=0, le=1)
+    national: SFloat = Field(ge=0, le=1)
+    commercial: SFloat = Field(ge=0, le=1)
+    configuration: SBool = True
 
     @model_validator(mode="after")
     def _sums_to_one(self) -> CapacitySplit:
@@ -133,15 +140,15 @@ class CountrySpec(_Spec):
 class FundingSpec(_Spec):
     source: FundingSource
     purpose: str = ""
-    amount_eur: int = Field(ge=0)
-    configuration: bool = False
+    amount_eur: SInt = Field(ge=0)
+    configuration: SBool = False
 
 
 class FederationMeta(_Spec):
     name: str
     selected_by: str
-    total_funding_eur: int = Field(ge=0)
-    eu_share: float = Field(ge=0, le=1)
+    total_funding_eur: SInt = Field(ge=0)
+    eu_share: SFloat = Field(ge=0, le=1)
     next_hosting_cutoff: date | None = None
     funding: list[FundingSpec]
 

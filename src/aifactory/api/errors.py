@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
+from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from aifactory.errors import AIFactoryError, FieldError
 
@@ -55,12 +58,18 @@ class ErrorResponse(BaseModel):
     error: ErrorBody
 
 
-def error_json(status: int, code: str, message: str, details: list[FieldError]) -> JSONResponse:
-    body = {
-        "error": {"code": code, "message": message, "details": [d.as_dict() for d in details]}
-    }
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse(body, status_code=status, headers=headers)
+def error_json(
+    status: int,
+    code: str,
+    message: str,
+    details: list[FieldError],
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    body = {"error": {"code": code, "message": message, "details": [d.as_dict() for d in details]}}
+    out = dict(headers or {})
+    if status == 401:
+        out["WWW-Authenticate"] = "Bearer"
+    return JSONResponse(body, status_code=status, headers=out)
 
 
 def pydantic_details(errors: Any) -> list[FieldError]:
@@ -81,18 +90,31 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _request(_: Request, exc: RequestValidationError) -> JSONResponse:
         details = pydantic_details(exc.errors())
-        return error_json(422, "invalid", "invalid input: " + "; ".join(
-            f"{d.field}: {d.message}" for d in details), details)
+        return error_json(
+            422,
+            "invalid",
+            "invalid input: " + "; ".join(f"{d.field}: {d.message}" for d in details),
+            details,
+        )
 
     @app.exception_handler(ValidationError)
     async def _model(_: Request, exc: ValidationError) -> JSONResponse:
         details = pydantic_details(exc.errors())
         return error_json(422, "invalid", "invalid input", details)
 
+    @app.exception_handler(IntegrityError)
+    async def _integrity(request: Request, exc: IntegrityError) -> JSONResponse:
+        # Services check uniqueness first; this catches the race between check and insert.
+        log.warning("integrity error on %s %s: %s", request.method, request.url.path, exc.orig)
+        return error_json(409, "conflict", "conflicts with existing data; nothing was stored", [])
+
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = HTTP_CODES.get(exc.status_code, "error")
-        return error_json(exc.status_code, code, str(exc.detail), [])
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(allowed_methods(request))
+        return error_json(exc.status_code, code, str(exc.detail), [], headers)
 
     @app.exception_handler(Exception)
     async def _last_resort(request: Request, exc: Exception) -> JSONResponse:
@@ -100,9 +122,20 @@ def install(app: FastAPI) -> None:
         return error_json(500, "internal", "internal error; the server log has the details", [])
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """Every method any route serves on this path (Starlette only names the matched route's)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match != Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)
+
+
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse, "description": code}
     for status, code in {
+        400: "malformed request body",
         401: "unauthenticated",
         403: "forbidden",
         404: "not_found",

@@ -7,7 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from aifactory.domain.enums import OrganisationType, Role
 from aifactory.domain.registry import FactoryStatus
 from aifactory.services.views import *  # noqa: F403  (one import place for API users)
-from aifactory.settings import CapacitySplit
+from aifactory.settings import CapacitySplit, SFloat, SInt
 
 
 class _In(BaseModel):
@@ -24,13 +24,13 @@ class FactoryUpdate(_In):
 
 class PartitionUpdate(_In):
     gpu_model: str | None = Field(default=None, min_length=1, max_length=64)
-    nodes: int | None = Field(default=None, ge=1, le=100_000)
-    gpus_per_node: int | None = Field(default=None, ge=0, le=64)
-    gpu_memory_gb: float | None = Field(default=None, ge=0, le=10_000)
-    cpus_per_node: int | None = Field(default=None, ge=0, le=10_000)
-    memory_gb: float | None = Field(default=None, ge=0, le=1_000_000)
-    charge_factor: float | None = Field(default=None, gt=0, le=100)
-    max_time_hours: float | None = Field(default=None, gt=0, le=24 * 365)
+    nodes: SInt | None = Field(default=None, ge=1, le=100_000)
+    gpus_per_node: SInt | None = Field(default=None, ge=0, le=64)
+    gpu_memory_gb: SFloat | None = Field(default=None, ge=0, le=10_000)
+    cpus_per_node: SInt | None = Field(default=None, ge=0, le=10_000)
+    memory_gb: SFloat | None = Field(default=None, ge=0, le=1_000_000)
+    charge_factor: SFloat | None = Field(default=None, gt=0, le=100)
+    max_time_hours: SFloat | None = Field(default=None, gt=0, le=24 * 365)
 
 
 class RoleIn(_In):
@@ -51,9 +51,9 @@ class OrganisationCreate(_In):
     name: str = Field(min_length=1, max_length=200)
     type: OrganisationType
     country_code: str = Field(pattern=r"^[A-Z]{2}$")
-    staff_headcount: int | None = Field(default=None, ge=0, le=10_000_000)
-    annual_turnover_eur: int | None = Field(default=None, ge=0, le=10**13)
-    balance_sheet_eur: int | None = Field(default=None, ge=0, le=10**13)
+    staff_headcount: SInt | None = Field(default=None, ge=0, le=10_000_000)
+    annual_turnover_eur: SInt | None = Field(default=None, ge=0, le=10**13)
+    balance_sheet_eur: SInt | None = Field(default=None, ge=0, le=10**13)
 
 
 class MembershipIn(_In):
@@ -65,4 +65,4 @@ class TokenCreate(_In):
     username: str | None = Field(
         default=None, max_length=64, description="admins may create tokens for other users"
     )
-    ttl_days: int | None = Field(default=None, ge=1, le=3650)
+    ttl_days: SInt | None = Field(default=None, ge=1, le=3650)

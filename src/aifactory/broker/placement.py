@@ -146,9 +146,7 @@ def estimate_start(job: JobRequest, site: SiteView, now: float) -> float:
     return now + site.queued_gpu_seconds / max(site.total_gpus, 1)
 
 
-def _split(
-    job: JobRequest, sites: tuple[SiteView, ...]
-) -> tuple[list[SiteView], dict[str, str]]:
+def _split(job: JobRequest, sites: tuple[SiteView, ...]) -> tuple[list[SiteView], dict[str, str]]:
     ok: list[SiteView] = []
     rejected: dict[str, str] = {}
     for site in sites:
@@ -206,7 +204,9 @@ class _HomePolicy:
         return _decide(job, home, rejected, now, _by_start_then_name)
 
 
-def _broker_key(job: JobRequest, site: SiteView, start: float, now: float) -> tuple[float | str, ...]:
+def _broker_key(
+    job: JobRequest, site: SiteView, start: float, now: float
+) -> tuple[float | str, ...]:
     return (start, site.charge_factor, site.name)
 
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 
 
-def config_dir(environ: dict[str, str] | None = None) -> Path:
+def config_dir(environ: Mapping[str, str] | None = None) -> Path:
     env = os.environ if environ is None else environ
     if env.get("AIF_CONFIG_DIR"):
         return Path(env["AIF_CONFIG_DIR"])
@@ -24,7 +25,7 @@ class CliConfig:
     token: str | None = None
 
 
-def load(environ: dict[str, str] | None = None) -> CliConfig:
+def load(environ: Mapping[str, str] | None = None) -> CliConfig:
     """Stored config, with AIF_URL / AIF_TOKEN from the environment taking precedence."""
     env = os.environ if environ is None else environ
     path = config_dir(env) / "config.json"
@@ -35,7 +36,7 @@ def load(environ: dict[str, str] | None = None) -> CliConfig:
     )
 
 
-def save(cfg: CliConfig, environ: dict[str, str] | None = None) -> Path:
+def save(cfg: CliConfig, environ: Mapping[str, str] | None = None) -> Path:
     """Write the config readable by its owner only (created 0600, never world-readable)."""
     directory = config_dir(environ)
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)

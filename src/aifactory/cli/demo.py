@@ -17,7 +17,9 @@ def run_demo() -> None:
     settings = load_settings()
     console.print(Rule("aifactory demo: the embedded federation"))
     db = prepare(settings)
-    console.print(f"database: {db.engine.url.render_as_string(hide_password=True)} (migrated, seeded)")
+    console.print(
+        f"database: {db.engine.url.render_as_string(hide_password=True)} (migrated, seeded)"
+    )
     with db.session() as session:
         admin = bootstrap_admin(session, "admin", ttl_days=1)
     with BackgroundServer(settings, db) as server:

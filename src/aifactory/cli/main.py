@@ -68,9 +68,7 @@ def serve(
     settings = load_settings()
     db = prepare(settings)
     console.print(f"database: {db.engine.url.render_as_string(hide_password=True)}")
-    uvicorn.run(
-        create_app(settings, db), host=host or settings.host, port=port or settings.port
-    )
+    uvicorn.run(create_app(settings, db), host=host or settings.host, port=port or settings.port)
 
 
 @app.command()
@@ -142,7 +140,9 @@ def factories_list() -> None:
 
 @factories_app.command("show")
 @friendly
-def factories_show(name: Annotated[str, typer.Argument(help="factory name, e.g. 'LUMI AIF'")]) -> None:
+def factories_show(
+    name: Annotated[str, typer.Argument(help="factory name, e.g. 'LUMI AIF'")],
+) -> None:
     """Show one factory: consortium, capacity split, systems and partitions."""
     with client() as c:
         console.print(render.factory_detail(c.get_factory(name)))
@@ -162,7 +162,9 @@ def admin_create_user(
     username: str,
     email: Annotated[str, typer.Option(help="e-mail address")],
     full_name: Annotated[str, typer.Option(help="full name")] = "",
-    role: Annotated[list[str] | None, typer.Option(help="role, or role@Factory for operators")] = None,
+    role: Annotated[
+        list[str] | None, typer.Option(help="role, or role@Factory for operators")
+    ] = None,
     organisation: Annotated[str | None, typer.Option(help="organisation to join")] = None,
 ) -> None:
     """Create a user with roles (e.g. --role reviewer --role 'factory_operator@LUMI AIF')."""
@@ -172,7 +174,10 @@ def admin_create_user(
     ]
     with client() as c:
         user = c.create_user(
-            username=username, email=email, full_name=full_name, roles=roles,
+            username=username,
+            email=email,
+            full_name=full_name,
+            roles=roles,
             organisation=organisation,
         )
     console.print(f"created {render.user_line(user)}")

@@ -55,9 +55,16 @@ def factory_detail(f: FactoryView) -> Group:
         kind = s.kind + (f" of {s.base_system}" if s.base_system else "")
         for p in s.partitions:
             parts.add_row(
-                s.name, kind, str(s.deployment_year or "-"), p.name, p.gpu_model,
-                str(p.nodes), str(p.gpus_per_node), f"{p.gpu_memory_gb:g}",
-                f"{p.charge_factor:g}", f"{p.max_time_hours:g}",
+                s.name,
+                kind,
+                str(s.deployment_year or "-"),
+                p.name,
+                p.gpu_model,
+                str(p.nodes),
+                str(p.gpus_per_node),
+                f"{p.gpu_memory_gb:g}",
+                f"{p.charge_factor:g}",
+                f"{p.max_time_hours:g}",
                 "configuration" if p.configuration else "announcement",
             )
         if s.experimental_platform:
@@ -102,8 +109,12 @@ def tokens_table(tokens: list[TokenView]) -> Table:
     for t in tokens:
         revoked = t.revoked_at.isoformat(timespec="seconds") if t.revoked_at else "-"
         table.add_row(
-            str(t.id), t.name, t.prefix + "…", t.username,
-            t.expires_at.date().isoformat(), revoked,
+            str(t.id),
+            t.name,
+            t.prefix + "…",
+            t.username,
+            t.expires_at.date().isoformat(),
+            revoked,
         )
     return table
 

@@ -7,6 +7,7 @@ due on Tuesday (Monday is day 1), and so is one submitted on Saturday.
 
 from __future__ import annotations
 
+import calendar
 from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime, timedelta
 from functools import cache
@@ -82,6 +83,16 @@ def working_days_between(
     days = (b - a).days
     count = sum(is_working_day(a + timedelta(days=i), hol) for i in range(1, days + 1))
     return sign * count
+
+
+def add_months(day: date, months: int) -> date:
+    """Same day ``months`` later, clamped to the month's last day (31 Jan + 1 = 28/29 Feb).
+
+    Used for allocation ends (start + duration) and the PI contract rule.
+    """
+    index = day.month - 1 + months
+    year, month = day.year + index // 12, index % 12 + 1
+    return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
 
 
 def _from_submission(submitted: date, cutoff: date | None) -> date:

@@ -11,14 +11,22 @@ from argon2.exceptions import VerificationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from aifactory.db.models import ApiToken, Country, Factory, Membership, Organisation, RoleGrant, User
+from aifactory.db.models import (
+    ApiToken,
+    Country,
+    Factory,
+    Membership,
+    Organisation,
+    RoleGrant,
+    User,
+)
 from aifactory.db.types import utcnow
 from aifactory.domain.enums import OrganisationType, Role
 from aifactory.errors import Conflict, Invalid, NotFound, Unauthenticated
 from aifactory.services.permissions import Principal
 from aifactory.services.views import NewToken, OrganisationView, RoleView, TokenView, UserView
 
-TOKEN_PREFIX = "aif_"
+TOKEN_PREFIX = "aif_"  # noqa: S105 (a label, not a secret)
 _hasher = PasswordHasher()
 
 
@@ -133,7 +141,7 @@ def add_membership(session: Session, username: str, organisation: str) -> UserVi
 
 
 def user_view(session: Session, user: User) -> UserView:
-    names = dict(session.execute(select(Factory.id, Factory.name)).tuples().all())
+    names = {fid: name for fid, name in session.execute(select(Factory.id, Factory.name))}
     return UserView(
         id=user.id,
         username=user.username,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session, selectinload
 
 from aifactory.db.models import (
@@ -39,7 +39,6 @@ from aifactory.settings import (
     PartitionSpec,
     SystemSpec,
 )
-
 
 # --- seeding ---------------------------------------------------------------------------------
 
@@ -116,8 +115,10 @@ def federation_summary(session: Session) -> FederationSummary:
     grouped = countries_by_status((code, status[code]) for code in involved)
     systems = [s for f in factories for s in f.systems]
     partitions = [p for s in systems for p in s.partitions]
-    gpus = {f.name: sum(p.nodes * p.gpus_per_node for s in f.systems for p in s.partitions)
-            for f in factories}
+    gpus = {
+        f.name: sum(p.nodes * p.gpus_per_node for s in f.systems for p in s.partitions)
+        for f in factories
+    }
     funding: dict[str, int] = {}
     for line in session.scalars(select(FundingLine)):
         funding[line.source] = funding.get(line.source, 0) + line.amount_eur
@@ -143,6 +144,8 @@ def federation_summary(session: Session) -> FederationSummary:
 def add_country(session: Session, spec: CountrySpec) -> CountryView:
     if session.get(Country, spec.code) is not None:
         raise Conflict(f"country {spec.code} already exists")
+    if session.scalar(select(Country.code).where(Country.name == spec.name)) is not None:
+        raise Conflict(f"a country named {spec.name!r} already exists")
     country = Country(code=spec.code, name=spec.name, status=spec.status)
     session.add(country)
     session.flush()
@@ -183,8 +186,8 @@ def update_factory(session: Session, name: str, changes: dict[str, object]) -> F
     if "capacity_split" in changes:
         split = changes.pop("capacity_split")
         assert isinstance(split, CapacitySplit)
-        for column, value in _split_columns(split).items():
-            setattr(factory, column, value)
+        for column, share in _split_columns(split).items():
+            setattr(factory, column, share)
     for key in ("status", "hosting_entity", "city"):
         if key in changes:
             value = changes[key]
@@ -241,7 +244,7 @@ def factory_id(session: Session, name: str) -> int:
 # --- helpers ---------------------------------------------------------------------------------
 
 
-def _factory_query():  # type: ignore[no-untyped-def]
+def _factory_query() -> Select[Factory]:
     return select(Factory).options(
         selectinload(Factory.members),
         selectinload(Factory.systems).selectinload(System.partitions),

@@ -71,9 +71,7 @@ def clean_swf(
             continue
         req = rec.req_time if rec.req_time > 0 else rec.run
         width = rec.req_procs if rec.req_procs > 0 else rec.alloc_procs
-        jobs.append(
-            Job(rec.job, rec.submit, min(rec.run, req), req, width, rec.user, rec.line)
-        )
+        jobs.append(Job(rec.job, rec.submit, min(rec.run, req), req, width, rec.user, rec.line))
     if not jobs:
         raise trace_error(log.path, f"no job passes the cleaning filter (dropped: {dropped})")
     name = log.path.rsplit("/", 1)[-1]

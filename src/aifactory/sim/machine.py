@@ -14,7 +14,7 @@ from aifactory.sim.model import Job
 __all__ = ["InvariantViolation", "Machine"]
 
 
-class InvariantViolation(RuntimeError):  # noqa: N818 - reads better than ...Error at call sites
+class InvariantViolation(RuntimeError):
     """A scheduling invariant broke: a simulator bug, never a user error."""
 
 
@@ -72,9 +72,15 @@ class Machine:
             free, and how many more than ``width`` are free at that moment.
         """
         avail = self.free
-        for end, _, w in self.running:
+        running = self.running
+        for i, (end, _, w) in enumerate(running):
             avail += w
             if avail >= width:
+                # Every job ending at that same second frees its units then, too.
+                for later_end, _, later_w in running[i + 1 :]:
+                    if later_end != end:
+                        break
+                    avail += later_w
                 return end, avail - width
         raise InvariantViolation(f"a job of width {width} can never fit in {self.capacity}")
 

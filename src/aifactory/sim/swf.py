@@ -76,11 +76,15 @@ class SwfLog:
 
 
 def _parse_fields(parts: list[str]) -> list[int]:
+    # Some logs write fractional CPU times or memory ("123.45"): round those fields only.
     try:
-        return [int(p) for p in parts]
+        return [int(p) if "." not in p else round(float(p)) for p in parts]
     except ValueError:
-        # Some logs write fractional CPU times or memory; round them. A non-number raises.
-        return [round(float(p)) for p in parts]
+        pass
+    try:
+        return [round(float(p)) for p in parts]  # exponents etc.; a non-number still raises
+    except OverflowError:
+        raise ValueError("a field is infinite") from None
 
 
 def _parse_header(line: str, header: dict[str, str]) -> None:

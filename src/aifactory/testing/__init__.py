@@ -1,1 +1,1 @@
-"""testing."""
+"""Helpers shared by tests: databases on both backends, users with roles, API clients."""

@@ -50,7 +50,9 @@ class Factory(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     members: Mapped[list[FactoryMember]] = relationship(
-        back_populates="factory", cascade="all, delete-orphan", order_by="FactoryMember.country_code"
+        back_populates="factory",
+        cascade="all, delete-orphan",
+        order_by="FactoryMember.country_code",
     )
     systems: Mapped[list[System]] = relationship(
         back_populates="factory", cascade="all, delete-orphan", order_by="System.name"

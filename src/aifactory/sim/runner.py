@@ -1,0 +1,162 @@
+"""One call from a trace file to a finished run: read, clean, route, simulate, measure.
+
+The CLI and the benchmark go through here, so they measure the same path a user runs.
+"""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aifactory.broker.placement import get_placement_policy
+from aifactory.errors import Invalid
+from aifactory.sim.cleaning import clean_swf
+from aifactory.sim.engine import Progress, SimResult, make_sites, simulate
+from aifactory.sim.federation import FederationRouter, assign_homes, check_fits
+from aifactory.sim.gpu_traces import read_alibaba_pods, read_philly, read_pollux
+from aifactory.sim.metrics import compute_metrics
+from aifactory.sim.model import SiteSpec, Trace
+from aifactory.sim.policies import make_policy
+from aifactory.sim.swf import read_swf
+
+__all__ = ["TRACE_FORMATS", "RunOutcome", "detect_format", "load_trace", "run_trace"]
+
+
+@dataclass(frozen=True)
+class _ReadOptions:
+    lenient: bool
+    capacity: int | None
+    estimate_from_runtime: bool
+
+
+def _swf(path: Path, o: _ReadOptions) -> Trace:
+    log = read_swf(path, lenient=o.lenient)
+    return clean_swf(log, capacity=o.capacity, estimate_from_runtime=o.estimate_from_runtime)
+
+
+def _gpu(reader: Callable[..., Trace]) -> Callable[[Path, _ReadOptions], Trace]:
+    def read(path: Path, o: _ReadOptions) -> Trace:
+        trace = reader(path, lenient=o.lenient)
+        if o.capacity is not None:
+            trace.capacity = o.capacity
+        return trace
+
+    return read
+
+
+TRACE_FORMATS: dict[str, Callable[[Path, _ReadOptions], Trace]] = {
+    "swf": _swf,
+    "philly": _gpu(read_philly),
+    "pollux": _gpu(read_pollux),
+    "alibaba-pods": _gpu(read_alibaba_pods),
+}
+
+#: CSV header signatures: every listed column present means that format.
+_SIGNATURES: tuple[tuple[str, frozenset[str]], ...] = (
+    ("philly", frozenset({"timestamp", "duration", "num_gpus"})),
+    ("pollux", frozenset({"time", "application", "num_replicas"})),
+    ("alibaba-pods", frozenset({"num_gpu", "gpu_milli", "creation_time"})),
+)
+
+
+def detect_format(path: Path) -> str:
+    """``swf`` for ``*.swf[.gz]`` or text starting with ``;``, else by the CSV header."""
+    if path.name.endswith((".swf", ".swf.gz")):
+        return "swf"
+    try:
+        with path.open("rb") as raw:
+            magic = raw.read(2)
+        opener = gzip.open if magic == b"\x1f\x8b" else open
+        with opener(path, "rt", encoding="latin-1") as fh:
+            first = fh.readline().strip()
+    except (OSError, EOFError):
+        return "swf"  # let the reader report the real problem with file and line
+    columns = {c.strip() for c in first.split(",")}
+    for name, needed in _SIGNATURES:
+        if needed <= columns:
+            return name
+    return "swf"
+
+
+def load_trace(
+    path: Path | str,
+    fmt: str = "auto",
+    *,
+    lenient: bool = False,
+    capacity: int | None = None,
+    estimate_from_runtime: bool = False,
+) -> Trace:
+    """Read and clean a trace of any supported format.
+
+    Raises:
+        Invalid: Unknown format, or anything the reader rejects (naming file and line).
+    """
+    p = Path(path)
+    name = detect_format(p) if fmt == "auto" else fmt
+    reader = TRACE_FORMATS.get(name)
+    if reader is None:
+        valid = ", ".join(["auto", *TRACE_FORMATS])
+        raise Invalid.field("format", "unknown", f"unknown trace format {fmt!r}; valid: {valid}")
+    return reader(p, _ReadOptions(lenient, capacity, estimate_from_runtime))
+
+
+@dataclass(slots=True)
+class RunOutcome:
+    """A finished run and its metrics."""
+
+    result: SimResult
+    metrics: dict[str, Any]
+
+
+def _single_site(trace: Trace) -> list[SiteSpec]:
+    if trace.capacity is None:
+        raise Invalid.field(
+            "capacity", "required", f"{trace.name} does not say how big the machine is; "
+            "pass --capacity or --sites",
+        )  # fmt: skip
+    if trace.capacity <= 0:
+        raise Invalid.field("capacity", "positive", "capacity must be at least 1")
+    wide = max(j.width for j in trace.jobs)
+    if wide > trace.capacity:
+        raise Invalid.field(
+            "capacity", "too_small", f"a job needs {wide} units but capacity is {trace.capacity}"
+        )
+    return [SiteSpec(trace.name, trace.capacity, 1)]
+
+
+def run_trace(
+    trace: Trace,
+    policy: str,
+    *,
+    sites: Sequence[SiteSpec] | None = None,
+    placement: str = "broker",
+    progress: Progress | None = None,
+    check: bool = True,
+) -> RunOutcome:
+    """Simulate a trace on one machine (no ``sites``) or on a federation of sites.
+
+    Raises:
+        Invalid: Unknown policy or placement, no capacity, or a job wider than every site.
+    """
+    make_policy(policy)  # fail on a bad name before any work
+    specs = list(sites) if sites else _single_site(trace)
+    router = None
+    if sites:
+        router_policy = get_placement_policy(placement)
+        check_fits(trace.jobs, specs, trace.name)
+        assign_homes(trace.jobs, len(specs))
+        router = FederationRouter(router_policy, specs)
+    runs = make_sites(specs, policy)
+    result = simulate(trace.jobs, runs, router=router, progress=progress, check=check)
+    context = {
+        "trace": trace.name,
+        "policy": policy,
+        "placement": placement if sites else None,
+        "unit": trace.unit,
+        "skipped_lines": trace.skipped_lines,
+        "dropped_by_filter": trace.dropped,
+    }
+    return RunOutcome(result, compute_metrics(result, **context))
