@@ -242,7 +242,7 @@ def apply(state: LedgerState, entry: LedgerEntry) -> LedgerState:
         Invalid, Conflict, QuotaExceeded: As the matching ``check_*`` function.
     """
     magnitude = entry.amount * _SIGN.get(entry.kind, 1)
-    _CHECKS[entry.kind](state, magnitude)
+    CHECKS[entry.kind](state, magnitude)
     return fold(state, entry)
 
 
@@ -253,7 +253,7 @@ def _check_expire(state: LedgerState, amount: int) -> LedgerEntry:
     return make_entry(K.EXPIRE, amount)
 
 
-_CHECKS: Mapping[K, Callable[[LedgerState, int], LedgerEntry]] = {
+CHECKS: Mapping[K, Callable[[LedgerState, int], LedgerEntry]] = {
     K.GRANT: check_grant,
     K.RESERVE: check_reserve,
     K.RELEASE: check_release,

@@ -33,14 +33,17 @@ REQ = JobRequest(nodes=2, gpus_per_node=4, time_limit_s=3600.0)
         (site("a"), replace(REQ, gpus_per_node=8), "needs 8 GPUs per node, partition has 4"),
         (site("a"), replace(REQ, nodes=11), "needs 11 nodes, partition has 10"),
         (site("a"), replace(REQ, gpu_model="MI300X"), "needs GPU model MI300X, partition has H100"),
-        (site("a"), replace(REQ, min_gpu_memory_gb=141), "needs 141 GB per GPU, partition has 80 GB"),
+        (site("a"), replace(REQ, min_gpu_memory_gb=141),
+         "needs 141 GB per GPU, partition has 80 GB"),
         (site("a"), replace(REQ, allowed_countries=frozenset({"DE", "IT"})),
          "country FI is not allowed (allowed: DE, IT)"),
         (site("a", budget_remaining_gpu_hours=7.0, charge_factor=1.0), REQ,
          "needs 8.0 GPU-hours of budget, 7.0 remain"),
     ],
 )  # fmt: skip
-def test_every_rejected_site_carries_its_reason(view: SiteView, job: JobRequest, reason: str) -> None:
+def test_every_rejected_site_carries_its_reason(
+    view: SiteView, job: JobRequest, reason: str
+) -> None:
     for policy in PLACEMENT_POLICIES.values():
         decision = policy.place(job, (view,), 0.0)
         assert decision.chosen is None
@@ -49,7 +52,9 @@ def test_every_rejected_site_carries_its_reason(view: SiteView, job: JobRequest,
 
 def test_budget_counts_the_charge_factor() -> None:
     view = site("a", budget_remaining_gpu_hours=10.0, charge_factor=1.5)
-    assert "needs 12.0 GPU-hours" in PLACEMENT_POLICIES["broker"].place(REQ, (view,), 0).rejected["a"]
+    assert (
+        "needs 12.0 GPU-hours" in PLACEMENT_POLICIES["broker"].place(REQ, (view,), 0).rejected["a"]
+    )
 
 
 def test_broker_ranks_by_start_then_charge_factor_then_name() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from simhelpers import job, run_one
 
@@ -24,7 +26,9 @@ def test_runs_are_deterministic() -> None:
 def test_progress_reports_every_job_finished_at_the_end() -> None:
     calls: list[tuple[int, int]] = []
     jobs = [job(i, i, 1, 5) for i in range(10)]
-    simulate(jobs, make_sites([SiteSpec("m", 2)], "easy"), progress=lambda d, t: calls.append((d, t)))
+    simulate(
+        jobs, make_sites([SiteSpec("m", 2)], "easy"), progress=lambda d, t: calls.append((d, t))
+    )
     assert calls[-1] == (10, 10)
 
 
@@ -78,10 +82,12 @@ def test_binned_series_are_time_weighted() -> None:
 def test_synthetic_workload_is_reproducible_and_hits_its_load() -> None:
     model = WorkloadModel(machine=128, load=0.6)
     a, b = generate(20000, model, seed=7), generate(20000, model, seed=7)
-    assert [(j.submit, j.width, j.run) for j in a.jobs] == [(j.submit, j.width, j.run) for j in b.jobs]
+    assert [(j.submit, j.width, j.run) for j in a.jobs] == [
+        (j.submit, j.width, j.run) for j in b.jobs
+    ]
     jobs = a.jobs
     assert all(1 <= j.width <= 128 and 1 <= j.run <= j.req for j in jobs)
-    assert all(x.submit <= y.submit for x, y in zip(jobs, jobs[1:], strict=False))
+    assert all(x.submit <= y.submit for x, y in itertools.pairwise(jobs))
     span = jobs[-1].submit - jobs[0].submit
     load = sum(j.width * j.run for j in jobs) / (128 * span)
     assert load == pytest.approx(0.6, rel=0.05)

@@ -81,7 +81,9 @@ def test_units_released_at_t_serve_a_job_arriving_at_t(policy: str) -> None:
 
 @pytest.mark.parametrize("policy", ["fcfs", "easy", "easy-sjbf", "conservative"])
 def test_every_policy_finishes_every_job_of_a_busy_trace(policy: str) -> None:
-    jobs = [job(i, i * 3, 1 + (i * 7) % 10, 20 + (i * 13) % 50, 5 + (i * 11) % 20) for i in range(200)]
+    jobs = [
+        job(i, i * 3, 1 + (i * 7) % 10, 20 + (i * 13) % 50, 5 + (i * 11) % 20) for i in range(200)
+    ]
     result = run_one(jobs, 10, policy)
     assert all(j.end == j.start + j.run and j.start >= j.submit for j in result.jobs)
 

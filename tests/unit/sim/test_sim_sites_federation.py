@@ -157,4 +157,6 @@ def test_alibaba_pods_keep_scheduled_gpu_pods(tmp_path: Path) -> None:
 def test_alibaba_nodes_group_into_sites(tmp_path: Path) -> None:
     path = tmp_path / "nodes.csv"
     path.write_text("sn,cpu_milli,memory_mib,gpu,model\nn0,1,1,8,V100\nn1,1,1,8,V100\nn2,1,1,0,\n")
-    assert [(s.name, s.nodes, s.units_per_node) for s in read_alibaba_nodes(path)] == [("V100-x8", 2, 8)]
+    assert [(s.name, s.nodes, s.units_per_node) for s in read_alibaba_nodes(path)] == [
+        ("V100-x8", 2, 8)
+    ]

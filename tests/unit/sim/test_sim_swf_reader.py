@@ -13,7 +13,26 @@ from aifactory.sim.swf import SWF_FIELDS, read_swf
 
 
 def line(job: int, submit: int, run: int, alloc: int, req_procs: int, req_time: int) -> str:
-    fields = [job, submit, 0, run, alloc, -1, -1, req_procs, req_time, -1, 1, 7, 1, -1, 1, -1, -1, -1]
+    fields = [
+        job,
+        submit,
+        0,
+        run,
+        alloc,
+        -1,
+        -1,
+        req_procs,
+        req_time,
+        -1,
+        1,
+        7,
+        1,
+        -1,
+        1,
+        -1,
+        -1,
+        -1,
+    ]
     return " ".join(str(f) for f in fields)
 
 
@@ -41,7 +60,9 @@ def test_header_size_takes_the_first_integer_of_a_text_value(tmp_path: Path) -> 
 
 
 def test_max_procs_wins_over_max_nodes(tmp_path: Path) -> None:
-    log = read_swf(write(tmp_path, line(1, 0, 5, 1, 1, 9) + "\n", header="; MaxNodes: 128\n; MaxProcs: 1024\n"))
+    log = read_swf(
+        write(tmp_path, line(1, 0, 5, 1, 1, 9) + "\n", header="; MaxNodes: 128\n; MaxProcs: 1024\n")
+    )
     assert log.max_procs == 1024
 
 
@@ -52,7 +73,9 @@ def test_unsorted_submit_times_are_sorted_stably(tmp_path: Path) -> None:
 
 
 def test_fractional_fields_are_rounded(tmp_path: Path) -> None:
-    log = read_swf(write(tmp_path, line(1, 0, 5, 1, 1, 9).replace(" -1 -1 1 9", " 12.6 -1 1 9", 1) + "\n"))
+    log = read_swf(
+        write(tmp_path, line(1, 0, 5, 1, 1, 9).replace(" -1 -1 1 9", " 12.6 -1 1 9", 1) + "\n")
+    )
     assert log.records[0].avg_cpu == 13
 
 
@@ -85,12 +108,14 @@ def test_trace_without_jobs_is_an_error(tmp_path: Path) -> None:
 
 
 def test_missing_file_is_an_error_naming_it(tmp_path: Path) -> None:
-    with pytest.raises(Invalid, match="nope.swf: cannot read trace"):
+    with pytest.raises(Invalid, match=r"nope\.swf: cannot read trace"):
         read_swf(tmp_path / "nope.swf")
 
 
 def cleaned(tmp_path: Path, *lines: str) -> tuple[list[tuple[int, int, int, int]], dict[str, int]]:
-    trace = clean_swf(read_swf(write(tmp_path, "\n".join([*lines, line(99, 0, 5, 1, 1, 9)]) + "\n")))
+    trace = clean_swf(
+        read_swf(write(tmp_path, "\n".join([*lines, line(99, 0, 5, 1, 1, 9)]) + "\n"))
+    )
     kept = [(j.id, j.width, j.run, j.req) for j in trace.jobs if j.id != 99]
     return kept, {k: v for k, v in trace.dropped.items() if v}
 
@@ -122,7 +147,9 @@ def test_runtime_is_capped_at_the_requested_time(tmp_path: Path) -> None:
 
 
 def test_estimate_from_runtime_keeps_traces_without_estimates(tmp_path: Path) -> None:
-    trace = clean_swf(read_swf(write(tmp_path, line(1, 0, 50, 1, 1, -1) + "\n")), estimate_from_runtime=True)
+    trace = clean_swf(
+        read_swf(write(tmp_path, line(1, 0, 50, 1, 1, -1) + "\n")), estimate_from_runtime=True
+    )
     assert [(j.run, j.req) for j in trace.jobs] == [(50, 50)]
 
 

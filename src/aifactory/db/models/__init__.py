@@ -1,5 +1,15 @@
 """All models; importing this module registers every table on ``Base.metadata``."""
 
+from aifactory.db.models.access import (
+    Allocation,
+    Event,
+    LedgerRow,
+    Project,
+    ProjectMember,
+    Proposal,
+    ProposalTransition,
+    ReviewAssignment,
+)
 from aifactory.db.models.base import Base
 from aifactory.db.models.identity import ApiToken, Membership, Organisation, RoleGrant, User
 from aifactory.db.models.registry import (
@@ -12,6 +22,14 @@ from aifactory.db.models.registry import (
 )
 
 __all__ = [
+    "Allocation",
+    "Event",
+    "LedgerRow",
+    "Project",
+    "ProjectMember",
+    "Proposal",
+    "ProposalTransition",
+    "ReviewAssignment",
     "ApiToken",
     "Base",
     "Country",

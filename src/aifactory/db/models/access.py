@@ -1,0 +1,160 @@
+"""Access to compute: proposals and their history, reviews, projects, allocations, ledger."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Date,
+    ForeignKey,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from aifactory.db.models.base import Base
+from aifactory.db.types import UTCDateTime, utcnow
+
+Share = Numeric(6, 5, asdecimal=True)
+
+
+class Proposal(Base):
+    __tablename__ = "proposals"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    call_id: Mapped[str] = mapped_column(String(64), index=True)
+    mode: Mapped[str] = mapped_column(String(2))
+    factory_id: Mapped[int | None] = mapped_column(ForeignKey("factories.id"))
+    partition_id: Mapped[int | None] = mapped_column(ForeignKey("partitions.id"))
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
+    applicant_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    title: Mapped[str] = mapped_column(String(200))
+    summary: Mapped[str] = mapped_column(Text, default="")
+    research_kind: Mapped[str] = mapped_column(String(16))
+    gpu_hours_milli: Mapped[int | None] = mapped_column(BigInteger)
+    duration_months: Mapped[int | None] = mapped_column(Integer)
+    start_date: Mapped[date | None] = mapped_column(Date)
+    pi_contract_end: Mapped[date | None] = mapped_column(Date)
+    hosting: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(32), index=True)
+    eligibility: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    cutoff: Mapped[date | None] = mapped_column(Date)
+    period_no: Mapped[int | None] = mapped_column(Integer)
+    deadline: Mapped[date | None] = mapped_column(Date)
+    assessed_gpu_hours_milli: Mapped[int | None] = mapped_column(BigInteger)
+    assessed_partition_id: Mapped[int | None] = mapped_column(ForeignKey("partitions.id"))
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    project_code: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    transitions: Mapped[list[ProposalTransition]] = relationship(
+        cascade="all, delete-orphan", order_by="ProposalTransition.id", lazy="selectin"
+    )
+    reviews: Mapped[list[ReviewAssignment]] = relationship(
+        cascade="all, delete-orphan", order_by="ReviewAssignment.id", lazy="selectin"
+    )
+
+
+class ProposalTransition(Base):
+    """Every status change: who, when, from, to, why."""
+
+    __tablename__ = "proposal_transitions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    proposal_id: Mapped[int] = mapped_column(ForeignKey("proposals.id"), index=True)
+    actor: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    from_status: Mapped[str] = mapped_column(String(32))
+    to_status: Mapped[str] = mapped_column(String(32))
+    comment: Mapped[str] = mapped_column(Text, default="")
+
+
+class ReviewAssignment(Base):
+    __tablename__ = "review_assignments"
+    __table_args__ = (UniqueConstraint("proposal_id", "reviewer_id", name="proposal_reviewer"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    proposal_id: Mapped[int] = mapped_column(ForeignKey("proposals.id"))
+    reviewer_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    scores: Mapped[dict[str, str] | None] = mapped_column(JSON)
+    comment: Mapped[str] = mapped_column(Text, default="")
+    assigned_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Project(Base):
+    __tablename__ = "projects"
+
+    code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    proposal_id: Mapped[int] = mapped_column(ForeignKey("proposals.id"), unique=True)
+    title: Mapped[str] = mapped_column(String(200))
+    mode: Mapped[str] = mapped_column(String(2))
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
+    factory_id: Mapped[int | None] = mapped_column(ForeignKey("factories.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    members: Mapped[list[ProjectMember]] = relationship(
+        cascade="all, delete-orphan", lazy="selectin", order_by="ProjectMember.user_id"
+    )
+
+
+class ProjectMember(Base):
+    __tablename__ = "project_members"
+
+    project_code: Mapped[str] = mapped_column(ForeignKey("projects.code"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    role: Mapped[str] = mapped_column(String(32))
+
+
+class Allocation(Base):
+    """GPU-hours for one project on one partition; the ledger holds its balance."""
+
+    __tablename__ = "allocations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_code: Mapped[str] = mapped_column(ForeignKey("projects.code"), index=True)
+    factory_id: Mapped[int] = mapped_column(ForeignKey("factories.id"), index=True)
+    partition_id: Mapped[int] = mapped_column(ForeignKey("partitions.id"))
+    start_date: Mapped[date] = mapped_column(Date)
+    end_date: Mapped[date] = mapped_column(Date)
+    eu_share: Mapped[Decimal] = mapped_column(Share)
+    national_share: Mapped[Decimal] = mapped_column(Share)
+    commercial_share: Mapped[Decimal] = mapped_column(Share)
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    usage_level: Mapped[str] = mapped_column(String(16), default="ok")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class LedgerRow(Base):
+    """Append-only: rows are inserted, never updated or deleted. Amounts in milli-GPU-hours."""
+
+    __tablename__ = "ledger_entries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    allocation_id: Mapped[int] = mapped_column(ForeignKey("allocations.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    amount_milli: Mapped[int] = mapped_column(BigInteger)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(64))
+    job_ref: Mapped[str | None] = mapped_column(String(64), index=True)
+    note: Mapped[str] = mapped_column(Text, default="")
+
+
+class Event(Base):
+    """Notable things users should hear about (budget warnings, hard stops, expiries)."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    subject: Mapped[str] = mapped_column(String(64), index=True)
+    message: Mapped[str] = mapped_column(Text)

@@ -1,0 +1,138 @@
+"""Read models of the access path: calls, eligibility, proposals, projects, allocations."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from pydantic import BaseModel
+
+
+class CallView(BaseModel):
+    id: str
+    title: str
+    mode: str
+    mode_name: str
+    factory: str | None
+    opens: date
+    closes: date | None
+    open_today: bool
+    next_cutoff: date | None
+    upcoming_cutoffs: list[date]
+    gpu_hours_limits: str | None
+    durations_months: list[int]
+    selection: str
+    steps: list[str]
+    service_level_working_days: int | None
+    service_level_counts_from: str | None
+    note: str
+
+
+class RuleView(BaseModel):
+    rule: str
+    passed: bool
+    reason: str
+
+
+class EligibilityView(BaseModel):
+    mode: str
+    eligible: bool
+    rules: list[RuleView]
+
+
+class TransitionView(BaseModel):
+    actor: str
+    at: datetime
+    from_status: str
+    to_status: str
+    comment: str
+
+
+class ReviewView(BaseModel):
+    reviewer: str
+    submitted: bool
+    scores: dict[str, Decimal] | None
+    comment: str
+
+
+class ProposalView(BaseModel):
+    id: int
+    call_id: str
+    mode: str
+    factory: str | None
+    partition: str | None
+    organisation: str
+    applicant: str
+    title: str
+    summary: str
+    research_kind: str
+    gpu_hours: Decimal | None
+    duration_months: int | None
+    start_date: date | None
+    pi_contract_end: date | None
+    status: str
+    submitted_at: datetime | None
+    cutoff: date | None
+    deadline: date | None
+    overdue: bool
+    assessed_gpu_hours: Decimal | None
+    assessed_partition: str | None
+    decided_at: datetime | None
+    project_code: str | None
+    hosting: dict[str, Any] | None
+    eligibility: list[RuleView] | None
+    transitions: list[TransitionView]
+    reviews: list[ReviewView]
+
+
+class LedgerEntryView(BaseModel):
+    id: int
+    kind: str
+    gpu_hours: Decimal
+    at: datetime
+    actor: str
+    job_ref: str | None
+    note: str
+
+
+class AllocationView(BaseModel):
+    id: int
+    project_code: str
+    factory: str
+    system: str
+    partition: str
+    start_date: date
+    end_date: date
+    status: str
+    usage_level: str
+    funding: dict[str, Decimal]
+    granted: Decimal
+    used: Decimal
+    reserved: Decimal
+    expired: Decimal
+    remaining: Decimal
+
+
+class MemberView(BaseModel):
+    username: str
+    role: str
+
+
+class ProjectView(BaseModel):
+    code: str
+    title: str
+    mode: str
+    organisation: str
+    factory: str | None
+    proposal_id: int
+    members: list[MemberView]
+    allocations: list[AllocationView]
+
+
+class DecisionBatchView(BaseModel):
+    call_id: str
+    cutoff: date
+    accepted: list[int]
+    rejected: list[int]
+    waiting: dict[int, str]

@@ -1,0 +1,205 @@
+"""Technical assessment, peer review and decisions on proposals."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from aifactory.db.models import Organisation, Proposal, ReviewAssignment, User
+from aifactory.domain import proposals as flow
+from aifactory.domain.clock import as_date
+from aifactory.domain.enums import ProposalStatus as S
+from aifactory.domain.enums import Role
+from aifactory.domain.ledger import to_milli
+from aifactory.errors import Conflict, Forbidden, Invalid, NotFound
+from aifactory.services import access, awards
+from aifactory.services.access_views import DecisionBatchView, ProposalView
+from aifactory.services.permissions import Principal
+from aifactory.services.proposals import (
+    earlier_in_queue,
+    load_for_update,
+    move,
+    resolve_partition,
+    view,
+)
+
+
+def assess(
+    session: Session,
+    who: Principal,
+    proposal_id: int,
+    feasible: bool,
+    now: datetime,
+    gpu_hours: Decimal | None = None,
+    partition: str | None = None,
+    comment: str = "",
+) -> ProposalView:
+    """The chosen factory's operator rules on feasibility, possibly adjusting hours/partition.
+
+    A feasible proposal moves on (to peer review, or straight to acceptance where the mode has
+    none); an infeasible one is rejected. FIFO calls are assessed in submission order.
+    """
+    proposal = load_for_update(session, proposal_id)
+    if not (who.is_admin or who.has(Role.FACTORY_OPERATOR, proposal.factory_id or -1)):
+        raise Forbidden("only an operator of the proposal's factory may assess it")
+    if proposal.status != S.TECHNICAL_ASSESSMENT:
+        raise Conflict(f"proposal {proposal_id} is {proposal.status}, not in technical assessment")
+    ahead = earlier_in_queue(session, proposal)
+    if ahead is not None:
+        raise Conflict(
+            f"first come, first served: proposal {ahead.id} (submitted {ahead.submitted_at}) "
+            "is ahead in this call's queue"
+        )
+    if not feasible:
+        move(proposal, S.REJECTED, who.username, now, comment or "technically infeasible")
+        session.flush()
+        return view(session, proposal, now)
+    _adjust(session, proposal, gpu_hours, partition)
+    mode = access.mode_of(access.get_call(proposal.call_id))
+    target = flow.forward(mode, S.TECHNICAL_ASSESSMENT)
+    move(proposal, target, who.username, now, comment or "technically feasible")
+    if target is S.ACCEPTED:
+        awards.award(session, proposal, now)
+    session.flush()
+    return view(session, proposal, now)
+
+
+def assign_reviewer(
+    session: Session, who: Principal, proposal_id: int, reviewer: str, now: datetime
+) -> ProposalView:
+    """Federation staff assign a reviewer; nobody reviews a proposal of their own organisation."""
+    if not who.is_admin:
+        raise Forbidden("only federation admins assign reviewers")
+    proposal = load_for_update(session, proposal_id)
+    if proposal.status not in (S.TECHNICAL_ASSESSMENT, S.PEER_REVIEW):
+        raise Conflict(f"proposal {proposal_id} is {proposal.status}; reviewers come before review")
+    user = session.scalar(select(User).where(User.username == reviewer))
+    if user is None:
+        raise Invalid.field("reviewer", "known_user", f"no user {reviewer!r}")
+    if not any(g.role == Role.REVIEWER for g in user.roles):
+        raise Invalid.field("reviewer", "reviewer_role", f"{reviewer} does not hold the reviewer role")
+    applicant_org = session.get_one(Organisation, proposal.organisation_id).name
+    for membership in user.memberships:
+        flow.check_reviewer(reviewer, membership.organisation.name, applicant_org)
+    if proposal.applicant_id == user.id:
+        raise Conflict(f"{reviewer} is the applicant", extra={"rule": "reviewer_conflict"})
+    if any(r.reviewer_id == user.id for r in proposal.reviews):
+        raise Conflict(f"{reviewer} is already assigned to proposal {proposal_id}")
+    proposal.reviews.append(ReviewAssignment(reviewer_id=user.id, assigned_at=now))
+    session.flush()
+    return view(session, proposal, now)
+
+
+def review(
+    session: Session,
+    who: Principal,
+    proposal_id: int,
+    scores: dict[str, Decimal],
+    now: datetime,
+    comment: str = "",
+) -> ProposalView:
+    """An assigned reviewer scores every criterion of the mode."""
+    proposal = load_for_update(session, proposal_id)
+    assignment = next((r for r in proposal.reviews if r.reviewer_id == who.user_id), None)
+    if assignment is None:
+        raise Forbidden(f"{who.username} is not assigned to review proposal {proposal_id}")
+    if proposal.status != S.PEER_REVIEW:
+        raise Conflict(f"proposal {proposal_id} is {proposal.status}, not in peer review")
+    rules = _review_rules(proposal)
+    flow.validate_scores(rules, scores)
+    assignment.scores = {k: str(v) for k, v in scores.items()}
+    assignment.comment, assignment.submitted_at = comment, now
+    session.flush()
+    return view(session, proposal, now)
+
+
+def decide(
+    session: Session, who: Principal, proposal_id: int, accept: bool, now: datetime, comment: str
+) -> ProposalView:
+    """Federation staff decide one proposal after peer review (cut-off modes: after its cut-off)."""
+    if not who.is_admin:
+        raise Forbidden("only federation admins decide")
+    proposal = load_for_update(session, proposal_id)
+    _decide(session, proposal, accept, who.username, now, comment)
+    return view(session, proposal, now)
+
+
+def decide_cutoff(
+    session: Session, who: Principal, call_id: str, cutoff: date, now: datetime
+) -> DecisionBatchView:
+    """Decide a cut-off's batch from the peer review outcome; incomplete reviews wait."""
+    if not who.is_admin:
+        raise Forbidden("only federation admins decide")
+    access.get_call(call_id)
+    batch = session.scalars(
+        select(Proposal)
+        .where(Proposal.call_id == call_id, Proposal.cutoff == cutoff)
+        .where(Proposal.status == S.PEER_REVIEW)
+        .order_by(Proposal.submitted_at)
+        .with_for_update()
+    ).all()
+    out = DecisionBatchView(call_id=call_id, cutoff=cutoff, accepted=[], rejected=[], waiting={})
+    for proposal in batch:
+        outcome = _outcome(proposal)
+        if isinstance(outcome, str):
+            out.waiting[proposal.id] = outcome
+            continue
+        _decide(session, proposal, outcome.passed, who.username, now, outcome.reason)
+        (out.accepted if outcome.passed else out.rejected).append(proposal.id)
+    return out
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _decide(
+    session: Session, proposal: Proposal, accept: bool, actor: str, at: datetime, comment: str
+) -> None:
+    if proposal.cutoff is not None and as_date(at) < proposal.cutoff:
+        raise Conflict(
+            f"proposal {proposal.id} belongs to the {proposal.cutoff} cut-off; "
+            "it is decided with its batch after that date"
+        )
+    move(proposal, S.ACCEPTED if accept else S.REJECTED, actor, at, comment)
+    if accept:
+        awards.award(session, proposal, at)
+    session.flush()
+
+
+def _outcome(proposal: Proposal) -> flow.PeerReviewOutcome | str:
+    rules = _review_rules(proposal)
+    done = [r for r in proposal.reviews if r.scores is not None]
+    if len(done) < rules.min_reviewers:
+        return f"{len(done)} of {rules.min_reviewers} reviews in"
+    reviews = [
+        flow.Review(str(r.reviewer_id), "", {k: Decimal(v) for k, v in (r.scores or {}).items()})
+        for r in done
+    ]
+    return flow.aggregate_reviews(rules, reviews)
+
+
+def _review_rules(proposal: Proposal) -> flow.PeerReviewRules:
+    rules = access.mode_of(access.get_call(proposal.call_id)).peer_review
+    if rules is None:
+        raise Conflict(f"mode {proposal.mode} has no peer review")
+    return rules
+
+
+def _adjust(
+    session: Session, proposal: Proposal, gpu_hours: Decimal | None, partition: str | None
+) -> None:
+    if gpu_hours is not None:
+        if gpu_hours <= 0:
+            raise Invalid.field("gpu_hours", "positive", f"{gpu_hours} GPU-hours is not > 0")
+        proposal.assessed_gpu_hours_milli = to_milli(gpu_hours)
+    if partition is not None:
+        proposal.assessed_partition_id = resolve_partition(session, proposal.factory_id, partition)
+    needs_partition = proposal.mode != "HC"
+    if needs_partition and (proposal.assessed_partition_id or proposal.partition_id) is None:
+        raise Invalid.field("partition", "required", "name the partition (SYSTEM/PARTITION) to award")
+
+
+_ = NotFound  # re-exported for callers that catch it alongside decisions
