@@ -7,8 +7,9 @@ from pydantic import BaseModel
 
 import aifactory
 from aifactory.api import errors
-from aifactory.api.routers import identity, registry
+from aifactory.api.routers import access, identity, projects, registry
 from aifactory.db.engine import Database
+from aifactory.db.types import utcnow
 from aifactory.settings import Settings
 
 
@@ -27,6 +28,7 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.db = db or Database(settings.effective_database_url)
+    app.state.clock = utcnow
     errors.install(app)
 
     api = APIRouter(prefix="/api/v1")
@@ -38,5 +40,7 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
 
     api.include_router(registry.router)
     api.include_router(identity.router)
+    api.include_router(access.router)
+    api.include_router(projects.router)
     app.include_router(api)
     return app

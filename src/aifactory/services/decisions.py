@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from aifactory.db.models import Organisation, Proposal, ReviewAssignment, User
 from aifactory.domain import proposals as flow
+from aifactory.domain.access_modes import PeerReviewRules
 from aifactory.domain.clock import as_date
 from aifactory.domain.enums import ProposalStatus as S
 from aifactory.domain.enums import Role
@@ -80,7 +81,9 @@ def assign_reviewer(
     if user is None:
         raise Invalid.field("reviewer", "known_user", f"no user {reviewer!r}")
     if not any(g.role == Role.REVIEWER for g in user.roles):
-        raise Invalid.field("reviewer", "reviewer_role", f"{reviewer} does not hold the reviewer role")
+        raise Invalid.field(
+            "reviewer", "reviewer_role", f"{reviewer} does not hold the reviewer role"
+        )
     applicant_org = session.get_one(Organisation, proposal.organisation_id).name
     for membership in user.memberships:
         flow.check_reviewer(reviewer, membership.organisation.name, applicant_org)
@@ -181,7 +184,7 @@ def _outcome(proposal: Proposal) -> flow.PeerReviewOutcome | str:
     return flow.aggregate_reviews(rules, reviews)
 
 
-def _review_rules(proposal: Proposal) -> flow.PeerReviewRules:
+def _review_rules(proposal: Proposal) -> PeerReviewRules:
     rules = access.mode_of(access.get_call(proposal.call_id)).peer_review
     if rules is None:
         raise Conflict(f"mode {proposal.mode} has no peer review")
@@ -199,7 +202,9 @@ def _adjust(
         proposal.assessed_partition_id = resolve_partition(session, proposal.factory_id, partition)
     needs_partition = proposal.mode != "HC"
     if needs_partition and (proposal.assessed_partition_id or proposal.partition_id) is None:
-        raise Invalid.field("partition", "required", "name the partition (SYSTEM/PARTITION) to award")
+        raise Invalid.field(
+            "partition", "required", "name the partition (SYSTEM/PARTITION) to award"
+        )
 
 
 _ = NotFound  # re-exported for callers that catch it alongside decisions

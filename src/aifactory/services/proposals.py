@@ -32,7 +32,7 @@ from aifactory.domain.clock import as_date, is_overdue, service_deadline
 from aifactory.domain.enums import ProposalStatus as S
 from aifactory.domain.enums import ResearchKind, Role, SelectionMethod
 from aifactory.domain.ledger import from_milli, to_milli
-from aifactory.errors import Conflict, Forbidden, Invalid, NotFound
+from aifactory.errors import Forbidden, Invalid, NotFound
 from aifactory.services import access
 from aifactory.services.access_views import ProposalView, ReviewView, RuleView, TransitionView
 from aifactory.services.permissions import Principal
@@ -148,8 +148,9 @@ def list_visible(
     query = _visible_query(who)
     if status:
         query = query.where(Proposal.status == status)
-    rows = session.scalars(query.order_by(Proposal.submitted_at.is_(None), Proposal.submitted_at,
-                                          Proposal.id))
+    rows = session.scalars(
+        query.order_by(Proposal.submitted_at.is_(None), Proposal.submitted_at, Proposal.id)
+    )
     return [view(session, p, now) for p in rows]
 
 
@@ -192,7 +193,10 @@ def view(session: Session, p: Proposal, now: datetime) -> ProposalView:
         eligibility=[RuleView.model_validate(r) for r in p.eligibility or []] or None,
         transitions=[
             TransitionView(
-                actor=t.actor, at=t.at, from_status=t.from_status, to_status=t.to_status,
+                actor=t.actor,
+                at=t.at,
+                from_status=t.from_status,
+                to_status=t.to_status,
                 comment=t.comment,
             )
             for t in p.transitions
@@ -225,8 +229,11 @@ def _move(proposal: Proposal, target: S, actor: str, at: datetime, comment: str)
     record = flow.transition(access.mode_of(call), S(proposal.status), target, actor, at, comment)
     proposal.transitions.append(
         ProposalTransition(
-            actor=record.actor, at=record.at, from_status=record.from_status,
-            to_status=record.to_status, comment=record.comment,
+            actor=record.actor,
+            at=record.at,
+            from_status=record.from_status,
+            to_status=record.to_status,
+            comment=record.comment,
         )
     )
     proposal.status = target
@@ -280,7 +287,7 @@ def _own(session: Session, who: Principal, proposal_id: int) -> Proposal:
     return proposal
 
 
-def _visible_query(who: Principal) -> Select[tuple[Proposal]]:
+def _visible_query(who: Principal) -> Select[Proposal]:
     query = select(Proposal)
     if who.is_admin:
         return query

@@ -1,0 +1,100 @@
+"""Request bodies of the access path."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from aifactory.domain.enums import ResearchKind
+from aifactory.settings import FactorySpec, SBool, SInt
+
+Hours = Annotated[Decimal, Field(gt=0, le=100_000_000, decimal_places=3)]
+Text = Annotated[str, Field(max_length=2000)]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class EligibilityCheckIn(_In):
+    call_id: str = Field(max_length=64)
+    organisation: str = Field(min_length=1, max_length=200)
+    research_kind: ResearchKind
+    start_date: date | None = None
+    duration_months: SInt | None = Field(default=None, ge=1, le=60)
+    pi_contract_end: date | None = None
+
+
+class HostingIn(_In):
+    """What a hosting proposal proposes: a new factory, or a country joining one."""
+
+    kind: Literal["new_factory", "join"]
+    factory: FactorySpec | None = None
+    factory_name: str | None = Field(default=None, max_length=100)
+    country: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
+    funding_eur: SInt = Field(default=0, ge=0, le=10**12)
+
+    @model_validator(mode="after")
+    def _complete(self) -> HostingIn:
+        if self.kind == "new_factory" and self.factory is None:
+            raise ValueError("a new_factory proposal includes the factory")
+        if self.kind == "join" and not (self.factory_name and self.country):
+            raise ValueError("a join proposal names factory_name and country")
+        return self
+
+    def stored(self) -> dict[str, Any]:
+        if self.kind == "new_factory" and self.factory is not None:
+            spec = self.factory.model_dump(mode="json")
+            return {"kind": self.kind, "factory": spec, "funding_eur": self.funding_eur}
+        return {
+            "kind": self.kind,
+            "factory": self.factory_name,
+            "country": self.country,
+            "funding_eur": self.funding_eur,
+        }
+
+
+class ProposalCreate(_In):
+    call_id: str = Field(max_length=64)
+    title: str = Field(min_length=3, max_length=200)
+    summary: str = Field(default="", max_length=10_000)
+    organisation: str = Field(min_length=1, max_length=200)
+    research_kind: ResearchKind
+    gpu_hours: Hours | None = None
+    duration_months: SInt | None = Field(default=None, ge=1, le=60)
+    start_date: date | None = None
+    pi_contract_end: date | None = None
+    partition: str | None = Field(default=None, max_length=201, description="SYSTEM/PARTITION")
+    hosting: HostingIn | None = None
+
+
+class CommentIn(_In):
+    comment: Text = ""
+
+
+class AssessmentIn(_In):
+    feasible: SBool
+    gpu_hours: Hours | None = None
+    partition: str | None = Field(default=None, max_length=201)
+    comment: Text = ""
+
+
+class ReviewerIn(_In):
+    username: str = Field(min_length=1, max_length=64)
+
+
+class ReviewIn(_In):
+    scores: dict[Annotated[str, Field(max_length=64)], Annotated[Decimal, Field(ge=-1000, le=1000)]]
+    comment: Text = ""
+
+
+class DecisionIn(_In):
+    accept: SBool
+    comment: Text = ""
+
+
+class CutoffDecisionIn(_In):
+    cutoff: date

@@ -1,0 +1,154 @@
+"""Access modes, calls, eligibility checks and proposals through their whole lifecycle."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from aifactory.api.access_schemas import (
+    AssessmentIn,
+    CommentIn,
+    CutoffDecisionIn,
+    DecisionIn,
+    EligibilityCheckIn,
+    ProposalCreate,
+    ReviewerIn,
+    ReviewIn,
+)
+from aifactory.api.deps import CurrentPrincipal, NowDep, SessionDep
+from aifactory.api.errors import ERROR_RESPONSES
+from aifactory.domain.access_modes import AccessMode
+from aifactory.domain.clock import as_date
+from aifactory.domain.enums import ProposalStatus
+from aifactory.errors import NotFound
+from aifactory.services import access, decisions, proposals
+from aifactory.services.access_views import (
+    CallView,
+    DecisionBatchView,
+    EligibilityView,
+    ProposalView,
+)
+from aifactory.services.permissions import Action, authorize
+
+router = APIRouter(tags=["access"], responses=ERROR_RESPONSES)
+
+
+@router.get("/access-modes")
+def list_access_modes(who: CurrentPrincipal) -> list[AccessMode]:
+    authorize(who, Action.READ_REGISTRY)
+    return access.modes()
+
+
+@router.get("/calls")
+def list_calls(
+    who: CurrentPrincipal,
+    now: NowDep,
+    mode: Annotated[str | None, Query(max_length=2)] = None,
+    factory: Annotated[str | None, Query(max_length=100)] = None,
+    open_only: bool = False,
+) -> list[CallView]:
+    authorize(who, Action.READ_REGISTRY)
+    return access.list_calls(as_date(now), mode, factory, open_only)
+
+
+@router.get("/calls/{call_id}")
+def get_call(call_id: str, who: CurrentPrincipal, now: NowDep) -> CallView:
+    authorize(who, Action.READ_REGISTRY)
+    call = access.catalogue()[1].get(call_id)
+    if call is None:
+        raise NotFound(f"call {call_id!r} not found")
+    return access.call_view(call, as_date(now))
+
+
+@router.post("/calls/{call_id}/decisions")
+def decide_cutoff(
+    call_id: str, body: CutoffDecisionIn, session: SessionDep, who: CurrentPrincipal, now: NowDep
+) -> DecisionBatchView:
+    return decisions.decide_cutoff(session, who, call_id, body.cutoff, now)
+
+
+@router.post("/eligibility/check")
+def check_eligibility(
+    body: EligibilityCheckIn, session: SessionDep, who: CurrentPrincipal, now: NowDep
+) -> EligibilityView:
+    authorize(who, Action.READ_SELF)
+    result = access.check(
+        session,
+        access.get_call(body.call_id),
+        body.organisation,
+        body.research_kind,
+        body.start_date or as_date(now),
+        body.duration_months,
+        body.pi_contract_end,
+    )
+    return access.eligibility_view(result)
+
+
+@router.post("/proposals", status_code=201)
+def create_proposal(
+    body: ProposalCreate, session: SessionDep, who: CurrentPrincipal, now: NowDep
+) -> ProposalView:
+    data = proposals.ProposalInput(
+        **body.model_dump(exclude={"hosting"}),
+        hosting=body.hosting.stored() if body.hosting else None,
+    )
+    return proposals.create(session, who, data, now)
+
+
+@router.get("/proposals")
+def list_proposals(
+    session: SessionDep, who: CurrentPrincipal, now: NowDep, status: ProposalStatus | None = None
+) -> list[ProposalView]:
+    return proposals.list_visible(session, who, now, status)
+
+
+@router.get("/proposals/{proposal_id}")
+def get_proposal(
+    proposal_id: int, session: SessionDep, who: CurrentPrincipal, now: NowDep
+) -> ProposalView:
+    return proposals.get(session, who, proposal_id, now)
+
+
+@router.post("/proposals/{proposal_id}/submit")
+def submit_proposal(
+    proposal_id: int, session: SessionDep, who: CurrentPrincipal, now: NowDep
+) -> ProposalView:
+    return proposals.submit(session, who, proposal_id, now)
+
+
+@router.post("/proposals/{proposal_id}/withdraw")
+def withdraw_proposal(
+    proposal_id: int, body: CommentIn, session: SessionDep, who: CurrentPrincipal, now: NowDep
+) -> ProposalView:
+    return proposals.withdraw(session, who, proposal_id, now, body.comment)
+
+
+@router.post("/proposals/{proposal_id}/assessment")
+def assess_proposal(
+    proposal_id: int, body: AssessmentIn, session: SessionDep, who: CurrentPrincipal, now: NowDep
+) -> ProposalView:
+    return decisions.assess(
+        session, who, proposal_id, body.feasible, now, body.gpu_hours, body.partition, body.comment
+    )
+
+
+@router.post("/proposals/{proposal_id}/reviewers")
+def assign_reviewer(
+    proposal_id: int, body: ReviewerIn, session: SessionDep, who: CurrentPrincipal, now: NowDep
+) -> ProposalView:
+    return decisions.assign_reviewer(session, who, proposal_id, body.username, now)
+
+
+@router.post("/proposals/{proposal_id}/reviews")
+def review_proposal(
+    proposal_id: int, body: ReviewIn, session: SessionDep, who: CurrentPrincipal, now: NowDep
+) -> ProposalView:
+    return decisions.review(session, who, proposal_id, body.scores, now, body.comment)
+
+
+@router.post("/proposals/{proposal_id}/decision")
+def decide_proposal(
+    proposal_id: int, body: DecisionIn, session: SessionDep, who: CurrentPrincipal, now: NowDep
+) -> ProposalView:
+    return decisions.decide(session, who, proposal_id, body.accept, now, body.comment)

@@ -1,0 +1,113 @@
+"""On-disk layout of one local job attempt, shared by the local executor and its wrapper.
+
+The job directory is the single source of truth, so a new executor instance (after a crash of
+the server) reads exactly what the previous one and the still-running wrappers wrote. Every file
+is written whole (temporary file + ``os.replace``), so a reader never sees half a record.
+
+Files, in the order they appear::
+
+    spec.json     the submitted ExecJob + submit time          (executor, at submit)
+    launch.json   final argv, env, paths, limits, GPU indices  (executor, when GPUs are granted)
+    claimed       empty; created with O_EXCL                   (wrapper: only one may run the job)
+    state.json    wrapper pid + start time, child pid/pgid     (wrapper)
+    cancel        empty; cancellation request                  (executor)
+    exit.json     outcome, exit code, signal, start/end times  (wrapper; the executor for jobs
+                                                               that never ran or lost it)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+SPEC = "spec.json"
+LAUNCH = "launch.json"
+CLAIMED = "claimed"
+STATE = "state.json"
+CANCEL = "cancel"
+EXIT = "exit.json"
+SCRIPT = "job.sh"
+WRAPPER_LOG = "wrapper.log"
+
+# Outcomes recorded in exit.json; "exited" becomes completed or failed by its exit code.
+EXITED = "exited"
+CANCELLED = "cancelled"
+TIMED_OUT = "timed_out"
+NODE_FAILED = "node_failed"
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` to ``path`` atomically, readable by the owner only (specs carry env)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle)
+            handle.flush()
+            # fsync so that a power cut cannot leave an empty file behind a completed rename.
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """The record at ``path``, or ``None`` when it does not exist yet."""
+    try:
+        with path.open(encoding="utf-8") as handle:
+            data = json.load(handle)
+    except FileNotFoundError:
+        return None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} does not hold a JSON object")
+    return data
+
+
+def touch_exclusive(path: Path) -> bool:
+    """Create ``path``; ``True`` for the one caller that created it, ``False`` if it existed."""
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        return False
+    os.close(fd)
+    return True
+
+
+def process_start_time(pid: int) -> str | None:
+    """Kernel start time of a live process (guards against pid reuse); ``None`` if it is gone.
+
+    Zombies count as gone: a finished wrapper whose parent has not reaped it yet must not
+    look alive. Without ``/proc`` (not Linux) it falls back to a signal-0 probe.
+    """
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return _probe(pid)
+    # The command name may contain spaces and parentheses, so split after the last ")".
+    fields = raw[raw.rfind(")") + 2 :].split()
+    if fields[0] in ("Z", "X"):
+        return None
+    return fields[19]
+
+
+def _probe(pid: int) -> str | None:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass
+    return "unknown"
+
+
+def process_alive(pid: int, start_time: str | None) -> bool:
+    """Whether ``pid`` is still the same live process that recorded ``start_time``."""
+    current = process_start_time(pid)
+    if current is None:
+        return False
+    return start_time in (None, "unknown") or current in (start_time, "unknown")

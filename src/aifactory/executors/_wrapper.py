@@ -1,0 +1,142 @@
+"""Supervisor of one local job: ``python -m aifactory.executors._wrapper JOBDIR``.
+
+The local executor never runs a job directly: it starts this wrapper in a new session, and the
+wrapper starts the job in a session of its own. Keeping the two apart is what lets the wrapper
+SIGKILL the job's whole process group (grandchildren included) and still live to record the
+outcome, and what lets a job outlive a crash of the server and still have its exit code found
+by the next executor instance. No shell is involved anywhere: argv comes from ``launch.json``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from io import BufferedWriter
+from pathlib import Path
+from typing import Any
+
+from aifactory.executors import _jobdir as jd
+
+TICK_S = 0.1  # how often the wrapper looks for a cancel request or the time limit
+
+
+class _Stop:
+    """Set by SIGTERM: the executor asks for a prompt cancel."""
+
+    requested = False
+
+    @classmethod
+    def handler(cls, signum: int, frame: object) -> None:
+        cls.requested = True
+
+
+def _killpg(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # the group is gone
+        os.killpg(pgid, sig)
+
+
+def _record(jobdir: Path, outcome: str, **fields: Any) -> None:
+    record: dict[str, Any] = {"outcome": outcome, "exit_code": None, "signal": None}
+    record.update(started_at=None, ended_at=time.time(), message="")
+    record.update(fields)
+    jd.write_json(jobdir / jd.EXIT, record)
+
+
+def _supervise(proc: subprocess.Popen[bytes], jobdir: Path, launch: dict[str, Any]) -> str:
+    """Wait for the job, enforcing cancel and time limit: SIGTERM the group, SIGKILL later."""
+    limit = launch.get("time_limit_s")
+    deadline = time.monotonic() + limit if limit is not None else None
+    grace = float(launch.get("kill_grace_s", 10.0))
+    outcome, term_sent_at = jd.EXITED, None
+    while True:
+        try:
+            proc.wait(timeout=TICK_S)
+            return outcome
+        except subprocess.TimeoutExpired:
+            pass
+        now = time.monotonic()
+        if term_sent_at is None:
+            if _Stop.requested or (jobdir / jd.CANCEL).exists():
+                outcome = jd.CANCELLED
+            elif deadline is not None and now >= deadline:
+                outcome = jd.TIMED_OUT
+            else:
+                continue
+            _killpg(proc.pid, signal.SIGTERM)
+            term_sent_at = now
+        elif now - term_sent_at >= grace:
+            _killpg(proc.pid, signal.SIGKILL)
+
+
+def _open_log(path: str) -> BufferedWriter:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return open(path, "ab")
+
+
+def _start(jobdir: Path, launch: dict[str, Any]) -> subprocess.Popen[bytes] | None:
+    """Start the job in its own session; on failure record it like a shell would (126/127)."""
+    out, err = _open_log(launch["stdout"]), _open_log(launch["stderr"])
+    try:
+        # S603: argv is a list executed without a shell; nothing is interpreted.
+        return subprocess.Popen(  # noqa: S603
+            launch["argv"],
+            env=launch["env"],
+            cwd=launch["cwd"],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            start_new_session=True,
+            close_fds=True,
+        )
+    except OSError as exc:
+        code = 127 if isinstance(exc, FileNotFoundError) else 126
+        err.write(f"aifactory: cannot start job: {exc}\n".encode())
+        _record(jobdir, jd.EXITED, exit_code=code, started_at=time.time(), message=str(exc))
+        return None
+    finally:
+        out.close()
+        err.close()
+
+
+def run(jobdir: Path) -> int:
+    """Run the job described by ``jobdir/launch.json`` once; returns the wrapper's exit status."""
+    # Only one wrapper may ever run a job, even if an executor launches it twice after a crash.
+    if not jd.touch_exclusive(jobdir / jd.CLAIMED):
+        return 0
+    signal.signal(signal.SIGTERM, _Stop.handler)
+    launch = jd.read_json(jobdir / jd.LAUNCH)
+    if launch is None:
+        return 2
+    me = {"wrapper_pid": os.getpid(), "wrapper_start": jd.process_start_time(os.getpid())}
+    jd.write_json(jobdir / jd.STATE, me)
+    if (jobdir / jd.EXIT).exists():
+        return 0  # the executor gave up on this launch already
+    if _Stop.requested or (jobdir / jd.CANCEL).exists():
+        _record(jobdir, jd.CANCELLED, message="cancelled before start")
+        return 0
+    started_at = time.time()
+    proc = _start(jobdir, launch)
+    if proc is None:
+        return 0
+    jd.write_json(jobdir / jd.STATE, {**me, "child_pid": proc.pid, "started_at": started_at})
+    outcome = _supervise(proc, jobdir, launch)
+    # Background processes the job left behind die with it, as under Slurm's cgroups.
+    _killpg(proc.pid, signal.SIGKILL)
+    code = proc.returncode
+    sig = -code if code < 0 else None
+    _record(
+        jobdir,
+        outcome,
+        exit_code=128 + sig if sig is not None else code,
+        signal=sig,
+        started_at=started_at,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run(Path(sys.argv[1])))

@@ -1,0 +1,176 @@
+"""Usage and remaining budget, grouped by project, factory, country, funding source or mode."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable
+from datetime import UTC, date, datetime, time
+from decimal import Decimal
+
+from pydantic import BaseModel
+from sqlalchemy import ColumnElement, and_, case, func, select, true
+from sqlalchemy.orm import Session
+
+from aifactory.db.models import Allocation, Factory, LedgerRow, Organisation, Project
+from aifactory.domain.enums import LedgerKind
+from aifactory.domain.ledger import FundingSplit, attribute, from_milli
+from aifactory.errors import Invalid
+from aifactory.services.permissions import Principal
+from aifactory.services.projects import visible_allocations
+
+
+class ReportRow(BaseModel):
+    key: str
+    allocations: int
+    granted: Decimal
+    used: Decimal
+    reserved: Decimal
+    remaining: Decimal
+
+
+class Report(BaseModel):
+    group_by: str
+    start: date | None
+    end: date | None
+    rows: list[ReportRow]
+    total: ReportRow
+
+
+class _Alloc(BaseModel):
+    id: int
+    project: str
+    factory: str
+    country: str
+    mode: str
+    split: dict[str, Decimal]
+    granted: int
+    used: int
+    reserved: int
+    remaining: int
+
+
+def _single(key: Callable[[_Alloc], str]) -> Callable[[_Alloc], dict[str, dict[str, int]]]:
+    def rows(a: _Alloc) -> dict[str, dict[str, int]]:
+        fields = ("granted", "used", "reserved", "remaining")
+        return {key(a): {f: getattr(a, f) for f in fields}}
+
+    return rows
+
+
+def _by_funding(a: _Alloc) -> dict[str, dict[str, int]]:
+    split = FundingSplit(a.split["eu"], a.split["national"], a.split["commercial"])
+    parts = {
+        f: attribute(getattr(a, f), split) for f in ("granted", "used", "reserved", "remaining")
+    }
+    return {
+        source: {f: parts[f][source] for f in parts} for source in ("eu", "national", "commercial")
+    }
+
+
+GROUPS: dict[str, Callable[[_Alloc], dict[str, dict[str, int]]]] = {
+    "project": _single(lambda a: a.project),
+    "factory": _single(lambda a: a.factory),
+    "country": _single(lambda a: a.country),
+    "mode": _single(lambda a: a.mode),
+    "funding": _by_funding,
+}
+
+
+def usage_report(
+    session: Session, who: Principal, group_by: str, start: date | None, end: date | None
+) -> Report:
+    """Usage in [start, end] (charges), granted and remaining as of the end of ``end``."""
+    if group_by not in GROUPS:
+        raise Invalid.field("group_by", "known_group", f"choose one of {', '.join(GROUPS)}")
+    if start and end and end < start:
+        raise Invalid.field("end", "date_order", f"end {end} is before start {start} (reversed)")
+    rows: dict[str, dict[str, int]] = {}
+    counts: dict[str, int] = {}
+    allocations = _allocations(session, who, start, end)
+    for alloc in allocations:
+        for key, values in GROUPS[group_by](alloc).items():
+            acc = rows.setdefault(key, dict.fromkeys(values, 0))
+            for field, value in values.items():
+                acc[field] += value
+            counts[key] = counts.get(key, 0) + 1
+    out = [_row(k, counts[k], v) for k, v in sorted(rows.items())]
+    total = {
+        f: sum(v[f] for v in rows.values()) for f in ("granted", "used", "reserved", "remaining")
+    }
+    return Report(
+        group_by=group_by,
+        start=start,
+        end=end,
+        rows=out,
+        total=_row("total", len(allocations), total),
+    )
+
+
+def _row(key: str, count: int, values: dict[str, int]) -> ReportRow:
+    return ReportRow(key=key, allocations=count, **{k: from_milli(v) for k, v in values.items()})
+
+
+def _allocations(
+    session: Session, who: Principal, start: date | None, end: date | None
+) -> list[_Alloc]:
+    until = datetime.combine(end, time.max, UTC) if end else None
+    since = datetime.combine(start, time.min, UTC) if start else None
+    in_time: ColumnElement[bool] = LedgerRow.at <= until if until else true()
+    in_range: ColumnElement[bool] = LedgerRow.at >= since if since else true()
+
+    def total(
+        kinds: tuple[LedgerKind, ...], condition: ColumnElement[bool] | None = None
+    ) -> ColumnElement[int]:
+        cond = and_(LedgerRow.kind.in_(kinds), condition if condition is not None else true())
+        return func.coalesce(func.sum(case((cond, LedgerRow.amount_milli), else_=0)), 0)
+
+    query = (
+        select(
+            Allocation,
+            Project.mode,
+            Factory.name,
+            Organisation.country_code,
+            total((LedgerKind.GRANT, LedgerKind.ADJUST)),
+            total((LedgerKind.CHARGE,), in_range),
+            total((LedgerKind.RESERVE, LedgerKind.RELEASE)),
+            func.coalesce(func.sum(LedgerRow.amount_milli), 0),
+        )
+        .join(Project, Project.code == Allocation.project_code)
+        .join(Factory, Factory.id == Allocation.factory_id)
+        .join(Organisation, Organisation.id == Project.organisation_id)
+        .outerjoin(LedgerRow, (LedgerRow.allocation_id == Allocation.id) & in_time)
+        .where(Allocation.id.in_(visible_allocations(who)))
+        .group_by(Allocation.id, Project.mode, Factory.name, Organisation.country_code)
+    )
+    return [
+        _Alloc(
+            id=a.id,
+            project=a.project_code,
+            factory=fname,
+            country=country,
+            mode=mode,
+            split={
+                "eu": a.eu_share,
+                "national": a.national_share,
+                "commercial": a.commercial_share,
+            },
+            granted=int(granted),
+            used=-int(used),
+            reserved=-int(reserved),
+            remaining=int(balance),
+        )
+        for a, mode, fname, country, granted, used, reserved, balance in session.execute(query)
+    ]
+
+
+def to_csv(report: Report) -> str:
+    """The report as CSV: one row per group and a total row, hours in GPU-hours."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow([report.group_by, "allocations", "granted", "used", "reserved", "remaining"])
+    for row in [*report.rows, report.total]:
+        writer.writerow(
+            [row.key, row.allocations, row.granted, row.used, row.reserved, row.remaining]
+        )
+    return out.getvalue()
