@@ -62,7 +62,7 @@ def create(session: Session, who: Principal, data: ProposalInput, now: datetime)
     call = access.get_call(data.call_id)
     mode = access.mode_of(call)
     open_period(call, mode, as_date(now))
-    org = _organisation_of(session, who, data.organisation)
+    org = organisation_of(session, who, data.organisation)
     factory_id = _factory_id(session, call.factory)
     partition_id = _partition_id(session, factory_id, data.partition) if data.partition else None
     _check_dates(data, as_date(now))
@@ -307,7 +307,7 @@ def _require_any(who: Principal, *roles: Role) -> None:
         raise Forbidden(f"needs one of: {', '.join(roles)}")
 
 
-def _organisation_of(session: Session, who: Principal, name: str) -> Organisation:
+def organisation_of(session: Session, who: Principal, name: str) -> Organisation:
     org = session.scalar(select(Organisation).where(Organisation.name == name))
     if org is None:
         raise Invalid.field("organisation", "known_organisation", f"no organisation {name!r}")

@@ -88,6 +88,20 @@ MATRIX: list[tuple[str, str, Body | None, set[str] | None]] = [
     ("GET", "/api/v1/tokens", None, ALL),
     ("POST", "/api/v1/tokens", lambda w: {"name": "mine"}, ALL),
     ("POST", "/api/v1/tokens", lambda w: {"name": "for zed", "username": "zed"}, ADMIN),
+    ("GET", "/api/v1/access-modes", None, ALL),
+    ("GET", "/api/v1/calls", None, ALL),
+    ("GET", "/api/v1/calls/lumi-aif-pg", None, ALL),
+    ("POST", "/api/v1/calls/lumi-aif-ls/decisions", lambda w: {"cutoff": "2026-12-01"}, ADMIN),
+    ("POST", "/api/v1/eligibility/check", lambda w: {"call_id": "lumi-aif-pg", "organisation":
+                                                     "Zed Labs", "research_kind": "open_rd"}, ADMIN),
+    ("POST", "/api/v1/proposals", lambda w: {"call_id": "lumi-aif-pg", "title": f"P {w}",
+                                             "organisation": "Zed Labs", "research_kind": "open_rd",
+                                             "gpu_hours": 10, "duration_months": 1}, ADMIN),
+    ("GET", "/api/v1/proposals", None, ALL),
+    ("GET", "/api/v1/projects", None, ALL),
+    ("GET", "/api/v1/reports/usage", None, ALL),
+    ("GET", "/api/v1/reports/usage.csv", None, ALL),
+    ("POST", "/api/v1/allocations/expire", None, ADMIN),
 ]
 
 

@@ -72,7 +72,7 @@ def decide_cutoff(
 def check_eligibility(
     body: EligibilityCheckIn, session: SessionDep, who: CurrentPrincipal, now: NowDep
 ) -> EligibilityView:
-    authorize(who, Action.READ_SELF)
+    proposals.organisation_of(session, who, body.organisation)  # members (and admins) only
     result = access.check(
         session,
         access.get_call(body.call_id),
