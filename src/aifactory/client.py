@@ -9,6 +9,16 @@ import httpx
 from pydantic import BaseModel, TypeAdapter
 
 from aifactory import errors
+from aifactory.services.access_views import (
+    AllocationView,
+    CallView,
+    DecisionBatchView,
+    EligibilityView,
+    LedgerEntryView,
+    ProjectView,
+    ProposalView,
+    Report,
+)
 from aifactory.services.views import (
     CountryView,
     FactoryView,
@@ -143,6 +153,107 @@ class Client:
     def revoke_token(self, token_id: int) -> TokenView:
         result: TokenView = self._call("DELETE", f"/tokens/{token_id}", TokenView)
         return result
+
+
+    # --- access ---
+
+    def list_calls(
+        self, mode: str | None = None, factory: str | None = None, open_only: bool = False
+    ) -> list[CallView]:
+        params = {k: v for k, v in {"mode": mode, "factory": factory}.items() if v}
+        params["open_only"] = str(open_only).lower()
+        result: list[CallView] = self._call("GET", "/calls", list[CallView], params=params)
+        return result
+
+    def get_call(self, call_id: str) -> CallView:
+        result: CallView = self._call("GET", f"/calls/{_q(call_id)}", CallView)
+        return result
+
+    def check_eligibility(self, **fields: Any) -> EligibilityView:
+        result: EligibilityView = self._call(
+            "POST", "/eligibility/check", EligibilityView, json=_jsonable(fields)
+        )
+        return result
+
+    def create_proposal(self, **fields: Any) -> ProposalView:
+        result: ProposalView = self._call(
+            "POST", "/proposals", ProposalView, json=_jsonable(fields)
+        )
+        return result
+
+    def proposal_action(
+        self, proposal_id: int, action: str, body: dict[str, Any] | None = None
+    ) -> ProposalView:
+        """``submit``, ``withdraw``, ``assessment``, ``reviewers``, ``reviews`` or ``decision``."""
+        path = f"/proposals/{proposal_id}/{action}"
+        result: ProposalView = self._call(
+            "POST", path, ProposalView, json=_jsonable(body) if body is not None else None
+        )
+        return result
+
+    def get_proposal(self, proposal_id: int) -> ProposalView:
+        result: ProposalView = self._call("GET", f"/proposals/{proposal_id}", ProposalView)
+        return result
+
+    def list_proposals(self, status: str | None = None) -> list[ProposalView]:
+        params = {"status": status} if status else {}
+        result: list[ProposalView] = self._call(
+            "GET", "/proposals", list[ProposalView], params=params
+        )
+        return result
+
+    def decide_cutoff(self, call_id: str, cutoff: str) -> DecisionBatchView:
+        path = f"/calls/{_q(call_id)}/decisions"
+        result: DecisionBatchView = self._call(
+            "POST", path, DecisionBatchView, json={"cutoff": cutoff}
+        )
+        return result
+
+    def get_project(self, code: str) -> ProjectView:
+        result: ProjectView = self._call("GET", f"/projects/{_q(code)}", ProjectView)
+        return result
+
+    def list_projects(self) -> list[ProjectView]:
+        result: list[ProjectView] = self._call("GET", "/projects", list[ProjectView])
+        return result
+
+    def get_allocation(self, allocation_id: int) -> AllocationView:
+        result: AllocationView = self._call(
+            "GET", f"/allocations/{allocation_id}", AllocationView
+        )
+        return result
+
+    def get_ledger(self, allocation_id: int) -> list[LedgerEntryView]:
+        path = f"/allocations/{allocation_id}/ledger"
+        result: list[LedgerEntryView] = self._call("GET", path, list[LedgerEntryView])
+        return result
+
+    def usage_report(
+        self, group_by: str, start: str | None = None, end: str | None = None
+    ) -> Report:
+        params = {k: v for k, v in {"group_by": group_by, "start": start, "end": end}.items() if v}
+        result: Report = self._call("GET", "/reports/usage", Report, params=params)
+        return result
+
+    def usage_report_csv(
+        self, group_by: str, start: str | None = None, end: str | None = None
+    ) -> str:
+        params = {k: v for k, v in {"group_by": group_by, "start": start, "end": end}.items() if v}
+        try:
+            response = self._http.get("/reports/usage.csv", params=params)
+        except httpx.TransportError as exc:
+            raise errors.BackendUnavailable(f"cannot reach the aifactory API: {exc}") from exc
+        if response.status_code >= 400:
+            raise _error_from(response)
+        return response.text
+
+
+def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
+    """Dates and decimals as JSON; None values dropped so server defaults apply."""
+    out = TypeAdapter(dict[str, Any]).dump_python(
+        {k: v for k, v in data.items() if v is not None}, mode="json"
+    )
+    return dict(out)
 
 
 def _q(segment: str) -> str:

@@ -1,33 +1,48 @@
-"""`make demo`: the embedded federation on SQLite, shown through the real API, then stopped."""
+"""`make demo`: the embedded federation on SQLite, shown and used through the real API.
+
+A start-up in Finland applies to the LUMI AI Factory's Playground, passes eligibility, is
+assessed by the factory's operator and gets a project with a GPU-hour allocation. Running the
+demo again on the same data directory adds another application; nothing breaks.
+"""
 
 from __future__ import annotations
+
+import uuid
 
 from rich.rule import Rule
 
 from aifactory.cli import render
+from aifactory.cli import render_access as show
 from aifactory.cli.render import console
 from aifactory.client import Client
+from aifactory.db.engine import Database
+from aifactory.domain.enums import OrganisationType, Role
 from aifactory.server import BackgroundServer
+from aifactory.services import identity
 from aifactory.services.identity import bootstrap_admin
 from aifactory.services.setup import prepare
 from aifactory.settings import load_settings
+
+ORG = "Nordic Tokens Oy"
 
 
 def run_demo() -> None:
     settings = load_settings()
     console.print(Rule("aifactory demo: the embedded federation"))
     db = prepare(settings)
-    console.print(
-        f"database: {db.engine.url.render_as_string(hide_password=True)} (migrated, seeded)"
-    )
+    url = db.engine.url.render_as_string(hide_password=True)
+    console.print(f"database: {url} (migrated, seeded)")
     with db.session() as session:
         admin = bootstrap_admin(session, "admin", ttl_days=1)
+    anna, olli = _people(db)
     with BackgroundServer(settings, db) as server:
         console.print(f"API up at {server.url}/api/v1 (OpenAPI at {server.url}/openapi.json)")
         with Client(server.url, admin.token) as api:
             console.print(render.summary_tables(api.federation_summary()))
             console.print(render.factories_table(api.list_factories()))
-            console.print(render.factory_detail(api.get_factory("BSC AIF")))
+        with Client(server.url, anna) as applicant, Client(server.url, olli) as operator:
+            _playground(applicant, operator)
+        with Client(server.url, admin.token) as api:
             api.revoke_token(admin.id)
     db.dispose()
     console.print(Rule())
@@ -35,3 +50,70 @@ def run_demo() -> None:
         "Demo finished; the API is stopped. To keep the federation running: "
         "[bold].venv/bin/aif serve[/bold] (then `aif admin bootstrap` and `aif factories list`)."
     )
+
+
+def _people(db: Database) -> tuple[str, str]:
+    """A start-up applicant and the LUMI AIF operator (created once), with fresh tokens."""
+    with db.session() as s:
+        known = {u.username for u in identity.list_users(s)}
+        if "anna" not in known:
+            identity.create_organisation(
+                s, ORG, OrganisationType.STARTUP, "FI", 12, 1_500_000, 800_000
+            )
+            identity.create_user(
+                s, "anna", "anna@nordictokens.fi", "Anna Virtanen", None, [(Role.APPLICANT, None)]
+            )
+            identity.add_membership(s, "anna", ORG)
+            identity.create_user(
+                s,
+                "olli",
+                "olli@csc.fi",
+                "Olli Operator",
+                None,
+                [(Role.FACTORY_OPERATOR, "LUMI AIF")],
+            )
+        anna = identity.create_token(s, "anna", "demo", 1).token
+        olli = identity.create_token(s, "olli", "demo", 1).token
+    return anna, olli
+
+
+def _step(text: str) -> None:
+    console.print(Rule(text, style="cyan"))
+
+
+def _playground(applicant: Client, operator: Client) -> None:
+    _step("1. A Finnish start-up looks for an open Playground call")
+    calls = applicant.list_calls(mode="PG", factory="LUMI AIF", open_only=True)
+    console.print(show.calls_table(calls))
+    _step("2. Eligibility, rule by rule, before applying")
+    console.print(
+        show.eligibility_table(
+            applicant.check_eligibility(
+                call_id="lumi-aif-pg", organisation=ORG, research_kind="open_rd", duration_months=2
+            )
+        )
+    )
+    _step("3. Apply and submit: the two-working-day clock starts")
+    draft = applicant.create_proposal(
+        call_id="lumi-aif-pg",
+        organisation=ORG,
+        research_kind="open_rd",
+        title=f"Finnish small language model ({uuid.uuid4().hex[:6]})",
+        gpu_hours=2000,
+        duration_months=2,
+        partition="LUMI-AI/gpu",
+        summary="Pre-train a small GPT on Finnish public-domain text.",
+    )
+    submitted = applicant.proposal_action(draft.id, "submit")
+    console.print(show.proposal_detail(submitted))
+    _step("4. The LUMI AIF operator assesses it: feasible, so it is accepted at once")
+    for queued in operator.list_proposals(status="technical_assessment"):  # FIFO order
+        operator.proposal_action(
+            queued.id, "assessment", {"feasible": True, "comment": "fits LUMI-AI/gpu"}
+        )
+    decided = applicant.get_proposal(draft.id)
+    console.print(show.proposal_detail(decided))
+    _step("5. The award: a project with a GPU-hour allocation and its ledger")
+    project = applicant.get_project(decided.project_code or "")
+    console.print(show.project_detail(project))
+    console.print(show.ledger_table(applicant.get_ledger(project.allocations[0].id)))

@@ -3,20 +3,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import wraps
-from typing import Annotated, ParamSpec, TypeVar
+from typing import Annotated
 
 import typer
 
+from aifactory.cli import access, render, sim
 from aifactory.cli import config as cli_config
-from aifactory.cli import render, sim
+from aifactory.cli.common import client, friendly
 from aifactory.cli.render import console
 from aifactory.client import Client
-from aifactory.errors import AIFactoryError
-
-P = ParamSpec("P")
-R = TypeVar("R")
 
 app = typer.Typer(help="aifactory: a federation of AI Factories.", no_args_is_help=True)
 factories_app = typer.Typer(help="AI Factories in the federation registry.", no_args_is_help=True)
@@ -26,27 +21,7 @@ app.add_typer(factories_app, name="factories")
 app.add_typer(federation_app, name="federation")
 app.add_typer(admin_app, name="admin")
 app.add_typer(sim.app, name="sim")
-
-
-def friendly(fn: Callable[P, R]) -> Callable[P, R]:
-    """Turn platform errors into a red message and exit code 1, never a traceback."""
-
-    @wraps(fn)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return fn(*args, **kwargs)
-        except AIFactoryError as exc:
-            console.print(f"[red]error ({exc.code}):[/red] {exc.message}")
-            for d in exc.details:
-                console.print(f"  [red]•[/red] {d.field}: {d.message} [dim]({d.rule})[/dim]")
-            raise typer.Exit(1) from None
-
-    return wrapper
-
-
-def client() -> Client:
-    cfg = cli_config.load()
-    return Client(cfg.url, cfg.token)
+access.install(app)
 
 
 # --- server side -----------------------------------------------------------------------------

@@ -136,3 +136,20 @@ class DecisionBatchView(BaseModel):
     accepted: list[int]
     rejected: list[int]
     waiting: dict[int, str]
+
+
+class ReportRow(BaseModel):
+    key: str
+    allocations: int
+    granted: Decimal
+    used: Decimal
+    reserved: Decimal
+    remaining: Decimal
+
+
+class Report(BaseModel):
+    group_by: str
+    start: date | None
+    end: date | None
+    rows: list[ReportRow]
+    total: ReportRow

@@ -16,25 +16,9 @@ from aifactory.db.models import Allocation, Factory, LedgerRow, Organisation, Pr
 from aifactory.domain.enums import LedgerKind
 from aifactory.domain.ledger import FundingSplit, attribute, from_milli
 from aifactory.errors import Invalid
+from aifactory.services.access_views import Report, ReportRow
 from aifactory.services.permissions import Principal
 from aifactory.services.projects import visible_allocations
-
-
-class ReportRow(BaseModel):
-    key: str
-    allocations: int
-    granted: Decimal
-    used: Decimal
-    reserved: Decimal
-    remaining: Decimal
-
-
-class Report(BaseModel):
-    group_by: str
-    start: date | None
-    end: date | None
-    rows: list[ReportRow]
-    total: ReportRow
 
 
 class _Alloc(BaseModel):

@@ -22,4 +22,7 @@ def test_demo_runs_twice_and_shows_the_federation(tmp_path: Path) -> None:
         assert done.returncode == 0, done.stdout + done.stderr
         assert "15 EU Member States + 2 EuroHPC participating states" in done.stdout
         assert "aif serve" in done.stdout
+        assert "Eligibility for mode PG: eligible" in done.stdout
+        assert "technical_assessment │ accepted" in done.stdout
+        assert "EHPC-AIF-" in done.stdout and "│ grant │ 2,000.0 │" in done.stdout
     assert (tmp_path / "data" / "aifactory.db").exists()

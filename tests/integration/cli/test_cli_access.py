@@ -1,0 +1,78 @@
+"""The access path from the command line, against a real API server."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from aifactory.cli.main import app
+from aifactory.domain.enums import Role
+from aifactory.server import BackgroundServer
+from aifactory.services.setup import prepare
+from aifactory.settings import Settings
+from aifactory.testing.access import member_of
+from aifactory.testing.people import make_person
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def envs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, dict[str, str]]]:
+    settings = Settings(data_dir=tmp_path_factory.mktemp("cli-access"))
+    db = prepare(settings)
+    people = {
+        "anna": member_of(db, "anna", "Nordic Tokens Oy"),
+        "ops": make_person(db, "ops", [(Role.FACTORY_OPERATOR, "LUMI AIF")]),
+        "eve": member_of(db, "eve", "Valley Corp", country="US"),
+    }
+    cfg = str(tmp_path_factory.mktemp("cfg"))
+    with BackgroundServer(settings, db) as srv:
+        yield {
+            name: {"AIF_URL": srv.url, "AIF_TOKEN": p.token, "AIF_CONFIG_DIR": cfg}
+            for name, p in people.items()
+        }
+    db.dispose()
+
+
+def aif(env: dict[str, str], *args: str) -> str:
+    result = runner.invoke(app, list(args), env=env)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_startup_applies_is_assessed_and_sees_its_allocation(
+    envs: dict[str, dict[str, str]], tmp_path: Path
+) -> None:
+    anna, ops = envs["anna"], envs["ops"]
+    out = aif(anna, "calls", "list", "--factory", "LUMI AIF", "--open")
+    assert "lumi-aif-pg" in out and "Playground" in out
+    out = aif(anna, "eligibility", "check", "--call", "lumi-aif-pg", "--org", "Nordic Tokens Oy",
+              "--months", "1")
+    assert "eligible" in out and "FAIL" not in out
+    out = aif(anna, "proposals", "create", "--call", "lumi-aif-pg", "--org", "Nordic Tokens Oy",
+              "--title", "CLI model", "--gpu-hours", "500", "--months", "1",
+              "--partition", "LUMI-AI/gpu")
+    proposal_id = out.split("draft proposal ")[1].split()[0]
+    out = aif(anna, "proposals", "submit", proposal_id)
+    assert "technical_assessment" in out and "Deadline" in out
+    out = aif(ops, "assess", proposal_id, "--feasible", "--comment", "ok")
+    assert "accepted" in out
+    code = next(w for w in out.split() if w.startswith("EHPC-AIF-"))
+    out = aif(anna, "projects", "show", code)
+    assert "LUMI AIF: LUMI-AI/gpu" in out and "500.0" in out
+    out = aif(ops, "report", "--by", "factory", "--csv", str(tmp_path / "u.csv"))
+    assert "LUMI AIF" in out
+    rows = list(csv.reader((tmp_path / "u.csv").open()))
+    assert rows[1][0] == "LUMI AIF" and float(rows[1][2]) == 500
+
+
+def test_ineligible_applicant_sees_each_failing_rule(envs: dict[str, dict[str, str]]) -> None:
+    result = runner.invoke(app, ["eligibility", "check", "--call", "lumi-aif-pg", "--org",
+                                 "Valley Corp"], env=envs["eve"])
+    assert result.exit_code == 1
+    assert "not eligible" in result.output and "country_status" in result.output
+    assert "FAIL" in result.output
