@@ -107,7 +107,9 @@ class GPT(nn.Module):
         return logits, loss
 
     @torch.no_grad()
-    def generate(self, idx: torch.Tensor, new_tokens: int, generator: torch.Generator) -> torch.Tensor:
+    def generate(
+        self, idx: torch.Tensor, new_tokens: int, generator: torch.Generator
+    ) -> torch.Tensor:
         """Sample ``new_tokens`` characters after ``idx`` (deterministic for a seeded generator)."""
         for _ in range(new_tokens):
             logits, _ = self(idx[:, -self.cfg.block_size :])

@@ -154,7 +154,6 @@ class Client:
         result: TokenView = self._call("DELETE", f"/tokens/{token_id}", TokenView)
         return result
 
-
     # --- access ---
 
     def list_calls(
@@ -218,9 +217,7 @@ class Client:
         return result
 
     def get_allocation(self, allocation_id: int) -> AllocationView:
-        result: AllocationView = self._call(
-            "GET", f"/allocations/{allocation_id}", AllocationView
-        )
+        result: AllocationView = self._call("GET", f"/allocations/{allocation_id}", AllocationView)
         return result
 
     def get_ledger(self, allocation_id: int) -> list[LedgerEntryView]:

@@ -17,6 +17,7 @@ from pathlib import Path
 HERE = Path(__file__).parent
 TARGET_BYTES = 200_000
 
+# fmt: off
 PEOPLE = [
     "Mara", "Tomas", "Elena", "Mr Okafor", "the baker", "old Jonas", "Aunt Ilse", "the teacher",
     "Petra", "young Karl", "the harbour master", "Nina", "the doctor", "Luca", "Sofia", "Ada",
@@ -50,22 +51,29 @@ MONTHS = [
 INGREDIENTS = [
     "flour", "butter", "salt", "honey", "apples", "onions", "fish", "potatoes", "milk",
     "eggs", "barley", "cabbage", "herbs", "pepper",
-]  # fmt: skip
+]
+# fmt: on
+
+
+def cap(text: str) -> str:
+    """Upper-case the first letter only (``str.capitalize`` would lower-case "Karl")."""
+    return text[:1].upper() + text[1:]
 
 
 def chronicle(rng: random.Random) -> str:
     who, other = rng.sample(PEOPLE, 2)
     sentences = [
-        f"{rng.choice(TIMES).capitalize()}, {who} {rng.choice(VERBS_PAST)} "
+        f"{cap(rng.choice(TIMES))}, {who} {rng.choice(VERBS_PAST)} "
         f"{rng.choice(THINGS)} at {rng.choice(PLACES)}.",
-        f"{other.capitalize()} saw it and was {rng.choice(FEELINGS)}.",
+        f"{cap(other)} saw it and was {rng.choice(FEELINGS)}.",
         f"They walked together to {rng.choice(PLACES)} and talked about the "
         f"{rng.choice(['weather', 'boats', 'market', 'lighthouse', 'harvest', 'school'])}.",
         f"By {rng.choice(['evening', 'night', 'supper time', 'the next morning'])}, "
         f"{rng.choice(THINGS)} had been {rng.choice(VERBS_PAST)} as well.",
     ]
-    rng.shuffle(sentences[1:])
-    return " ".join(sentences[: rng.randint(2, 4)])
+    middle = sentences[1:3]
+    rng.shuffle(middle)
+    return " ".join([sentences[0], *middle, sentences[3]][: rng.randint(2, 4)])
 
 
 def weather(rng: random.Random) -> str:
@@ -80,12 +88,16 @@ def weather(rng: random.Random) -> str:
 
 
 def letter(rng: random.Random) -> str:
-    sender, reader = rng.sample(PEOPLE, 2)
+    sender, reader = rng.sample([p for p in PEOPLE if p[0].isupper()], 2)  # "Dear Nina", not "the"
     return (
-        f"Dear {reader},\nThank you for {rng.choice(THINGS)}. I was very "
-        f"{rng.choice(FEELINGS)} when it arrived. Here the days are {rng.choice(WEATHER)} and "
-        f"the evenings are long. I often walk to {rng.choice(PLACES)} and think of you. "
-        f"Please write again soon.\nYours, {sender}"
+        f"Dear {reader},\n"
+        + textwrap.fill(
+            f"Thank you for {rng.choice(THINGS)}. I was very {rng.choice(FEELINGS)} when it "
+            f"arrived. Here the days are {rng.choice(WEATHER)} and the evenings are long. I "
+            f"often walk to {rng.choice(PLACES)} and think of you. Please write again soon.",
+            width=96,
+        )
+        + f"\nYours, {sender}"
     )
 
 
@@ -114,7 +126,7 @@ def dialogue(rng: random.Random) -> str:
 def counting(rng: random.Random) -> str:
     start = rng.randint(1, 80)
     numbers = " ".join(str(n) for n in range(start, start + rng.randint(5, 12)))
-    return f"{rng.choice(PEOPLE).capitalize()} counted the steps aloud: {numbers}."
+    return f"{cap(rng.choice(PEOPLE))} counted the steps aloud: {numbers}."
 
 
 KINDS: list[tuple[Callable[[random.Random], str], int]] = [

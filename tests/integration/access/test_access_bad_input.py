@@ -15,9 +15,15 @@ from aifactory.testing.access import at, member_of, ok, set_clock
 from aifactory.testing.people import Person
 
 API = "/api/v1"
-GOOD = {"call_id": "lumi-aif-pg", "title": "Tiny model", "organisation": "Nordic Tokens Oy",
-        "research_kind": "open_rd", "gpu_hours": 100, "duration_months": 1,
-        "partition": "LUMI-AI/gpu"}
+GOOD = {
+    "call_id": "lumi-aif-pg",
+    "title": "Tiny model",
+    "organisation": "Nordic Tokens Oy",
+    "research_kind": "open_rd",
+    "gpu_hours": 100,
+    "duration_months": 1,
+    "partition": "LUMI-AI/gpu",
+}
 
 
 def _count(db: Database) -> int:
@@ -55,9 +61,11 @@ def test_bad_proposals_are_refused_naming_the_rule_and_store_nothing(
 def test_closed_call_is_refused(db: Database, api: TestClient) -> None:
     set_clock(api, at("2028-03-01T09:00"))
     anna = member_of(db, "anna", "Nordic Tokens Oy")
-    response = api.post(f"{API}/proposals", headers=anna.headers,
-                        json={**GOOD, "call_id": "lumi-aif-ls", "gpu_hours": 60000,
-                              "duration_months": 3})
+    response = api.post(
+        f"{API}/proposals",
+        headers=anna.headers,
+        json={**GOOD, "call_id": "lumi-aif-ls", "gpu_hours": 60000, "duration_months": 3},
+    )
     assert response.status_code == 409
     assert response.json()["error"]["details"][0]["rule"] == "call_open"
     assert _count(db) == 0
@@ -87,11 +95,27 @@ def test_sme_figures_with_linked_enterprises_can_fail_the_sme_rule(
     with db.session() as s:
         org = s.scalar(select(Organisation).where(Organisation.name == "Nordic Tokens Oy"))
         assert org is not None
-        org.enterprise_links = [{"name": "Parent Group", "share": "0.8", "staff": 900,
-                                 "turnover_eur": 300_000_000, "balance_sheet_eur": 200_000_000}]
-    check = ok(api.post(f"{API}/eligibility/check", headers=anna.headers, json={
-        "call_id": "lumi-aif-fl", "organisation": "Nordic Tokens Oy",
-        "research_kind": "commercial", "duration_months": 1}))
+        org.enterprise_links = [
+            {
+                "name": "Parent Group",
+                "share": "0.8",
+                "staff": 900,
+                "turnover_eur": 300_000_000,
+                "balance_sheet_eur": 200_000_000,
+            }
+        ]
+    check = ok(
+        api.post(
+            f"{API}/eligibility/check",
+            headers=anna.headers,
+            json={
+                "call_id": "lumi-aif-fl",
+                "organisation": "Nordic Tokens Oy",
+                "research_kind": "commercial",
+                "duration_months": 1,
+            },
+        )
+    )
     assert check["eligible"] is False
     failing = [r for r in check["rules"] if not r["passed"]]
     assert [r["rule"] for r in failing] == ["sme_definition"]
@@ -102,18 +126,33 @@ def test_reviewer_from_the_applicants_organisation_is_a_conflict(
     db: Database, api: TestClient, admin: Person, operator: Person
 ) -> None:
     set_clock(api, at("2026-11-25T09:00"))
-    boss = member_of(db, "boss", "Big Motors AG", OrganisationType.LARGE_ENTERPRISE, "DE",
-                     staff=5000)
+    boss = member_of(
+        db, "boss", "Big Motors AG", OrganisationType.LARGE_ENTERPRISE, "DE", staff=5000
+    )
     colleague = member_of(db, "colleague", "Big Motors AG", roles=[(Role.REVIEWER, None)])
-    body = {**GOOD, "call_id": "lumi-aif-ls", "organisation": "Big Motors AG",
-            "research_kind": "commercial", "gpu_hours": 60000, "duration_months": 3,
-            "pi_contract_end": "2028-01-01"}
+    body = {
+        **GOOD,
+        "call_id": "lumi-aif-ls",
+        "organisation": "Big Motors AG",
+        "research_kind": "commercial",
+        "gpu_hours": 60000,
+        "duration_months": 3,
+        "pi_contract_end": "2028-01-01",
+    }
     p = ok(api.post(f"{API}/proposals", headers=boss.headers, json=body), 201)
     ok(api.post(f"{API}/proposals/{p['id']}/submit", headers=boss.headers))
-    ok(api.post(f"{API}/proposals/{p['id']}/assessment", headers=operator.headers,
-                json={"feasible": True}))
-    response = api.post(f"{API}/proposals/{p['id']}/reviewers", headers=admin.headers,
-                        json={"username": colleague.username})
+    ok(
+        api.post(
+            f"{API}/proposals/{p['id']}/assessment",
+            headers=operator.headers,
+            json={"feasible": True},
+        )
+    )
+    response = api.post(
+        f"{API}/proposals/{p['id']}/reviewers",
+        headers=admin.headers,
+        json={"username": colleague.username},
+    )
     assert response.status_code == 409
     assert "conflict" in response.text
     assert ok(api.get(f"{API}/proposals/{p['id']}", headers=admin.headers))["reviews"] == []
@@ -126,12 +165,18 @@ def test_withdraw_before_decision_and_not_after(
     anna = member_of(db, "anna", "Nordic Tokens Oy")
     p = ok(api.post(f"{API}/proposals", headers=anna.headers, json=GOOD), 201)
     ok(api.post(f"{API}/proposals/{p['id']}/submit", headers=anna.headers))
-    out = ok(api.post(f"{API}/proposals/{p['id']}/withdraw", headers=anna.headers,
-                      json={"comment": "changed plans"}))
+    out = ok(
+        api.post(
+            f"{API}/proposals/{p['id']}/withdraw",
+            headers=anna.headers,
+            json={"comment": "changed plans"},
+        )
+    )
     assert out["status"] == "withdrawn"
     assert out["transitions"][-1]["comment"] == "changed plans"
-    again = api.post(f"{API}/proposals/{p['id']}/assessment", headers=operator.headers,
-                     json={"feasible": True})
+    again = api.post(
+        f"{API}/proposals/{p['id']}/assessment", headers=operator.headers, json={"feasible": True}
+    )
     assert again.status_code == 409
 
 

@@ -24,15 +24,30 @@ def make_allocation(db: Database, hours: int, end: date = date(2027, 6, 30)) -> 
     with db.session() as s:
         n = int(s.scalar(select(func.count()).select_from(Project)) or 0) + 1
         org = s.scalar(select(Organisation.id)) or _org(s)
-        p = Proposal(call_id="lumi-aif-pg", mode="PG", organisation_id=org, applicant_id=_user(s),
-                     title="t", research_kind="open_rd", status="accepted")
+        p = Proposal(
+            call_id="lumi-aif-pg",
+            mode="PG",
+            organisation_id=org,
+            applicant_id=_user(s),
+            title="t",
+            research_kind="open_rd",
+            status="accepted",
+        )
         s.add(p)
         s.flush()
         code = f"EHPC-AIF-2026PG11-{n:04d}"
         s.add(Project(code=code, proposal_id=p.id, title="t", mode="PG", organisation_id=org))
         s.flush()
-        a = Allocation(project_code=code, factory_id=1, partition_id=1, start_date=date(2026, 1, 1),
-                       end_date=end, eu_share=0.5, national_share=0.5, commercial_share=0)
+        a = Allocation(
+            project_code=code,
+            factory_id=1,
+            partition_id=1,
+            start_date=date(2026, 1, 1),
+            end_date=end,
+            eu_share=0.5,
+            national_share=0.5,
+            commercial_share=0,
+        )
         s.add(a)
         s.flush()
         ledger.post(s, a.id, LedgerKind.GRANT, hours * H, "test")
@@ -79,12 +94,13 @@ def test_concurrent_reservations_never_overspend(db: Database, backend: str) -> 
         t.start()
     for t in threads:
         t.join()
-    assert len(wins) == 33  # 33 × 3 h fit in 100 h; the 34th does not
+    assert len(wins) == 33  # 33 x 3 h fit in 100 h; the 34th does not
     assert len(refusals) == 16 * 5 - 33
     with db.session() as s:
         state = ledger.state(s, alloc)
-        total = s.scalar(select(func.sum(LedgerRow.amount_milli)).where(
-            LedgerRow.allocation_id == alloc))
+        total = s.scalar(
+            select(func.sum(LedgerRow.amount_milli)).where(LedgerRow.allocation_id == alloc)
+        )
     assert state.remaining == 1 * H == total
     assert state.reserved == 99 * H
 
@@ -112,7 +128,9 @@ def test_warning_at_80_percent_and_hard_stop_at_100(db: Database) -> None:
     assert uncharged == 1 * H  # usage beyond the budget is reported, never overspent
     with db.session() as s:
         assert s.scalars(select(Event.kind).order_by(Event.id)).all() == [
-            "allocation_warning", "allocation_exhausted"]
+            "allocation_warning",
+            "allocation_exhausted",
+        ]
     with pytest.raises(QuotaExceeded), db.session() as s:
         ledger.reserve(s, alloc, 1, "t")
 
@@ -164,8 +182,9 @@ def test_stored_balance_is_the_sum_and_never_negative(tmp_path_factory, ops) -> 
             pass
         with db.session() as s:
             state = ledger.state(s, alloc)
-            total = s.scalar(select(func.sum(LedgerRow.amount_milli)).where(
-                LedgerRow.allocation_id == alloc))
+            total = s.scalar(
+                select(func.sum(LedgerRow.amount_milli)).where(LedgerRow.allocation_id == alloc)
+            )
             assert state.remaining == total >= 0
             assert min(state.used, state.reserved, state.granted) >= 0
             assert state.used <= state.granted

@@ -19,14 +19,38 @@ API = "/api/v1"
 H = 1000
 
 
-def _award(api: TestClient, who: Person, op: Person, call: str, org: str, part: str,
-           hours: int, kind: str = "open_rd") -> int:
-    p = ok(api.post(f"{API}/proposals", headers=who.headers, json={
-        "call_id": call, "title": "usage", "organisation": org, "research_kind": kind,
-        "gpu_hours": hours, "duration_months": 1, "partition": part}), 201)
+def _award(
+    api: TestClient,
+    who: Person,
+    op: Person,
+    call: str,
+    org: str,
+    part: str,
+    hours: int,
+    kind: str = "open_rd",
+) -> int:
+    p = ok(
+        api.post(
+            f"{API}/proposals",
+            headers=who.headers,
+            json={
+                "call_id": call,
+                "title": "usage",
+                "organisation": org,
+                "research_kind": kind,
+                "gpu_hours": hours,
+                "duration_months": 1,
+                "partition": part,
+            },
+        ),
+        201,
+    )
     ok(api.post(f"{API}/proposals/{p['id']}/submit", headers=who.headers))
-    done = ok(api.post(f"{API}/proposals/{p['id']}/assessment", headers=op.headers,
-                       json={"feasible": True}))
+    done = ok(
+        api.post(
+            f"{API}/proposals/{p['id']}/assessment", headers=op.headers, json={"feasible": True}
+        )
+    )
     project = ok(api.get(f"{API}/projects/{done['project_code']}", headers=who.headers))
     return int(project["allocations"][0]["id"])
 
@@ -38,28 +62,46 @@ def test_usage_is_grouped_and_attributed_to_funding_sources(
     fi = member_of(db, "anna", "Nordic Tokens Oy", country="FI")
     pt = member_of(db, "joao", "Lisboa AI Lda", country="PT")
     a1 = _award(api, fi, admin, "lumi-aif-pg", "Nordic Tokens Oy", "LUMI-AI/gpu", 1000)
-    a2 = _award(api, pt, admin, "bsc-aif-pg", "Lisboa AI Lda", "MareNostrum 5 AI/llm-train",
-                2000, "commercial")
+    a2 = _award(
+        api,
+        pt,
+        admin,
+        "bsc-aif-pg",
+        "Lisboa AI Lda",
+        "MareNostrum 5 AI/llm-train",
+        2000,
+        "commercial",
+    )
     with db.session() as s:
         for alloc, used in ((a1, 100), (a2, 300)):
             ledger.reserve(s, alloc, used * H, "t", "j")
             ledger.settle(s, alloc, used * H, used * H, "t", "j")
         ledger.reserve(s, a1, 50 * H, "t", "old")
         ledger.settle(s, a1, 50 * H, 50 * H, "t", "old")
-        s.execute(update(LedgerRow).where(LedgerRow.job_ref == "old")
-                  .values(at=datetime(2026, 10, 1, tzinfo=UTC)))
-    by_factory = ok(api.get(f"{API}/reports/usage?group_by=factory&start=2026-11-01",
-                            headers=admin.headers))
+        s.execute(
+            update(LedgerRow)
+            .where(LedgerRow.job_ref == "old")
+            .values(at=datetime(2026, 10, 1, tzinfo=UTC))
+        )
+    by_factory = ok(
+        api.get(f"{API}/reports/usage?group_by=factory&start=2026-11-01", headers=admin.headers)
+    )
     rows = {r["key"]: r for r in by_factory["rows"]}
     assert float(rows["LUMI AIF"]["used"]) == 100  # the October charge is outside the range
     assert float(rows["LUMI AIF"]["remaining"]) == 850
     assert float(rows["BSC AIF"]["used"]) == 300
     assert float(by_factory["total"]["used"]) == 400
-    funding = {r["key"]: float(r["used"]) for r in ok(api.get(
-        f"{API}/reports/usage?group_by=funding&start=2026-11-01", headers=admin.headers))["rows"]}
+    funding = {
+        r["key"]: float(r["used"])
+        for r in ok(
+            api.get(f"{API}/reports/usage?group_by=funding&start=2026-11-01", headers=admin.headers)
+        )["rows"]
+    }
     assert funding == {"commercial": 310.0, "eu": 50.0, "national": 40.0}
-    country = {r["key"]: float(r["used"]) for r in ok(api.get(
-        f"{API}/reports/usage?group_by=country", headers=admin.headers))["rows"]}
+    country = {
+        r["key"]: float(r["used"])
+        for r in ok(api.get(f"{API}/reports/usage?group_by=country", headers=admin.headers))["rows"]
+    }
     assert country == {"FI": 150.0, "PT": 300.0}
     mine = ok(api.get(f"{API}/reports/usage?group_by=project", headers=pt.headers))
     assert [r["key"] for r in mine["rows"]] == ["EHPC-AIF-2026PG11-0002"]
@@ -71,7 +113,8 @@ def test_usage_is_grouped_and_attributed_to_funding_sources(
 
 
 def test_reversed_report_dates_are_refused(api: TestClient, admin: Person) -> None:
-    response = api.get(f"{API}/reports/usage?start=2026-12-01&end=2026-11-01",
-                       headers=admin.headers)
+    response = api.get(
+        f"{API}/reports/usage?start=2026-12-01&end=2026-11-01", headers=admin.headers
+    )
     assert response.status_code == 422
     assert response.json()["error"]["details"][0]["rule"] == "date_order"

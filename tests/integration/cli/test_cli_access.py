@@ -50,12 +50,35 @@ def test_startup_applies_is_assessed_and_sees_its_allocation(
     anna, ops = envs["anna"], envs["ops"]
     out = aif(anna, "calls", "list", "--factory", "LUMI AIF", "--open")
     assert "lumi-aif-pg" in out and "Playground" in out
-    out = aif(anna, "eligibility", "check", "--call", "lumi-aif-pg", "--org", "Nordic Tokens Oy",
-              "--months", "1")
+    out = aif(
+        anna,
+        "eligibility",
+        "check",
+        "--call",
+        "lumi-aif-pg",
+        "--org",
+        "Nordic Tokens Oy",
+        "--months",
+        "1",
+    )
     assert "eligible" in out and "FAIL" not in out
-    out = aif(anna, "proposals", "create", "--call", "lumi-aif-pg", "--org", "Nordic Tokens Oy",
-              "--title", "CLI model", "--gpu-hours", "500", "--months", "1",
-              "--partition", "LUMI-AI/gpu")
+    out = aif(
+        anna,
+        "proposals",
+        "create",
+        "--call",
+        "lumi-aif-pg",
+        "--org",
+        "Nordic Tokens Oy",
+        "--title",
+        "CLI model",
+        "--gpu-hours",
+        "500",
+        "--months",
+        "1",
+        "--partition",
+        "LUMI-AI/gpu",
+    )
     proposal_id = out.split("draft proposal ")[1].split()[0]
     out = aif(anna, "proposals", "submit", proposal_id)
     assert "technical_assessment" in out and "Deadline" in out
@@ -71,8 +94,11 @@ def test_startup_applies_is_assessed_and_sees_its_allocation(
 
 
 def test_ineligible_applicant_sees_each_failing_rule(envs: dict[str, dict[str, str]]) -> None:
-    result = runner.invoke(app, ["eligibility", "check", "--call", "lumi-aif-pg", "--org",
-                                 "Valley Corp"], env=envs["eve"])
+    result = runner.invoke(
+        app,
+        ["eligibility", "check", "--call", "lumi-aif-pg", "--org", "Valley Corp"],
+        env=envs["eve"],
+    )
     assert result.exit_code == 1
     assert "not eligible" in result.output and "country_status" in result.output
     assert "FAIL" in result.output

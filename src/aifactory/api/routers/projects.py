@@ -13,7 +13,7 @@ from aifactory.api.errors import ERROR_RESPONSES
 from aifactory.domain.clock import as_date
 from aifactory.errors import Forbidden
 from aifactory.services import ledger, projects, reports
-from aifactory.services.access_views import AllocationView, LedgerEntryView, ProjectView
+from aifactory.services.access_views import AllocationView, LedgerEntryView, ProjectView, Report
 from aifactory.services.permissions import Action, authorize
 
 router = APIRouter(tags=["projects"], responses=ERROR_RESPONSES)
@@ -60,7 +60,7 @@ def usage_report(
     group_by: GroupBy = "factory",
     start: Annotated[date | None, Query()] = None,
     end: Annotated[date | None, Query()] = None,
-) -> reports.Report:
+) -> Report:
     authorize(who, Action.READ_SELF)
     return reports.usage_report(session, who, group_by, start, end)
 

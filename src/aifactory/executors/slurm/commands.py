@@ -119,7 +119,9 @@ def job_from_json(job: dict[str, Any]) -> SlurmJob:
         name=str(job.get("name") or ""),
         state=state,
         # The raw wait status (768 for exit 3); only meaningful once the job ended.
-        exit_code=decode_wait_status(int(raw_exit)) if finished and isinstance(raw_exit, int) else None,
+        exit_code=decode_wait_status(int(raw_exit))
+        if finished and isinstance(raw_exit, int)
+        else None,
         reason=str(job.get("state_reason") or ""),
         start=start,
         end=end,

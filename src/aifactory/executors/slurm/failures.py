@@ -56,10 +56,12 @@ def command_error(
     """
     text = f"{stderr}\n{stdout}"
     message = slurm_message(stderr, stdout)
-    if returncode == SSH_UNREACHABLE and "ssh:" in text or _UNAVAILABLE.search(text):
+    if (returncode == SSH_UNREACHABLE and "ssh:" in text) or _UNAVAILABLE.search(text):
         return BackendUnavailable(
             f"{verb}: Slurm is unreachable: {message}", extra={"returncode": returncode}
         )
     if _NOT_FOUND.search(text):
-        return NotFound(f"{verb}: unknown Slurm job {job_id or ''}".rstrip(), extra={"job_id": job_id})
+        return NotFound(
+            f"{verb}: unknown Slurm job {job_id or ''}".rstrip(), extra={"job_id": job_id}
+        )
     return Invalid(f"{verb} rejected the request: {message}", extra={"returncode": returncode})

@@ -40,7 +40,9 @@ class Transport(Protocol):
         ...
 
 
-def _run(argv: Sequence[str], stdin: str | None, env: Mapping[str, str], timeout: float) -> CommandResult:
+def _run(
+    argv: Sequence[str], stdin: str | None, env: Mapping[str, str], timeout: float
+) -> CommandResult:
     try:
         proc = subprocess.run(  # noqa: S603 - argv list, no shell
             list(argv),

@@ -1,0 +1,241 @@
+"""Render an :class:`ExecJob` as an sbatch script, safely.
+
+Two rules keep a job spec from reaching past its own job:
+
+* Every value that lands on an ``#SBATCH`` line is checked against a strict pattern (no
+  whitespace, quotes, ``%`` or control characters), so no value can start another directive,
+  change a Slurm filename pattern or smuggle an option into sbatch's own tokenizer.
+* Every value in the body is :func:`shlex.quote`-d, and a user script travels base64-encoded,
+  so nothing in a spec is ever parsed as shell by the batch script itself. User paths are
+  normalised and must stay inside the job's directory.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import posixpath
+import re
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from aifactory.errors import Invalid
+from aifactory.executors.base import ExecJob
+
+__all__ = [
+    "GpuRequest",
+    "RenderedScript",
+    "ScriptOptions",
+    "check_name",
+    "job_name",
+    "parse_job_name",
+    "render_script",
+]
+
+GpuRequest = Literal["gpus-per-node", "gres"]
+
+JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+SLURM_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+# Characters allowed in a path that reaches an #SBATCH line or the rendered body.
+_PATH = re.compile(r"^/[A-Za-z0-9._/+=@,-]*$")
+_NAME_PREFIX = "aif-"
+RENDEZVOUS_PORT = 29500
+
+
+@dataclass(frozen=True)
+class ScriptOptions:
+    """Site-side settings for rendering (never taken from the job spec).
+
+    Attributes:
+        job_root: Absolute directory on the cluster's shared file system; each job gets
+            ``<job_root>/<job id>``.
+        partition: Slurm partition, ``None`` for the cluster's default.
+        account: Slurm account (the project's), ``None`` for the user's default.
+        gpu_type: GPU type for typed requests (``"h100"``), ``None`` for untyped.
+        gpu_request: ``"gpus-per-node"`` (``--gpus-per-node``) or ``"gres"`` (``--gres=gpu:``).
+    """
+
+    job_root: str
+    partition: str | None = None
+    account: str | None = None
+    gpu_type: str | None = None
+    gpu_request: GpuRequest = "gpus-per-node"
+
+
+@dataclass(frozen=True)
+class RenderedScript:
+    """A batch script and the facts a REST submission needs beside it."""
+
+    text: str
+    name: str
+    job_dir: str
+    workdir: str
+    stdout: str
+    stderr: str
+    nodes: int
+    gpus_per_node: int
+    time_limit_min: int | None
+    partition: str | None
+    account: str | None
+    gpu_spec: str | None
+    explicit_paths: tuple[str, ...] = field(default=())
+
+
+def _bad(name: str, message: str) -> Invalid:
+    return Invalid.field(name, "safe", message)
+
+
+def check_name(field_name: str, value: str, pattern: re.Pattern[str] = SLURM_NAME) -> str:
+    """Return ``value`` when it matches ``pattern``, else raise :class:`Invalid`."""
+    if not isinstance(value, str) or not pattern.match(value):
+        raise _bad(field_name, f"{value!r} must match {pattern.pattern}")
+    return value
+
+
+def job_name(job_id: str, attempt: int) -> str:
+    """The Slurm job name carrying the idempotency key: ``aif-<job id>-<attempt>``."""
+    return f"{_NAME_PREFIX}{check_name('job_id', job_id, JOB_ID)}-{attempt}"
+
+
+def parse_job_name(name: str) -> tuple[str, int] | None:
+    """Inverse of :func:`job_name` (the attempt never contains ``-``, so it is unambiguous)."""
+    if not name.startswith(_NAME_PREFIX):
+        return None
+    job_id, _, attempt = name[len(_NAME_PREFIX) :].rpartition("-")
+    if not attempt.isdigit() or not JOB_ID.match(job_id):
+        return None
+    return job_id, int(attempt)
+
+
+def _inside(field_name: str, value: str, base: str) -> str:
+    """``value`` (relative to ``base`` or absolute) normalised; must stay under ``base``."""
+    if not isinstance(value, str) or not value or any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise _bad(field_name, "must be a non-empty path without control characters")
+    path = posixpath.normpath(posixpath.join(base, value))
+    if path != base and not path.startswith(base + "/"):
+        raise _bad(field_name, f"{value!r} leaves the job directory {base}")
+    if not _PATH.match(path):
+        raise _bad(field_name, f"{value!r} may only use letters, digits and ._/+=@,-")
+    return path
+
+
+def _check_options(options: ScriptOptions) -> str:
+    root = posixpath.normpath(options.job_root)
+    if not options.job_root.startswith("/") or not _PATH.match(root):
+        raise _bad("job_root", f"{options.job_root!r} must be an absolute plain path")
+    for name in ("partition", "account", "gpu_type"):
+        value = getattr(options, name)
+        if value is not None:
+            check_name(name, value)
+    return root
+
+
+def _gpu_spec(spec: ExecJob, options: ScriptOptions) -> str | None:
+    if spec.gpus_per_node == 0:
+        return None
+    typed = f"{options.gpu_type}:" if options.gpu_type else ""
+    return f"{typed}{spec.gpus_per_node}"
+
+
+def _directives(r: RenderedScript, options: ScriptOptions) -> list[str]:
+    lines = [f"--job-name={r.name}", f"--nodes={r.nodes}", "--ntasks-per-node=1"]
+    lines += [f"--output={r.stdout}", f"--error={r.stderr}", "--open-mode=append"]
+    lines.append(f"--chdir={posixpath.normpath(options.job_root)}")
+    if r.partition:
+        lines.append(f"--partition={r.partition}")
+    if r.account:
+        lines.append(f"--account={r.account}")
+    if r.gpu_spec and options.gpu_request == "gres":
+        lines.append(f"--gres=gpu:{r.gpu_spec}")
+    elif r.gpu_spec:
+        lines.append(f"--gpus-per-node={r.gpu_spec}")
+    if r.time_limit_min is not None:
+        lines.append(f"--time={r.time_limit_min}")
+    return ["#!/bin/bash", *(f"#SBATCH {line}" for line in lines)]
+
+
+def _launch(spec: ExecJob, r: RenderedScript) -> list[str]:
+    srun = ["srun", f"--nodes={r.nodes}", "--ntasks-per-node=1", "--kill-on-bad-exit=1"]
+    if spec.script is not None:
+        script_file = posixpath.join(r.job_dir, f".aif-attempt-{spec.attempt}.sh")
+        encoded = base64.b64encode(spec.script.encode()).decode()
+        # base64 text cannot contain quotes or newlines: the user's script is never shell here.
+        return [
+            f"printf '%s' {shlex.quote(encoded)} | base64 -d > {shlex.quote(script_file)}",
+            shlex.join([*srun, "/bin/bash", script_file]),
+        ]
+    argv: Sequence[str] = spec.argv or ()
+    if spec.launcher == "torchrun":
+        rdzv = ["--rdzv-backend=c10d", '--rdzv-endpoint="$MASTER_ADDR:$MASTER_PORT"']
+        torch = ["python3", "-m", "torch.distributed.run", f"--nnodes={r.nodes}"]
+        torch += [f"--nproc-per-node={max(spec.gpus_per_node, 1)}", "--rdzv-id=$SLURM_JOB_ID"]
+        # The endpoint must expand in the batch shell, so it is the one unquoted word.
+        return [
+            'MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n1)',
+            f"MASTER_PORT={RENDEZVOUS_PORT}",
+            "export MASTER_ADDR MASTER_PORT",
+            " ".join([shlex.join(srun + torch), *rdzv, "--no-python", shlex.join(argv)]),
+        ]
+    return [shlex.join([*srun, *argv])]
+
+
+def _paths(spec: ExecJob, root: str, job_dir: str) -> tuple[str, str, str, tuple[str, ...]]:
+    workdir = _inside("workdir", spec.workdir, job_dir) if spec.workdir else job_dir
+    key = f"{_NAME_PREFIX}{spec.job_id}-{spec.attempt}"
+    log_dir = _inside("log_dir", spec.log_dir, job_dir) if spec.log_dir else None
+    default_out = posixpath.join(log_dir, "stdout.log") if log_dir else f"{root}/{key}.out"
+    default_err = posixpath.join(log_dir, "stderr.log") if log_dir else f"{root}/{key}.err"
+    stdout = _inside("stdout_path", spec.stdout_path, job_dir) if spec.stdout_path else default_out
+    stderr = _inside("stderr_path", spec.stderr_path, job_dir) if spec.stderr_path else default_err
+    # Directories Slurm needs before the job starts (it opens output files itself).
+    explicit = tuple(
+        sorted({posixpath.dirname(p) for p in (stdout, stderr) if p.startswith(job_dir + "/")})
+    )
+    return workdir, stdout, stderr, explicit
+
+
+def render_script(spec: ExecJob, options: ScriptOptions) -> RenderedScript:
+    """Render ``spec`` as a batch script for ``sbatch`` (script on stdin) or slurmrestd.
+
+    Raises:
+        Invalid: A value is unsafe (pattern, control character, path outside the job dir) or
+            the spec asks for something the renderer cannot express.
+    """
+    root = _check_options(options)
+    name = job_name(spec.job_id, spec.attempt)
+    job_dir = f"{root}/{spec.job_id}"
+    if spec.argv is not None and spec.argv[0].startswith("-"):
+        raise _bad("argv", "the program name must not start with '-'")
+    if spec.launcher == "torchrun" and spec.argv is None:
+        raise Invalid.field("launcher", "needs_argv", "torchrun runs argv, not a script")
+    workdir, stdout, stderr, explicit = _paths(spec, root, job_dir)
+    limit = None if spec.time_limit_s is None else max(1, math.ceil(spec.time_limit_s / 60))
+    rendered = RenderedScript(
+        text="",
+        name=name,
+        job_dir=job_dir,
+        workdir=workdir,
+        stdout=stdout,
+        stderr=stderr,
+        nodes=spec.nodes,
+        gpus_per_node=spec.gpus_per_node,
+        time_limit_min=limit,
+        partition=options.partition,
+        account=options.account,
+        gpu_spec=_gpu_spec(spec, options),
+        explicit_paths=explicit,
+    )
+    body = [
+        "set -eu",
+        "umask 077",
+        f"mkdir -p -- {shlex.quote(job_dir)} {shlex.quote(workdir)}",
+        f"cd -- {shlex.quote(workdir)}",
+        f"export AIF_JOB_ID={shlex.quote(spec.job_id)} AIF_ATTEMPT={spec.attempt}",
+        f"export AIF_JOB_DIR={shlex.quote(job_dir)}",
+        *(f"export {key}={shlex.quote(value)}" for key, value in sorted(spec.env.items())),
+        *_launch(spec, rendered),
+    ]
+    text = "\n".join([*_directives(rendered, options), "", *body, ""])
+    return RenderedScript(**{**rendered.__dict__, "text": text})
