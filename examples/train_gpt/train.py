@@ -81,7 +81,8 @@ class Dist:
 
 def setup(device_arg: str) -> Dist:
     """Join the process group when started by torchrun; pick the device."""
-    cuda = torch.cuda.is_available() and device_arg in ("auto", "cuda") or "cuda:" in device_arg
+    auto_cuda = torch.cuda.is_available() and device_arg in ("auto", "cuda")
+    cuda = auto_cuda or device_arg.startswith("cuda:")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
     if device_arg.startswith("cuda:"):
@@ -226,39 +227,68 @@ def build(args: argparse.Namespace, corpus: Corpus, d: Dist) -> tuple[GPT, torch
     return model, opt
 
 
+def train_step(
+    args: argparse.Namespace,
+    d: Dist,
+    corpus: Corpus,
+    parts: tuple[torch.nn.Module, GPT, torch.optim.Optimizer],
+    step: int,
+) -> float:
+    """One optimizer step on this rank's batch for ``step``; returns its loss."""
+    net, model, opt = parts
+    for group in opt.param_groups:
+        group["lr"] = lr_at(step, args)
+    seed = batch_seed(args.seed, step, d.rank)
+    x, y = get_batch(corpus.train, seed, args.batch_size, args.block_size, d.device)
+    _, loss = net(x, y)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    return float(loss.detach())
+
+
+class Meter:
+    """Tokens per second between two log lines."""
+
+    def __init__(self, tokens_per_step: int) -> None:
+        self.tokens_per_step = tokens_per_step
+        self.mark, self.last_step = time.monotonic(), 0
+
+    def rate(self, step: int) -> float:
+        now = time.monotonic()
+        rate = (step - self.last_step) * self.tokens_per_step / max(now - self.mark, 1e-9)
+        self.mark, self.last_step = now, step
+        return rate
+
+
+def checkpoint_due(args: argparse.Namespace, d: Dist, step: int, preempted: bool) -> bool:
+    if args.checkpoint_dir is None or not d.main:
+        return False
+    return step % args.checkpoint_every == 0 or step == args.steps or preempted
+
+
 def train(args: argparse.Namespace, d: Dist) -> int:
     corpus = Corpus(args.data)
     model, opt = build(args, corpus, d)
     step = load_checkpoint(args.checkpoint_dir, model, opt, corpus)
     net: torch.nn.Module = DistributedDataParallel(model) if d.world > 1 else model
+    resumed = str(step > 0).lower()
     log(d, f"start step={step} world_size={d.world} device={d.device} "
-           f"params={model.num_params()} vocab={len(corpus.chars)} resumed={str(step > 0).lower()}")  # fmt: skip
-    started, mark, loss_value = time.monotonic(), time.monotonic(), float("nan")
+           f"params={model.num_params()} vocab={len(corpus.chars)} resumed={resumed}")  # fmt: skip
+    started, loss = time.monotonic(), float("nan")
+    meter = Meter(args.batch_size * args.block_size * d.world)
+    meter.last_step = step
     while step < args.steps:
         step += 1
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, args)
-        x, y = get_batch(corpus.train, batch_seed(args.seed, step, d.rank), args.batch_size,
-                         args.block_size, d.device)  # fmt: skip
-        _, loss = net(x, y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        loss_value = float(loss.detach())
+        loss = train_step(args, d, corpus, (net, model, opt), step)
         if step % args.log_every == 0 or step == 1:
-            now = time.monotonic()
-            steps_done = args.log_every if step > 1 else 1
-            rate = steps_done * args.batch_size * args.block_size * d.world / (now - mark)
-            mark = now
-            mean = mean_over_ranks(d, loss_value)
+            mean, rate = mean_over_ranks(d, loss), meter.rate(step)
             log(d, f"step={step} loss={mean:.4f} lr={lr_at(step, args):.6f} tokens/s={rate:.0f}")
         if d.main and args.eval_every and step % args.eval_every == 0 and step < args.steps:
             log(d, f"eval step={step} val_loss={evaluate(model, corpus, args, d.device):.4f}")
         preempted = agreed(d, Preempted.flag)
-        if args.checkpoint_dir and d.main and (
-            step % args.checkpoint_every == 0 or step == args.steps or preempted
-        ):
+        if checkpoint_due(args, d, step, preempted):
             path = save_checkpoint(args.checkpoint_dir, model, opt, step, corpus)
             log(d, f"checkpoint step={step} path={path}")
         if preempted:
@@ -267,7 +297,8 @@ def train(args: argparse.Namespace, d: Dist) -> int:
         if args.stop_after is not None and step >= args.stop_after:
             log(d, f"stopped step={step} (--stop-after: exiting as if killed)")
             return EXIT_STOPPED
-    finish(args, d, model, corpus, step, loss_value, time.monotonic() - started)
+    loss = mean_over_ranks(d, loss)
+    finish(args, d, model, corpus, step, loss, time.monotonic() - started)
     return 0
 
 
@@ -297,11 +328,12 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     signal.signal(signal.SIGTERM, Preempted.handler)
     d = setup(args.device)
-    try:
-        return train(args, d)
-    finally:
-        if d.world > 1:
-            dist.destroy_process_group()
+    code = train(args, d)
+    if d.world > 1:
+        # Wait for rank 0's final evaluation: a rank leaving early makes torchrun kill the rest.
+        dist.barrier()
+        dist.destroy_process_group()
+    return code
 
 
 if __name__ == "__main__":

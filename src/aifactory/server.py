@@ -9,6 +9,7 @@ from types import TracebackType
 
 import uvicorn
 
+from aifactory.agents.runner import AgentRunner
 from aifactory.api.app import create_app
 from aifactory.db.engine import Database
 from aifactory.settings import Settings
@@ -24,8 +25,11 @@ def free_port(host: str = "127.0.0.1") -> int:
 class BackgroundServer:
     """A real uvicorn server on loopback, started and stopped with ``with``."""
 
-    def __init__(self, settings: Settings, db: Database, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, settings: Settings, db: Database, host: str = "127.0.0.1", agents: bool = False
+    ) -> None:
         self.host = host
+        self.runner = AgentRunner(settings, db) if agents else None
         self.port = free_port(host)
         config = uvicorn.Config(
             create_app(settings, db), host=host, port=self.port, log_level="warning"
@@ -38,6 +42,8 @@ class BackgroundServer:
         return f"http://{self.host}:{self.port}"
 
     def __enter__(self) -> BackgroundServer:
+        if self.runner is not None:
+            self.runner.start()
         self.thread.start()
         deadline = time.monotonic() + 15
         while not self.server.started:
@@ -54,3 +60,5 @@ class BackgroundServer:
     ) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
+        if self.runner is not None:
+            self.runner.stop()

@@ -35,6 +35,12 @@ class Settings(BaseSettings):
     federation_file: Path | None = Field(
         default=None, description="federation YAML; default is the shipped one"
     )
+    sites_file: Path | None = Field(
+        default=None, description="sites YAML (executor per factory); default: local executors"
+    )
+    local_gpus_per_site: int = Field(default=8, ge=0, le=1024)
+    agent_interval_s: float = Field(default=0.2, gt=0, le=60)
+    run_agents: bool = True
 
     @property
     def effective_database_url(self) -> str:

@@ -7,7 +7,8 @@ from pydantic import BaseModel
 
 import aifactory
 from aifactory.api import errors
-from aifactory.api.routers import access, identity, projects, registry
+from aifactory.api.limits import BodySizeLimit
+from aifactory.api.routers import access, identity, jobs, projects, registry
 from aifactory.db.engine import Database
 from aifactory.db.types import utcnow
 from aifactory.settings import Settings
@@ -30,6 +31,7 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     app.state.db = db or Database(settings.effective_database_url)
     app.state.clock = utcnow
     errors.install(app)
+    app.add_middleware(BodySizeLimit)
 
     api = APIRouter(prefix="/api/v1")
 
@@ -42,5 +44,6 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     api.include_router(identity.router)
     api.include_router(access.router)
     api.include_router(projects.router)
+    api.include_router(jobs.router)
     app.include_router(api)
     return app

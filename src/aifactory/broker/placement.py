@@ -42,6 +42,7 @@ class SiteView:
         charge_factor: Normalised GPU-hours charged per GPU-hour used.
         budget_remaining_gpu_hours: Normalised GPU-hours left; ``None`` means unlimited.
         est_start_s: Start-time estimate from the site's own scheduler, when it has one.
+        max_time_s: Longest time limit the partition accepts; ``None`` means no limit.
     """
 
     name: str
@@ -57,6 +58,7 @@ class SiteView:
     charge_factor: float = 1.0
     budget_remaining_gpu_hours: float | None = None
     est_start_s: float | None = None
+    max_time_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +110,13 @@ def _hardware_reason(job: JobRequest, site: SiteView) -> str | None:
         return f"needs {job.gpus_per_node} GPUs per node, partition has {site.gpus_per_node}"
     if job.nodes > site.nodes:
         return f"needs {job.nodes} nodes, partition has {site.nodes}"
+    if job.gpus > site.total_gpus:
+        return f"needs {job.gpus} GPUs, the site has {site.total_gpus} in all"
+    if site.max_time_s is not None and job.time_limit_s > site.max_time_s:
+        return (
+            f"needs a time limit of {job.time_limit_s / 3600:g} h, "
+            f"partition allows {site.max_time_s / 3600:g} h"
+        )
     return None
 
 

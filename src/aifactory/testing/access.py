@@ -46,3 +46,24 @@ def member_of(
 def ok(response: Any, status: int = 200) -> Any:
     assert response.status_code == status, response.text
     return response.json()
+
+
+def award(
+    api: TestClient,
+    applicant: Person,
+    operator: Person,
+    call: str = "lumi-aif-pg",
+    organisation: str = "Nordic Tokens Oy",
+    partition: str = "LUMI-AI/gpu",
+    hours: int = 1000,
+    kind: str = "open_rd",
+) -> tuple[str, int]:
+    """Apply, submit and get accepted; returns (project code, allocation id)."""
+    p = ok(api.post("/api/v1/proposals", headers=applicant.headers, json={
+        "call_id": call, "title": "work", "organisation": organisation, "research_kind": kind,
+        "gpu_hours": hours, "duration_months": 1, "partition": partition}), 201)
+    ok(api.post(f"/api/v1/proposals/{p['id']}/submit", headers=applicant.headers))
+    done = ok(api.post(f"/api/v1/proposals/{p['id']}/assessment", headers=operator.headers,
+                       json={"feasible": True}))
+    project = ok(api.get(f"/api/v1/projects/{done['project_code']}", headers=applicant.headers))
+    return str(done["project_code"]), int(project["allocations"][0]["id"])

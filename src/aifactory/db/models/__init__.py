@@ -12,6 +12,7 @@ from aifactory.db.models.access import (
 )
 from aifactory.db.models.base import Base
 from aifactory.db.models.identity import ApiToken, Membership, Organisation, RoleGrant, User
+from aifactory.db.models.jobs import Job, JobAttempt, JobTransition, SiteStatus
 from aifactory.db.models.registry import (
     Country,
     Factory,
@@ -30,6 +31,9 @@ __all__ = [
     "Factory",
     "FactoryMember",
     "FundingLine",
+    "Job",
+    "JobAttempt",
+    "JobTransition",
     "LedgerRow",
     "Membership",
     "Organisation",
@@ -40,6 +44,7 @@ __all__ = [
     "ProposalTransition",
     "ReviewAssignment",
     "RoleGrant",
+    "SiteStatus",
     "System",
     "User",
 ]

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from aifactory.errors import Invalid
+from aifactory.errors import BackendUnavailable, Invalid
 from aifactory.executors.slurm.failures import command_error
 from aifactory.executors.slurm.models import (
     SlurmJob,
@@ -92,18 +92,33 @@ def _json_epoch(job: dict[str, Any], key: str) -> float | None:
     return float(value) if isinstance(value, int | float) and value > 0 else None
 
 
+def _requested_gpus(job: dict[str, Any]) -> int | None:
+    # "gres:gpu:2" / "gres:gpu:h100:2" (per node, or per job); the grant equals the request.
+    for key, per_node in (("tres_per_node", True), ("tres_per_job", False)):
+        match = re.search(r"gpu(?::[^:,]+)?:(\d+)", str(job.get(key) or ""))
+        if match:
+            count = int(match.group(1))
+            return count * int(job.get("node_count") or 1) if per_node else count
+    return None
+
+
 def _json_gpus(job: dict[str, Any]) -> int | None:
     tres = str(job.get("tres_alloc_str") or "")
     if "gres/gpu" in tres:
         return gpus_from_tres(tres)
     # Without AccountingStorageTRES=gres/gpu the TRES string has no GPUs; gres_detail lists
-    # each node's grant as "gpu:2(IDX:0-1)" or "gpu:h100:2(IDX:0-1)".
+    # each node's grant ("gpu:2(IDX:0-1)") while the job runs, the request remains afterwards.
     detail = job.get("gres_detail") or []
     total = 0
     for entry in detail:
         match = re.match(r"gpu(?::[^:(]+)?:(\d+)", str(entry))
         total += int(match.group(1)) if match else 0
-    return total if detail or job.get("job_resources") else None
+    if total:
+        return total
+    requested = _requested_gpus(job)
+    if requested is not None:
+        return requested
+    return 0 if tres else None
 
 
 def job_from_json(job: dict[str, Any]) -> SlurmJob:
@@ -138,6 +153,12 @@ def _load_json(verb: str, stdout: str) -> dict[str, Any]:
         raise Invalid(f"{verb} printed no JSON: {stdout[:200]!r}") from exc
     if not isinstance(data, dict):
         raise Invalid(f"{verb} printed unexpected JSON")
+    errors = data.get("errors") or []
+    if errors:
+        # With slurmctld down, squeue --json exits 0 and only lists "Failed while looking for
+        # jobs" here: a read that could not be answered means the backend is unavailable.
+        text = "; ".join(str(e.get("description") or e.get("error") or e) for e in errors)
+        raise BackendUnavailable(f"{verb}: Slurm could not answer: {text}")
     return data
 
 

@@ -144,7 +144,7 @@ class SlurmJob:
     @property
     def never_ran(self) -> bool:
         """A rejected submission: Slurm consumed the id but allocated nothing."""
-        return self.nodes in ("None assigned", "(null)") and self.start is None
+        return self.nodes in ("", "None assigned", "(null)")
 
 
 @dataclass(frozen=True)

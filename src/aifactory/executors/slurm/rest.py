@@ -22,6 +22,7 @@ __all__ = ["API", "DB_API", "RestClient", "job_properties"]
 API = "/slurm/v0.0.38"
 DB_API = "/slurmdb/v0.0.38"
 # slurmrestd needs some environment for the batch step; PATH is the minimum jobs rely on.
+_DB_NOTHING_FOUND = 9003  # slurmdbd: "Nothing found with query"
 _DEFAULT_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin"}
 
 
@@ -34,7 +35,8 @@ def job_properties(
     """
     job: dict[str, Any] = {
         "name": rendered.name,
-        "nodes": [rendered.nodes, rendered.nodes],
+        # A [min, max] list is accepted but ignored by 22.05 (one node); a string works.
+        "nodes": str(rendered.nodes),
         "tasks_per_node": 1,
         "current_working_directory": posixpath_dir(rendered.stdout),
         "standard_output": rendered.stdout,
@@ -169,9 +171,16 @@ def _db_job(job: dict[str, Any]) -> SlurmJob:
 
 def _rest_error(path: str, status: int, errors: list[dict[str, Any]]) -> AIFactoryError:
     text = "; ".join(str(e.get("error") or e.get("description") or e) for e in errors)
+    if any(e.get("error_number") == _DB_NOTHING_FOUND for e in errors):
+        return NotFound(f"slurmdbd has no record for {path}")
     if "job/submit" in path:
         # Same words as sbatch's, so the same classification (unreachable vs rejected).
         error = command_error("slurmrestd submit", 1, "", f"Batch job submission failed: {text}")
         error.extra["http_status"] = status
         return error
-    return command_error("slurmrestd", 1, "", text)
+    error = command_error("slurmrestd", 1, "", text)
+    # A read that fails for any reason but an unknown id means slurmrestd could not ask
+    # slurmctld; retrying later is the only sensible reaction.
+    if isinstance(error, Invalid):
+        return BackendUnavailable(f"slurmrestd could not answer {path}: {text}")
+    return error

@@ -83,6 +83,26 @@ class RenderedScript:
     explicit_paths: tuple[str, ...] = field(default=())
 
 
+def quote(value: str) -> str:
+    """Shell-quote ``value`` so the script text never holds a raw control character.
+
+    Plain values use :func:`shlex.quote`; values with newlines or other control characters use
+    bash's ``$'...'`` form with escapes, so every line of the script is the renderer's own (no
+    user newline can begin a line with ``#SBATCH`` for any tool that scans the whole file).
+    """
+    if not any(ord(c) < 32 or ord(c) == 127 for c in value):
+        return shlex.quote(value)
+    escaped = "".join(
+        f"\\x{ord(c):02x}" if ord(c) < 32 or ord(c) == 127 else {"\\": "\\\\", "'": "\\'"}.get(c, c)
+        for c in value
+    )
+    return f"$'{escaped}'"
+
+
+def _join(argv: Sequence[str]) -> str:
+    return " ".join(quote(a) for a in argv)
+
+
 def _bad(name: str, message: str) -> Invalid:
     return Invalid.field(name, "safe", message)
 
@@ -164,7 +184,7 @@ def _launch(spec: ExecJob, r: RenderedScript) -> list[str]:
         # base64 text cannot contain quotes or newlines: the user's script is never shell here.
         return [
             f"printf '%s' {shlex.quote(encoded)} | base64 -d > {shlex.quote(script_file)}",
-            shlex.join([*srun, "/bin/bash", script_file]),
+            _join([*srun, "/bin/bash", script_file]),
         ]
     argv: Sequence[str] = spec.argv or ()
     if spec.launcher == "torchrun":
@@ -176,9 +196,9 @@ def _launch(spec: ExecJob, r: RenderedScript) -> list[str]:
             'MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n1)',
             f"MASTER_PORT={RENDEZVOUS_PORT}",
             "export MASTER_ADDR MASTER_PORT",
-            " ".join([shlex.join(srun + torch), *rdzv, "--no-python", shlex.join(argv)]),
+            " ".join([_join(srun + torch), *rdzv, "--no-python", _join(argv)]),
         ]
-    return [shlex.join([*srun, *argv])]
+    return [_join([*srun, *argv])]
 
 
 def _paths(spec: ExecJob, root: str, job_dir: str) -> tuple[str, str, str, tuple[str, ...]]:
@@ -234,7 +254,7 @@ def render_script(spec: ExecJob, options: ScriptOptions) -> RenderedScript:
         f"cd -- {shlex.quote(workdir)}",
         f"export AIF_JOB_ID={shlex.quote(spec.job_id)} AIF_ATTEMPT={spec.attempt}",
         f"export AIF_JOB_DIR={shlex.quote(job_dir)}",
-        *(f"export {key}={shlex.quote(value)}" for key, value in sorted(spec.env.items())),
+        *(f"export {key}={quote(value)}" for key, value in sorted(spec.env.items())),
         *_launch(spec, rendered),
     ]
     text = "\n".join([*_directives(rendered, options), "", *body, ""])

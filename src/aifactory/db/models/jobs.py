@@ -1,0 +1,101 @@
+"""Workloads: jobs, their attempts and state history, and site availability."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from aifactory.db.models.base import Base
+from aifactory.db.types import UTCDateTime, utcnow
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (
+        Index("ix_jobs_factory_state", "factory_id", "state"),
+        Index("ix_jobs_project_id", "project_code", "id"),
+        Index("ix_jobs_state_id", "state", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    project_code: Mapped[str] = mapped_column(ForeignKey("projects.code"))
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(16))
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    gpus: Mapped[int] = mapped_column(Integer)
+    time_limit_s: Mapped[int] = mapped_column(Integer)
+    allocation_id: Mapped[int | None] = mapped_column(ForeignKey("allocations.id"))
+    factory_id: Mapped[int | None] = mapped_column(ForeignKey("factories.id"))
+    partition_id: Mapped[int | None] = mapped_column(ForeignKey("partitions.id"))
+    reserved_milli: Mapped[int] = mapped_column(BigInteger, default=0)
+    charged_milli: Mapped[int] = mapped_column(BigInteger, default=0)
+    backend_id: Mapped[str | None] = mapped_column(String(128))
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    placement: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    attempts: Mapped[list[JobAttempt]] = relationship(
+        cascade="all, delete-orphan", order_by="JobAttempt.attempt", lazy="selectin"
+    )
+
+
+class JobAttempt(Base):
+    """One try of a job at one site; a retried job has several."""
+
+    __tablename__ = "job_attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), index=True)
+    attempt: Mapped[int] = mapped_column(Integer)
+    factory_id: Mapped[int] = mapped_column(ForeignKey("factories.id"))
+    partition_id: Mapped[int] = mapped_column(ForeignKey("partitions.id"))
+    backend_id: Mapped[str | None] = mapped_column(String(128))
+    state: Mapped[str] = mapped_column(String(16))
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    elapsed_s: Mapped[float] = mapped_column(Float, default=0.0)
+    charged_milli: Mapped[int] = mapped_column(BigInteger, default=0)
+    message: Mapped[str] = mapped_column(Text, default="")
+
+
+class JobTransition(Base):
+    __tablename__ = "job_transitions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    from_state: Mapped[str] = mapped_column(String(16))
+    to_state: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text, default="")
+
+
+class SiteStatus(Base):
+    """Whether a factory's scheduler answers; written by its site agent."""
+
+    __tablename__ = "site_status"
+
+    factory_id: Mapped[int] = mapped_column(ForeignKey("factories.id"), primary_key=True)
+    available: Mapped[bool] = mapped_column(Boolean, default=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    checked_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

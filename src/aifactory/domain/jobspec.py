@@ -1,0 +1,149 @@
+"""The job spec users submit once (YAML or JSON), validated field by field. Pure, no I/O."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from aifactory.errors import FieldError, Invalid
+
+MAX_SPEC_BYTES = 1024 * 1024
+_DURATION = re.compile(r"^(?:(?P<d>\d+)-)?(?:(?P<h>\d+):)?(?P<m>\d+):(?P<s>\d+)$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+_SAFE_TEXT = r"^[^\x00-\x1f\x7f]*$"  # one line, no control characters
+SInt = Annotated[int, Strict()]
+SFloat = Annotated[float, Strict()]
+Line = Annotated[str, Field(max_length=4096, pattern=_SAFE_TEXT)]
+RetryOn = Literal["node_failed", "timed_out", "preempted", "failed"]
+DEFAULT_RETRY_ON: tuple[RetryOn, ...] = ("node_failed", "timed_out", "preempted")
+
+
+def parse_duration(value: str | int) -> int:
+    """Seconds from ``3600``, ``"90m"``, ``"2h"``, ``"1d"``, ``"HH:MM:SS"``, ``"D-HH:MM:SS"``.
+
+    Raises:
+        ValueError: Not a duration (pydantic turns it into a field error).
+    """
+    if isinstance(value, bool):
+        raise ValueError("a duration, not a boolean")
+    if isinstance(value, int):
+        seconds = value
+    else:
+        text = value.strip().lower()
+        match = _DURATION.match(text)
+        if match:
+            parts = {k: int(v or 0) for k, v in match.groupdict().items()}
+            seconds = parts["d"] * 86400 + parts["h"] * 3600 + parts["m"] * 60 + parts["s"]
+        elif text[:-1].isdigit() and text[-1:] in _UNITS:
+            seconds = int(text[:-1]) * _UNITS[text[-1]]
+        elif text.isdigit():
+            seconds = int(text)
+        else:
+            raise ValueError(f"{value!r} is not a duration like 3600, 90m, 2h or 01:30:00")
+    if seconds <= 0:
+        raise ValueError("must be more than 0 seconds")
+    return seconds
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class Resources(_Spec):
+    nodes: SInt = Field(default=1, ge=1, le=4096)
+    gpus_per_node: SInt = Field(default=1, ge=0, le=64)
+    gpu_model: str | None = Field(default=None, max_length=64, pattern=r"^[A-Za-z0-9._\-]+$")
+    min_gpu_memory_gb: SFloat | None = Field(default=None, gt=0, le=10_000)
+    cpus: SInt = Field(default=1, ge=1, le=100_000)
+    memory_gb: SFloat = Field(default=4, gt=0, le=1_000_000)
+    time_limit: Annotated[int, Field(ge=1, le=366 * 86400)] = 3600
+
+    @field_validator("time_limit", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> int:
+        if not isinstance(value, str | int):
+            raise ValueError("a duration: seconds or text like 90m or 01:30:00")
+        return parse_duration(value)
+
+    @property
+    def gpus(self) -> int:
+        return self.nodes * self.gpus_per_node
+
+
+class Retry(_Spec):
+    max_attempts: SInt = Field(default=1, ge=1, le=20)
+    on: list[RetryOn] = Field(default_factory=lambda: list(DEFAULT_RETRY_ON))
+
+
+class JobSpec(_Spec):
+    """What to run, for which project, on what hardware, under which constraints."""
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-]*$")
+    project: str = Field(min_length=1, max_length=32)
+    resources: Resources = Field(default_factory=Resources)
+    command: Line | list[Line] | None = Field(
+        default=None, description="a string (split like a shell would, never run by one) or a list"
+    )
+    script: str | None = Field(default=None, max_length=512 * 1024)
+    environment: dict[Annotated[str, Field(pattern=_ENV_NAME)], Line] = Field(default_factory=dict)
+    workdir: str | None = Field(default=None, max_length=1024, pattern=_SAFE_TEXT)
+    container_image: str | None = Field(default=None, max_length=256, pattern=r"^[\w./:@\-]+$")
+    launcher: Literal["none", "torchrun"] = "none"
+    allowed_countries: list[Annotated[str, Field(pattern=r"^[A-Z]{2}$")]] | None = None
+    checkpoint_dir: str | None = Field(default=None, max_length=1024, pattern=_SAFE_TEXT)
+    retry: Retry = Field(default_factory=Retry)
+
+    @field_validator("command", mode="before")
+    @classmethod
+    def _command_shape(cls, value: Any) -> Any:
+        ok = isinstance(value, str) or (
+            isinstance(value, list) and all(isinstance(v, str) for v in value)
+        )
+        if value is not None and not ok:
+            raise ValueError("must be a string or a list of strings")
+        return value
+
+    @model_validator(mode="after")
+    def _one_command(self) -> JobSpec:
+        if (self.command is None) == (self.script is None):
+            raise ValueError("give exactly one of command and script")
+        if isinstance(self.command, list) and not self.command:
+            raise ValueError("command must name a program")
+        if self.script is not None and "\x00" in self.script:
+            raise ValueError("script must not contain NUL")
+        return self
+
+    def argv(self) -> list[str] | None:
+        """The command as an argument vector (a string is split with shell-like quoting)."""
+        if self.command is None:
+            return None
+        return shlex.split(self.command) if isinstance(self.command, str) else list(self.command)
+
+
+def parse_spec(data: Any) -> JobSpec:
+    """Validate a parsed YAML/JSON document as a job spec.
+
+    Raises:
+        Invalid: One entry per broken rule, naming the field (``resources.nodes`` ...).
+    """
+    try:
+        return JobSpec.model_validate(data)
+    except ValidationError as exc:
+        details = [
+            FieldError(".".join(str(p) for p in e["loc"]) or "spec", e["type"], e["msg"])
+            for e in exc.errors()
+        ]
+        summary = "; ".join(f"{d.field}: {d.message}" for d in details)
+        raise Invalid(f"invalid job spec: {summary}", details) from None

@@ -1,0 +1,165 @@
+"""Reading jobs: show, list (keyset pages), why (placement reasons), logs, and cancel."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from aifactory.agents.site_agent import log_paths
+from aifactory.db.models import Factory, Job, JobTransition, Partition, ProjectMember, System, User
+from aifactory.domain.enums import Role
+from aifactory.domain.jobs import TERMINAL, JobState
+from aifactory.domain.ledger import from_milli
+from aifactory.errors import Conflict, Forbidden, Invalid, NotFound
+from aifactory.services.job_views import (
+    JobAttemptView,
+    JobPage,
+    JobTransitionView,
+    JobView,
+    LogChunk,
+    PlacementView,
+)
+from aifactory.services.permissions import Principal
+
+MAX_LOG_CHUNK = 256 * 1024
+
+
+def get(session: Session, who: Principal, job_id: int, detail: bool = True) -> JobView:
+    return view(session, _visible(session, who, job_id), detail)
+
+
+def list_jobs(
+    session: Session,
+    who: Principal,
+    project: str | None = None,
+    state: JobState | None = None,
+    limit: int = 50,
+    before: int | None = None,
+) -> JobPage:
+    """Newest first, ``limit`` at a time; pass ``next_before`` back for the next page."""
+    query = select(Job)
+    if not who.is_admin:
+        mine = select(ProjectMember.project_code).where(ProjectMember.user_id == who.user_id)
+        factories = [f for r, f in who.roles if r == Role.FACTORY_OPERATOR and f is not None]
+        query = query.where(Job.project_code.in_(mine) | Job.factory_id.in_(factories))
+    if project:
+        query = query.where(Job.project_code == project)
+    if state:
+        query = query.where(Job.state == state)
+    if before:
+        query = query.where(Job.id < before)
+    rows = list(session.scalars(query.order_by(Job.id.desc()).limit(limit + 1)))
+    more = len(rows) > limit
+    page = rows[:limit]
+    return JobPage(
+        jobs=[view(session, j, detail=False) for j in page],
+        next_before=page[-1].id if more and page else None,
+    )
+
+
+def why(session: Session, who: Principal, job_id: int) -> PlacementView:
+    job = _visible(session, who, job_id)
+    p = job.placement or {}
+    return PlacementView(
+        job_id=job.id,
+        state=job.state,
+        policy=str(p.get("policy", "broker")),
+        decided_at=datetime.fromisoformat(p["at"]) if p.get("at") else None,
+        chosen=p.get("chosen"),
+        ranked=list(p.get("ranked", [])),
+        est_start_s=dict(p.get("est_start_s", {})),
+        rejected=dict(p.get("rejected", {})),
+        waiting=p.get("waiting"),
+    )
+
+
+def cancel(session: Session, who: Principal, job_id: int) -> JobView:
+    """Ask for cancellation; the site agent stops it (its whole process group) shortly."""
+    job = _visible(session, who, job_id)
+    if job.state in TERMINAL:
+        raise Conflict(f"job {job_id} is already {job.state}")
+    job.cancel_requested = True
+    session.flush()
+    return view(session, job, True)
+
+
+def logs(
+    session: Session,
+    who: Principal,
+    job_id: int,
+    data_dir: Path,
+    stream: str = "stdout",
+    offset: int = 0,
+    attempt: int | None = None,
+) -> LogChunk:
+    """A chunk of the job's log from ``offset``; follow by calling again with ``next_offset``."""
+    job = _visible(session, who, job_id)
+    if stream not in ("stdout", "stderr"):
+        raise Invalid.field("stream", "one_of", "stream is stdout or stderr")
+    out, err = log_paths(data_dir, job.id, attempt or job.attempt)
+    path = out if stream == "stdout" else err
+    text, next_offset = "", offset
+    if path.exists():
+        with path.open("rb") as fh:
+            fh.seek(offset)
+            data = fh.read(MAX_LOG_CHUNK)
+        text, next_offset = data.decode("utf-8", errors="replace"), offset + len(data)
+    finished = job.state in TERMINAL and (not path.exists() or next_offset >= path.stat().st_size)
+    return LogChunk(job_id=job.id, stream=stream, offset=offset, next_offset=next_offset,
+                    text=text, finished=finished)
+
+
+def view(session: Session, job: Job, detail: bool = True) -> JobView:
+    partition = session.get(Partition, job.partition_id) if job.partition_id else None
+    factory = session.get(Factory, job.factory_id) if job.factory_id else None
+    system = session.get(System, partition.system_id) if partition else None
+    owner = session.get_one(User, job.owner_id).username
+    out = JobView(
+        id=job.id, name=job.name, project=job.project_code, owner=owner, state=job.state,
+        attempt=job.attempt, gpus=job.gpus, time_limit_s=job.time_limit_s,
+        factory=factory.name if factory else None,
+        partition=f"{system.name}/{partition.name}" if partition and system else None,
+        reserved_gpu_hours=from_milli(job.reserved_milli),
+        charged_gpu_hours=from_milli(job.charged_milli), exit_code=job.exit_code,
+        reason=job.reason, created_at=job.created_at, started_at=job.started_at,
+        ended_at=job.ended_at,
+    )
+    if not detail:
+        return out
+    names = {f.id: f.name for f in session.scalars(select(Factory))}
+    out.spec = job.spec
+    out.attempts = [
+        JobAttemptView(
+            attempt=a.attempt, factory=names.get(a.factory_id, "?"), backend_id=a.backend_id,
+            state=a.state, exit_code=a.exit_code, started_at=a.started_at, ended_at=a.ended_at,
+            elapsed_s=a.elapsed_s, charged_gpu_hours=from_milli(a.charged_milli),
+            message=a.message,
+        )
+        for a in job.attempts
+    ]
+    out.transitions = [
+        JobTransitionView(at=t.at, from_state=t.from_state, to_state=t.to_state, reason=t.reason)
+        for t in session.scalars(
+            select(JobTransition).where(JobTransition.job_id == job.id).order_by(JobTransition.id)
+        )
+    ]
+    return out
+
+
+def _visible(session: Session, who: Principal, job_id: int) -> Job:
+    job = session.get(Job, job_id)
+    if job is None:
+        raise NotFound(f"job {job_id} not found")
+    if who.is_admin or (job.factory_id and who.has(Role.FACTORY_OPERATOR, job.factory_id)):
+        return job
+    member = session.scalar(
+        select(ProjectMember.user_id).where(
+            ProjectMember.project_code == job.project_code, ProjectMember.user_id == who.user_id
+        )
+    )
+    if member is None:
+        raise Forbidden(f"job {job_id} belongs to project {job.project_code}, not yours")
+    return job

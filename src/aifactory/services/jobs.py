@@ -1,0 +1,265 @@
+"""Jobs: submit once, placed by the broker's policy, run by a site agent, charged exactly.
+
+Placement happens here (at submit and again for pending jobs); the reservation of
+GPUs x time limit x charge factor is taken when a job is placed, so queued work can never
+overspend an allocation. Site agents move placed jobs on (see ``agents/site_agent.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from aifactory.broker.placement import JobRequest, SiteView, get_placement_policy
+from aifactory.db.models import (
+    Allocation,
+    Country,
+    Factory,
+    Job,
+    JobTransition,
+    Partition,
+    Project,
+    ProjectMember,
+    SiteStatus,
+    System,
+)
+from aifactory.domain.clock import as_date
+from aifactory.domain.jobs import ACTIVE, JobState, check_move
+from aifactory.domain.jobspec import JobSpec
+from aifactory.domain.ledger import charge_milli
+from aifactory.domain.registry import FactoryStatus
+from aifactory.errors import Conflict, FieldError, Forbidden, Invalid, QuotaExceeded
+from aifactory.services import ledger
+from aifactory.services.permissions import Principal
+
+POLICY = "broker"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A site view and the allocation/partition it stands for."""
+
+    view: SiteView
+    allocation_id: int
+    partition_id: int
+    factory_id: int
+    charge_factor: float
+
+
+def submit(
+    session: Session,
+    who: Principal,
+    spec: JobSpec,
+    now: datetime,
+    capacity: Mapping[str, int | None],
+) -> Job:
+    """Store a job and try to place it; refuse at once when no site could ever run it."""
+    project = session.get(Project, spec.project)
+    if project is None:
+        raise Invalid.field("project", "known_project", f"no project {spec.project!r}")
+    if spec.allowed_countries:
+        known = set(session.scalars(select(Country.code)))
+        unknown = sorted(set(spec.allowed_countries) - known)
+        if unknown:
+            msg = f"unknown country codes {unknown}"
+            raise Invalid.field("allowed_countries", "known_country", msg)
+    if not who.is_admin and not any(m.user_id == who.user_id for m in project.members):
+        raise Forbidden(f"{who.username} is not a member of project {spec.project}")
+    job = Job(
+        name=spec.name,
+        project_code=spec.project,
+        owner_id=who.user_id,
+        spec=spec.model_dump(mode="json"),
+        state=JobState.PENDING,
+        gpus=spec.resources.gpus,
+        time_limit_s=spec.resources.time_limit,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(job)
+    session.flush()
+    _record(session, job, "", JobState.PENDING, "submitted", now)
+    placed = place(session, job, spec, now, capacity)
+    if not placed and not _may_wait(job):
+        raise _no_candidate(job)  # the request's transaction rolls back: nothing is stored
+    session.flush()
+    return job
+
+
+def place(
+    session: Session,
+    job: Job,
+    spec: JobSpec,
+    now: datetime,
+    capacity: Mapping[str, int | None],
+) -> bool:
+    """Run the placement policy; on success reserve budget and mark the job placed."""
+    candidates = site_candidates(session, job.project_code, now, capacity)
+    request = job_request(spec)
+    decision = get_placement_policy(POLICY).place(
+        request, tuple(c.view for c in candidates), now.timestamp()
+    )
+    by_name = {c.view.name: c for c in candidates}
+    ready = [n for n in decision.ranked if by_name[n].view.free_gpus >= request.gpus]
+    rejected = dict(decision.rejected)
+    waiting = None
+    if decision.ranked and not ready:
+        waiting = "no free capacity now: " + "; ".join(
+            f"{n} has {by_name[n].view.free_gpus} of {by_name[n].view.total_gpus} GPUs free"
+            for n in decision.ranked
+        )
+    if not candidates:
+        rejected["(none)"] = f"project {job.project_code} has no active allocation"
+    job.placement = {
+        "policy": POLICY, "at": now.isoformat(), "chosen": ready[0] if ready else None,
+        "ranked": list(decision.ranked), "rejected": rejected,
+        "est_start_s": {k: round(v - now.timestamp(), 1) for k, v in decision.est_start_s.items()},
+        "waiting": waiting,
+    }
+    for name in ready:
+        if _try_reserve(session, job, by_name[name], now):
+            return True
+    job.reason = waiting or "no site can run this job: " + "; ".join(
+        f"{k}: {v}" for k, v in rejected.items()
+    )
+    return False
+
+
+def site_candidates(
+    session: Session, project_code: str, now: datetime, capacity: Mapping[str, int | None]
+) -> list[Candidate]:
+    """One site view per active allocation of the project, with live capacity and budget."""
+    today = as_date(now)
+    rows = session.execute(
+        select(Allocation, Partition, System.name, Factory)
+        .join(Partition, Partition.id == Allocation.partition_id)
+        .join(System, System.id == Partition.system_id)
+        .join(Factory, Factory.id == Allocation.factory_id)
+        .where(
+            Allocation.project_code == project_code,
+            Allocation.status == "active",
+            Allocation.start_date <= today,
+            Allocation.end_date >= today,
+        )
+        .order_by(Allocation.id)
+    ).all()
+    down = set(session.scalars(select(SiteStatus.factory_id).where(SiteStatus.available.is_(False))))
+    out = []
+    for alloc, part, system_name, factory in rows:
+        total = part.nodes * part.gpus_per_node
+        limit = capacity.get(factory.name)
+        pool_total = min(total, limit) if limit is not None else total
+        busy = busy_gpus(session, factory.id if limit is not None else None, part.id)
+        remaining = ledger.state(session, alloc.id).remaining / 1000
+        view = SiteView(
+            name=f"{factory.name}/{system_name}/{part.name}",
+            country=factory.country_code,
+            operational=factory.status == FactoryStatus.OPERATIONAL and factory.id not in down,
+            gpu_model=part.gpu_model,
+            gpu_memory_gb=part.gpu_memory_gb,
+            gpus_per_node=part.gpus_per_node,
+            nodes=part.nodes,
+            free_gpus=max(pool_total - busy, 0),
+            total_gpus=pool_total,
+            queued_gpu_seconds=0.0,
+            charge_factor=part.charge_factor,
+            budget_remaining_gpu_hours=remaining,
+            max_time_s=part.max_time_hours * 3600,
+        )
+        out.append(Candidate(view, alloc.id, part.id, factory.id, part.charge_factor))
+    return out
+
+
+def busy_gpus(session: Session, factory_id: int | None, partition_id: int) -> int:
+    """GPUs held by placed or running jobs: the factory's pool (local) or the partition."""
+    query = select(func.coalesce(func.sum(Job.gpus), 0)).where(Job.state.in_(list(ACTIVE)))
+    if factory_id is not None:
+        query = query.where(Job.factory_id == factory_id)
+    else:
+        query = query.where(Job.partition_id == partition_id)
+    return int(session.scalar(query) or 0)
+
+
+def job_request(spec: JobSpec) -> JobRequest:
+    r = spec.resources
+    return JobRequest(
+        nodes=r.nodes,
+        gpus_per_node=r.gpus_per_node,
+        time_limit_s=float(r.time_limit),
+        gpu_model=r.gpu_model,
+        min_gpu_memory_gb=r.min_gpu_memory_gb,
+        allowed_countries=frozenset(spec.allowed_countries) if spec.allowed_countries else None,
+    )
+
+
+def move(session: Session, job: Job, target: JobState, reason: str, at: datetime) -> None:
+    """The one way a job changes state; illegal moves raise ``Conflict``."""
+    current = JobState(job.state)
+    check_move(current, target)
+    job.state = target
+    job.updated_at = at
+    if reason:
+        job.reason = reason
+    _record(session, job, current, target, reason, at)
+
+
+def release_reservation(session: Session, job: Job, actor: str) -> None:
+    """Give back an unused reservation (cancelled before running, or being re-placed)."""
+    if job.reserved_milli and job.allocation_id is not None:
+        ledger.settle(session, job.allocation_id, job.reserved_milli, 0, actor, f"job:{job.id}")
+    job.reserved_milli = 0
+
+
+def _try_reserve(session: Session, job: Job, site: Candidate, now: datetime) -> bool:
+    amount = charge_milli(job.gpus * job.time_limit_s, _decimal(site.charge_factor))
+    try:
+        with session.begin_nested():
+            if amount:
+                ledger.reserve(session, site.allocation_id, amount, "broker", f"job:{job.id}")
+    except QuotaExceeded:
+        return False
+    job.allocation_id, job.partition_id, job.factory_id = (
+        site.allocation_id, site.partition_id, site.factory_id,
+    )
+    job.reserved_milli = amount
+    move(session, job, JobState.PLACED, f"placed on {site.view.name}", now)
+    return True
+
+
+def _may_wait(job: Job) -> bool:
+    """A job waits when some site fits but is busy or down; otherwise it is refused."""
+    placement: dict[str, Any] = job.placement or {}
+    if placement.get("waiting"):
+        return True
+    reasons = placement.get("rejected", {}).values()
+    return any(r == "site is not operational" for r in reasons)
+
+
+def _no_candidate(job: Job) -> Conflict:
+    rejected: dict[str, str] = (job.placement or {}).get("rejected", {})
+    details = [FieldError(site, "placement", why) for site, why in rejected.items()]
+    return Conflict(f"no factory can run job {job.name!r}: {job.reason}", details)
+
+
+def _record(
+    session: Session, job: Job, old: str, new: str, reason: str, at: datetime
+) -> None:
+    session.add(JobTransition(job_id=job.id, at=at, from_state=old, to_state=new, reason=reason))
+
+
+def _decimal(value: float) -> Decimal:
+    return Decimal(str(value))
+
+
+def is_member(session: Session, who: Principal, project_code: str) -> bool:
+    return who.is_admin or session.scalar(
+        select(ProjectMember.user_id).where(
+            ProjectMember.project_code == project_code, ProjectMember.user_id == who.user_id
+        )
+    ) is not None
