@@ -19,6 +19,7 @@ from aifactory.services.access_views import (
     ProposalView,
     Report,
 )
+from aifactory.services.job_views import JobPage, JobView, LogChunk, PlacementView
 from aifactory.services.views import (
     CountryView,
     FactoryView,
@@ -243,6 +244,42 @@ class Client:
         if response.status_code >= 400:
             raise _error_from(response)
         return response.text
+
+    # --- jobs ---
+
+    def submit_job(self, spec: dict[str, Any]) -> JobView:
+        result: JobView = self._call("POST", "/jobs", JobView, json=spec)
+        return result
+
+    def list_jobs(
+        self,
+        project: str | None = None,
+        state: str | None = None,
+        limit: int = 50,
+        before: int | None = None,
+    ) -> JobPage:
+        params: dict[str, Any] = {"limit": limit}
+        params.update({k: v for k, v in {"project": project, "state": state,
+                                          "before": before}.items() if v})
+        result: JobPage = self._call("GET", "/jobs", JobPage, params=params)
+        return result
+
+    def get_job(self, job_id: int) -> JobView:
+        result: JobView = self._call("GET", f"/jobs/{job_id}", JobView)
+        return result
+
+    def cancel_job(self, job_id: int) -> JobView:
+        result: JobView = self._call("POST", f"/jobs/{job_id}/cancel", JobView)
+        return result
+
+    def why_job(self, job_id: int) -> PlacementView:
+        result: PlacementView = self._call("GET", f"/jobs/{job_id}/why", PlacementView)
+        return result
+
+    def job_logs(self, job_id: int, offset: int = 0, stream: str = "stdout") -> LogChunk:
+        params = {"offset": offset, "stream": stream}
+        result: LogChunk = self._call("GET", f"/jobs/{job_id}/logs", LogChunk, params=params)
+        return result
 
 
 def _jsonable(data: dict[str, Any]) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from aifactory.cli import access, render, sim
+from aifactory.cli import access, jobs, render, sim
 from aifactory.cli import config as cli_config
 from aifactory.cli.common import client, friendly
 from aifactory.cli.render import console
@@ -22,6 +22,7 @@ app.add_typer(federation_app, name="federation")
 app.add_typer(admin_app, name="admin")
 app.add_typer(sim.app, name="sim")
 access.install(app)
+jobs.install(app)
 
 
 # --- server side -----------------------------------------------------------------------------

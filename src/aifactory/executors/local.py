@@ -193,7 +193,8 @@ class LocalExecutor(Executor):
             state = jd.read_json(jobdir / jd.STATE)
             # The wrapper also polls the cancel file; the signal only makes it prompt.
             if state and jd.process_alive(state["wrapper_pid"], state["wrapper_start"]):
-                os.kill(state["wrapper_pid"], signal.SIGTERM)
+                with contextlib.suppress(ProcessLookupError):  # it may have just ended
+                    os.kill(state["wrapper_pid"], signal.SIGTERM)
 
     def usage(self, backend_id: str) -> ExecUsage | None:
         """GPUs and seconds used so far; ``None`` if the attempt never started.
