@@ -20,3 +20,18 @@ elif [ "${CI:-}" = "true" ]; then
 else
   echo "services: PostgreSQL unavailable; PostgreSQL tests will be skipped (not under CI)"
 fi
+
+# Chromium for the portal's browser tests (Debian's package; Playwright never downloads one).
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "services: installing Debian's chromium for the browser tests"
+  export DEBIAN_FRONTEND=noninteractive
+  (apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium) >/dev/null 2>&1 || true
+fi
+if command -v chromium >/dev/null 2>&1; then
+  echo "services: chromium $(chromium --version 2>/dev/null | awk '{print $2}')"
+elif [ "${CI:-}" = "true" ]; then
+  echo "services: chromium is required under CI and could not be installed" >&2
+  exit 1
+else
+  echo "services: chromium unavailable; browser tests will be skipped (not under CI)"
+fi
