@@ -84,6 +84,15 @@ class Resources(_Spec):
 
 class Retry(_Spec):
     max_attempts: SInt = Field(default=1, ge=1, le=20)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_on(cls, data: Any) -> Any:
+        # YAML 1.1 (PyYAML) reads a bare `on:` key as the boolean true.
+        if isinstance(data, dict) and True in data:
+            data = {("on" if k is True else k): v for k, v in data.items()}
+        return data
+
     on: list[RetryOn] = Field(default_factory=lambda: list(DEFAULT_RETRY_ON))
 
 

@@ -78,7 +78,9 @@ def test_too_many_gpus_is_rejected_with_slurms_message_and_not_found_again(kind:
 
 
 def test_controller_down_is_backend_unavailable_and_jobs_survive_a_restart(f1: SlurmExecutor) -> None:
-    bid = f1.submit(ExecJob(job_id=new_id(), argv=["sleep", "4"]))
+    # Longer than the outage: a job ending while slurmctld is down is only reported when
+    # slurmd re-registers (up to SlurmdTimeout/3 = 20 s later).
+    bid = f1.submit(ExecJob(job_id=new_id(), argv=["sleep", "8"]))
     wait(f1, bid, state="running")
     subprocess.run([*HARNESS, "stop-ctld", "factory1"], check=True, capture_output=True)
     try:
