@@ -41,6 +41,7 @@ class Settings(BaseSettings):
     local_gpus_per_site: int = Field(default=8, ge=0, le=1024)
     agent_interval_s: float = Field(default=0.2, gt=0, le=60)
     run_agents: bool = True
+    demo_train_steps: int = Field(default=160, ge=1, le=100_000)
 
     @property
     def effective_database_url(self) -> str:

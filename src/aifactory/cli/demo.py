@@ -7,12 +7,15 @@ demo again on the same data directory adds another application; nothing breaks.
 
 from __future__ import annotations
 
+import importlib.util
 import uuid
+from pathlib import Path
 
 from rich.rule import Rule
 
 from aifactory.cli import render
 from aifactory.cli import render_access as show
+from aifactory.cli.jobs import follow_job, jobs_table, why_table
 from aifactory.cli.render import console
 from aifactory.client import Client
 from aifactory.db.engine import Database
@@ -35,13 +38,14 @@ def run_demo() -> None:
     with db.session() as session:
         admin = bootstrap_admin(session, "admin", ttl_days=1)
     anna, olli = _people(db)
-    with BackgroundServer(settings, db) as server:
+    with BackgroundServer(settings, db, agents=True) as server:
         console.print(f"API up at {server.url}/api/v1 (OpenAPI at {server.url}/openapi.json)")
         with Client(server.url, admin.token) as api:
             console.print(render.summary_tables(api.federation_summary()))
             console.print(render.factories_table(api.list_factories()))
         with Client(server.url, anna) as applicant, Client(server.url, olli) as operator:
-            _playground(applicant, operator)
+            code = _playground(applicant, operator)
+            _training(applicant, code, settings.data_dir, settings.demo_train_steps)
         with Client(server.url, admin.token) as api:
             api.revoke_token(admin.id)
     db.dispose()
@@ -81,7 +85,7 @@ def _step(text: str) -> None:
     console.print(Rule(text, style="cyan"))
 
 
-def _playground(applicant: Client, operator: Client) -> None:
+def _playground(applicant: Client, operator: Client) -> str:
     _step("1. A Finnish start-up looks for an open Playground call")
     calls = applicant.list_calls(mode="PG", factory="LUMI AIF", open_only=True)
     console.print(show.calls_table(calls))
@@ -116,4 +120,62 @@ def _playground(applicant: Client, operator: Client) -> None:
     _step("5. The award: a project with a GPU-hour allocation and its ledger")
     project = applicant.get_project(decided.project_code or "")
     console.print(show.project_detail(project))
+    console.print(show.ledger_table(applicant.get_ledger(project.allocations[0].id)))
+    return project.code
+
+
+def _train_script() -> Path | None:
+    for base in (Path(__file__).resolve().parents[3], Path.cwd()):
+        candidate = base / "examples" / "train_gpt" / "train.py"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _training(applicant: Client, code: str, data_dir: Path, steps: int) -> None:
+    script = _train_script()
+    if script is None or importlib.util.find_spec("torch") is None:
+        console.print(
+            "[yellow]training step skipped: examples/ or torch (pip install "
+            "'aifactory[train]') not found[/yellow]"
+        )
+        return
+    _step("6. The start-up submits a real training job once; the broker picks the site")
+    checkpoints = data_dir / "checkpoints" / f"{code}-{uuid.uuid4().hex[:6]}"
+    spec = {
+        "name": "train-gpt-char",
+        "project": code,
+        "resources": {"nodes": 1, "gpus_per_node": 1, "time_limit": "10m"},
+        "command": [
+            "python",
+            str(script),
+            "--steps",
+            str(steps),
+            "--log-every",
+            "20",
+            "--eval-every",
+            str(max(steps // 2, 1)),
+            "--checkpoint-dir",
+            str(checkpoints),
+            "--checkpoint-every",
+            "40",
+            "--threads",
+            "2",
+            "--sample-chars",
+            "120",
+        ],
+        "environment": {"PYTHONUNBUFFERED": "1"},
+        "checkpoint_dir": str(checkpoints),
+        "allowed_countries": ["FI", "SE"],
+    }
+    job = applicant.submit_job(spec)
+    console.print(why_table(applicant.why_job(job.id)))
+    _step("7. It runs on LUMI AIF's local executor: the loss falls, checkpoints are written")
+    done = follow_job(applicant, job.id)
+    saved = sorted(p.name for p in checkpoints.glob("*")) if checkpoints.exists() else []
+    console.print(f"checkpoints in {checkpoints}: {', '.join(saved) or 'none'}")
+    _step("8. Exactly what it used is charged; the remaining budget is shown")
+    console.print(jobs_table([applicant.get_job(done.id)]))
+    project = applicant.get_project(code)
+    console.print(show.allocations_table(project.allocations))
     console.print(show.ledger_table(applicant.get_ledger(project.allocations[0].id)))

@@ -19,7 +19,11 @@ from aifactory.services.access_views import (
 
 
 def hours(value: Decimal | None) -> str:
-    return "-" if value is None else f"{value:,.1f}"
+    """GPU-hours to the milli-hour the ledger keeps, without trailing zeros."""
+    if value is None:
+        return "-"
+    text = f"{value:,.3f}".rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
 
 
 def calls_table(calls: list[CallView]) -> Table:

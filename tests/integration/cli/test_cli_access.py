@@ -86,7 +86,7 @@ def test_startup_applies_is_assessed_and_sees_its_allocation(
     assert "accepted" in out
     code = next(w for w in out.split() if w.startswith("EHPC-AIF-"))
     out = aif(anna, "projects", "show", code)
-    assert "LUMI AIF: LUMI-AI/gpu" in out and "500.0" in out
+    assert "LUMI AIF: LUMI-AI/gpu" in out and "500" in out
     out = aif(ops, "report", "--by", "factory", "--csv", str(tmp_path / "u.csv"))
     assert "LUMI AIF" in out
     rows = list(csv.reader((tmp_path / "u.csv").open()))

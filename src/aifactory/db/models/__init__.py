@@ -13,6 +13,7 @@ from aifactory.db.models.access import (
 from aifactory.db.models.base import Base
 from aifactory.db.models.identity import ApiToken, Membership, Organisation, RoleGrant, User
 from aifactory.db.models.jobs import Job, JobAttempt, JobTransition, SiteStatus
+from aifactory.db.models.portal import PortalSession
 from aifactory.db.models.registry import (
     Country,
     Factory,
@@ -38,6 +39,7 @@ __all__ = [
     "Membership",
     "Organisation",
     "Partition",
+    "PortalSession",
     "Project",
     "ProjectMember",
     "Proposal",

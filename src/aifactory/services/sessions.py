@@ -1,0 +1,117 @@
+"""Portal sign-in sessions: password or API-token sign-in, a random cookie, a bound CSRF token.
+
+The browser holds a random 256-bit secret; the database holds only its SHA-256, so a leaked
+table cannot be replayed. The CSRF token is derived from the secret (never stored), so it is
+bound to the one session and changes with every sign-in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from aifactory.db.models import PortalSession, User
+from aifactory.errors import Invalid, Unauthenticated
+from aifactory.services import identity
+from aifactory.services.permissions import Principal
+
+SESSION_TTL = timedelta(hours=12)
+MIN_PASSWORD_LENGTH = 10
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    """A live portal session: who it is, the CSRF token its forms carry, when it ends."""
+
+    principal: Principal
+    csrf_token: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class NewSession(SignedIn):
+    """A session just created; ``secret`` goes into the cookie and is never stored."""
+
+    secret: str
+
+
+def csrf_for(secret: str) -> str:
+    """The CSRF token of a session (or of an anonymous form cookie)."""
+    return hashlib.sha256(b"aif-csrf:" + secret.encode()).hexdigest()
+
+
+def same_token(expected: str, given: str) -> bool:
+    """Constant-time comparison of two tokens."""
+    return bool(expected) and hmac.compare_digest(expected.encode(), given.encode())
+
+
+def sign_in_password(
+    session: Session, username: str, password: str, now: datetime
+) -> NewSession:
+    """Start a session for a user whose password matches; one vague message for every failure."""
+    user = session.scalar(select(User).where(User.username == username))
+    valid = user is not None and user.is_active
+    if not identity.verify_password(user.password_hash if user else None, password) or not valid:
+        raise Unauthenticated("unknown user or wrong password")
+    assert user is not None
+    return start(session, user, now)
+
+
+def sign_in_token(session: Session, token: str, now: datetime) -> NewSession:
+    """Start a session for the owner of a valid API token."""
+    principal = identity.authenticate(session, token, now)
+    return start(session, session.get_one(User, principal.user_id), now)
+
+
+def start(session: Session, user: User, now: datetime) -> NewSession:
+    """A fresh session (never reusing an old cookie, so a planted one cannot be adopted)."""
+    session.execute(delete(PortalSession).where(PortalSession.expires_at <= now))
+    secret = secrets.token_urlsafe(32)
+    row = PortalSession(
+        token_hash=identity.hash_token(secret),
+        user_id=user.id,
+        created_at=now,
+        expires_at=now + SESSION_TTL,
+    )
+    session.add(row)
+    session.flush()
+    return NewSession(identity.principal_of(user), csrf_for(secret), row.expires_at, secret)
+
+
+def resolve(session: Session, secret: str, now: datetime) -> SignedIn:
+    """The session behind a cookie value; unknown, expired or deactivated ones are refused."""
+    row = session.scalar(
+        select(PortalSession).where(PortalSession.token_hash == identity.hash_token(secret))
+    )
+    if row is None or row.expires_at <= now:
+        raise Unauthenticated("session expired; sign in again")
+    user = session.get_one(User, row.user_id)
+    if not user.is_active:
+        raise Unauthenticated("account disabled")
+    return SignedIn(identity.principal_of(user), csrf_for(secret), row.expires_at)
+
+
+def end(session: Session, secret: str) -> None:
+    """Sign out: the session row goes, so the cookie is worthless even if it was copied."""
+    session.execute(
+        delete(PortalSession).where(PortalSession.token_hash == identity.hash_token(secret))
+    )
+
+
+def set_password(session: Session, username: str, password: str) -> None:
+    """Set a user's portal password (argon2id hash); short passwords are refused."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise Invalid.field(
+            "password", "min_length", f"at least {MIN_PASSWORD_LENGTH} characters"
+        )
+    user = session.scalar(select(User).where(User.username == username))
+    if user is None:
+        raise Invalid.field("username", "known_user", f"no user {username!r}")
+    user.password_hash = identity.hash_password(password)
+    session.flush()
