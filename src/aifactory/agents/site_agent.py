@@ -98,9 +98,16 @@ class SiteAgent:
                 if job.state != JobState.PLACED or job.attempt != attempt:
                     continue
                 job.backend_id = backend_id
-                s.add(JobAttempt(job_id=job.id, attempt=attempt, factory_id=self.factory_id,
-                                 partition_id=job.partition_id or 0, backend_id=backend_id,
-                                 state=JobState.SUBMITTED))
+                s.add(
+                    JobAttempt(
+                        job_id=job.id,
+                        attempt=attempt,
+                        factory_id=self.factory_id,
+                        partition_id=job.partition_id or 0,
+                        backend_id=backend_id,
+                        state=JobState.SUBMITTED,
+                    )
+                )
                 job_service.move(s, job, JobState.SUBMITTED, f"handed to {self.name}", utcnow())
 
     def _poll_live(self) -> None:
@@ -146,7 +153,11 @@ class SiteAgent:
         job.reserved_milli, job.charged_milli = 0, job.charged_milli + used
         job.exit_code, job.ended_at = status.exit_code, _dt(status.ended_at) or utcnow()
         attempt.state, attempt.exit_code, attempt.elapsed_s = target, status.exit_code, elapsed
-        attempt.ended_at, attempt.charged_milli, attempt.message = job.ended_at, used, status.message
+        attempt.ended_at, attempt.charged_milli, attempt.message = (
+            job.ended_at,
+            used,
+            status.message,
+        )
         reason = status.message or f"exit code {status.exit_code}"
         job_service.move(s, job, target, reason, utcnow())
         if self._retry(job, target):
@@ -168,15 +179,28 @@ class SiteAgent:
         out, err = log_paths(self.data_dir, job.id, job.attempt)
         out.parent.mkdir(parents=True, exist_ok=True)
         env = dict(spec.environment)
-        env.update({"AIF_JOB_ID": str(job.id), "AIF_ATTEMPT": str(job.attempt),
-                    "AIF_PROJECT": job.project_code})
+        env.update(
+            {
+                "AIF_JOB_ID": str(job.id),
+                "AIF_ATTEMPT": str(job.attempt),
+                "AIF_PROJECT": job.project_code,
+            }
+        )
         if spec.checkpoint_dir:
             env["AIF_CHECKPOINT_DIR"] = spec.checkpoint_dir
         return ExecJob(
-            job_id=str(job.id), attempt=job.attempt, argv=spec.argv(), script=spec.script,
-            env=env, workdir=spec.workdir, nodes=spec.resources.nodes,
-            gpus_per_node=spec.resources.gpus_per_node, time_limit_s=float(job.time_limit_s),
-            stdout_path=str(out), stderr_path=str(err), launcher=spec.launcher,
+            job_id=str(job.id),
+            attempt=job.attempt,
+            argv=spec.argv(),
+            script=spec.script,
+            env=env,
+            workdir=spec.workdir,
+            nodes=spec.resources.nodes,
+            gpus_per_node=spec.resources.gpus_per_node,
+            time_limit_s=float(job.time_limit_s),
+            stdout_path=str(out),
+            stderr_path=str(err),
+            launcher=spec.launcher,
         )
 
     def _jobs(self, s: Session, *states: JobState, cancel: bool = False) -> list[Job]:

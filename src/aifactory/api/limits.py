@@ -14,9 +14,17 @@ class TooLarge(Exception):
 
 
 def _body(limit: int) -> bytes:
-    return json.dumps({"error": {"code": "too_large", "message": (
-        f"request body over {limit} bytes (a job spec may be at most 1 MiB)"), "details": [
-        {"field": "body", "rule": "max_size", "message": f"at most {limit} bytes"}]}}).encode()
+    return json.dumps(
+        {
+            "error": {
+                "code": "too_large",
+                "message": (f"request body over {limit} bytes (a job spec may be at most 1 MiB)"),
+                "details": [
+                    {"field": "body", "rule": "max_size", "message": f"at most {limit} bytes"}
+                ],
+            }
+        }
+    ).encode()
 
 
 class BodySizeLimit:
@@ -51,6 +59,14 @@ class BodySizeLimit:
 
     async def _refuse(self, send: Send) -> None:
         body = _body(self.limit)
-        await send({"type": "http.response.start", "status": 413, "headers": [
-            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})

@@ -108,8 +108,14 @@ def logs(
             data = fh.read(MAX_LOG_CHUNK)
         text, next_offset = data.decode("utf-8", errors="replace"), offset + len(data)
     finished = job.state in TERMINAL and (not path.exists() or next_offset >= path.stat().st_size)
-    return LogChunk(job_id=job.id, stream=stream, offset=offset, next_offset=next_offset,
-                    text=text, finished=finished)
+    return LogChunk(
+        job_id=job.id,
+        stream=stream,
+        offset=offset,
+        next_offset=next_offset,
+        text=text,
+        finished=finished,
+    )
 
 
 def view(session: Session, job: Job, detail: bool = True) -> JobView:
@@ -118,13 +124,22 @@ def view(session: Session, job: Job, detail: bool = True) -> JobView:
     system = session.get(System, partition.system_id) if partition else None
     owner = session.get_one(User, job.owner_id).username
     out = JobView(
-        id=job.id, name=job.name, project=job.project_code, owner=owner, state=job.state,
-        attempt=job.attempt, gpus=job.gpus, time_limit_s=job.time_limit_s,
+        id=job.id,
+        name=job.name,
+        project=job.project_code,
+        owner=owner,
+        state=job.state,
+        attempt=job.attempt,
+        gpus=job.gpus,
+        time_limit_s=job.time_limit_s,
         factory=factory.name if factory else None,
         partition=f"{system.name}/{partition.name}" if partition and system else None,
         reserved_gpu_hours=from_milli(job.reserved_milli),
-        charged_gpu_hours=from_milli(job.charged_milli), exit_code=job.exit_code,
-        reason=job.reason, created_at=job.created_at, started_at=job.started_at,
+        charged_gpu_hours=from_milli(job.charged_milli),
+        exit_code=job.exit_code,
+        reason=job.reason,
+        created_at=job.created_at,
+        started_at=job.started_at,
         ended_at=job.ended_at,
     )
     if not detail:
@@ -133,9 +148,15 @@ def view(session: Session, job: Job, detail: bool = True) -> JobView:
     out.spec = job.spec
     out.attempts = [
         JobAttemptView(
-            attempt=a.attempt, factory=names.get(a.factory_id, "?"), backend_id=a.backend_id,
-            state=a.state, exit_code=a.exit_code, started_at=a.started_at, ended_at=a.ended_at,
-            elapsed_s=a.elapsed_s, charged_gpu_hours=from_milli(a.charged_milli),
+            attempt=a.attempt,
+            factory=names.get(a.factory_id, "?"),
+            backend_id=a.backend_id,
+            state=a.state,
+            exit_code=a.exit_code,
+            started_at=a.started_at,
+            ended_at=a.ended_at,
+            elapsed_s=a.elapsed_s,
+            charged_gpu_hours=from_milli(a.charged_milli),
             message=a.message,
         )
         for a in job.attempts

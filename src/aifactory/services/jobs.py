@@ -117,8 +117,11 @@ def place(
     if not candidates:
         rejected["(none)"] = f"project {job.project_code} has no active allocation"
     job.placement = {
-        "policy": POLICY, "at": now.isoformat(), "chosen": ready[0] if ready else None,
-        "ranked": list(decision.ranked), "rejected": rejected,
+        "policy": POLICY,
+        "at": now.isoformat(),
+        "chosen": ready[0] if ready else None,
+        "ranked": list(decision.ranked),
+        "rejected": rejected,
         "est_start_s": {k: round(v - now.timestamp(), 1) for k, v in decision.est_start_s.items()},
         "waiting": waiting,
     }
@@ -149,7 +152,9 @@ def site_candidates(
         )
         .order_by(Allocation.id)
     ).all()
-    down = set(session.scalars(select(SiteStatus.factory_id).where(SiteStatus.available.is_(False))))
+    down = set(
+        session.scalars(select(SiteStatus.factory_id).where(SiteStatus.available.is_(False)))
+    )
     out = []
     for alloc, part, system_name, factory in rows:
         total = part.nodes * part.gpus_per_node
@@ -225,7 +230,9 @@ def _try_reserve(session: Session, job: Job, site: Candidate, now: datetime) -> 
     except QuotaExceeded:
         return False
     job.allocation_id, job.partition_id, job.factory_id = (
-        site.allocation_id, site.partition_id, site.factory_id,
+        site.allocation_id,
+        site.partition_id,
+        site.factory_id,
     )
     job.reserved_milli = amount
     move(session, job, JobState.PLACED, f"placed on {site.view.name}", now)
@@ -247,9 +254,7 @@ def _no_candidate(job: Job) -> Conflict:
     return Conflict(f"no factory can run job {job.name!r}: {job.reason}", details)
 
 
-def _record(
-    session: Session, job: Job, old: str, new: str, reason: str, at: datetime
-) -> None:
+def _record(session: Session, job: Job, old: str, new: str, reason: str, at: datetime) -> None:
     session.add(JobTransition(job_id=job.id, at=at, from_state=old, to_state=new, reason=reason))
 
 
@@ -258,8 +263,12 @@ def _decimal(value: float) -> Decimal:
 
 
 def is_member(session: Session, who: Principal, project_code: str) -> bool:
-    return who.is_admin or session.scalar(
-        select(ProjectMember.user_id).where(
-            ProjectMember.project_code == project_code, ProjectMember.user_id == who.user_id
+    return (
+        who.is_admin
+        or session.scalar(
+            select(ProjectMember.user_id).where(
+                ProjectMember.project_code == project_code, ProjectMember.user_id == who.user_id
+            )
         )
-    ) is not None
+        is not None
+    )

@@ -51,9 +51,7 @@ def same_token(expected: str, given: str) -> bool:
     return bool(expected) and hmac.compare_digest(expected.encode(), given.encode())
 
 
-def sign_in_password(
-    session: Session, username: str, password: str, now: datetime
-) -> NewSession:
+def sign_in_password(session: Session, username: str, password: str, now: datetime) -> NewSession:
     """Start a session for a user whose password matches; one vague message for every failure."""
     user = session.scalar(select(User).where(User.username == username))
     valid = user is not None and user.is_active
@@ -107,9 +105,7 @@ def end(session: Session, secret: str) -> None:
 def set_password(session: Session, username: str, password: str) -> None:
     """Set a user's portal password (argon2id hash); short passwords are refused."""
     if len(password) < MIN_PASSWORD_LENGTH:
-        raise Invalid.field(
-            "password", "min_length", f"at least {MIN_PASSWORD_LENGTH} characters"
-        )
+        raise Invalid.field("password", "min_length", f"at least {MIN_PASSWORD_LENGTH} characters")
     user = session.scalar(select(User).where(User.username == username))
     if user is None:
         raise Invalid.field("username", "known_user", f"no user {username!r}")

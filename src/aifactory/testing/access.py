@@ -59,11 +59,29 @@ def award(
     kind: str = "open_rd",
 ) -> tuple[str, int]:
     """Apply, submit and get accepted; returns (project code, allocation id)."""
-    p = ok(api.post("/api/v1/proposals", headers=applicant.headers, json={
-        "call_id": call, "title": "work", "organisation": organisation, "research_kind": kind,
-        "gpu_hours": hours, "duration_months": 1, "partition": partition}), 201)
+    p = ok(
+        api.post(
+            "/api/v1/proposals",
+            headers=applicant.headers,
+            json={
+                "call_id": call,
+                "title": "work",
+                "organisation": organisation,
+                "research_kind": kind,
+                "gpu_hours": hours,
+                "duration_months": 1,
+                "partition": partition,
+            },
+        ),
+        201,
+    )
     ok(api.post(f"/api/v1/proposals/{p['id']}/submit", headers=applicant.headers))
-    done = ok(api.post(f"/api/v1/proposals/{p['id']}/assessment", headers=operator.headers,
-                       json={"feasible": True}))
+    done = ok(
+        api.post(
+            f"/api/v1/proposals/{p['id']}/assessment",
+            headers=operator.headers,
+            json={"feasible": True},
+        )
+    )
     project = ok(api.get(f"/api/v1/projects/{done['project_code']}", headers=applicant.headers))
     return str(done["project_code"]), int(project["allocations"][0]["id"])

@@ -27,5 +27,10 @@ def run_until(
 def spec(project: str, command: list[str] | str, **extra: Any) -> dict[str, Any]:
     """A small job spec: one GPU, a minute, on the given project."""
     resources = {"nodes": 1, "gpus_per_node": 1, "time_limit": 60, **extra.pop("resources", {})}
-    return {"name": extra.pop("name", "test-job"), "project": project, "command": command,
-            "resources": resources, **extra}
+    return {
+        "name": extra.pop("name", "test-job"),
+        "project": project,
+        "command": command,
+        "resources": resources,
+        **extra,
+    }

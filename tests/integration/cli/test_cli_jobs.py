@@ -32,8 +32,12 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     with TestClient(create_app(settings, db)) as api:
         code, _ = award(api, anna, ops)
     with BackgroundServer(settings, db, agents=True) as srv:
-        yield {"AIF_URL": srv.url, "AIF_TOKEN": anna.token, "PROJECT": code,
-               "AIF_CONFIG_DIR": str(tmp_path_factory.mktemp("cfg"))}
+        yield {
+            "AIF_URL": srv.url,
+            "AIF_TOKEN": anna.token,
+            "PROJECT": code,
+            "AIF_CONFIG_DIR": str(tmp_path_factory.mktemp("cfg")),
+        }
     db.dispose()
 
 
@@ -44,9 +48,12 @@ def aif(env: dict[str, str], *args: str, code: int = 0) -> str:
 
 
 def test_submit_yaml_and_follow_logs_to_completion(env: dict[str, str], tmp_path: Path) -> None:
-    spec = {"name": "hello", "project": env["PROJECT"],
-            "command": [sys.executable, "-c", "for i in range(3): print('step', i, flush=True)"],
-            "resources": {"gpus_per_node": 1, "time_limit": "5m"}}
+    spec = {
+        "name": "hello",
+        "project": env["PROJECT"],
+        "command": [sys.executable, "-c", "for i in range(3): print('step', i, flush=True)"],
+        "resources": {"gpus_per_node": 1, "time_limit": "5m"},
+    }
     path = tmp_path / "job.yaml"
     path.write_text(yaml.safe_dump(spec))
     out = aif(env, "submit", str(path), "--follow")
@@ -65,8 +72,10 @@ def test_import_of_a_batch_script_warns_about_unknown_directives(
     env: dict[str, str], tmp_path: Path
 ) -> None:
     script = tmp_path / "train.sbatch"
-    script.write_text("#!/bin/bash\n#SBATCH --job-name=imported\n#SBATCH --gpus-per-node=1\n"
-                      "#SBATCH --time=00:05:00\n#SBATCH --mail-user=me@x.eu\necho from-sbatch\n")
+    script.write_text(
+        "#!/bin/bash\n#SBATCH --job-name=imported\n#SBATCH --gpus-per-node=1\n"
+        "#SBATCH --time=00:05:00\n#SBATCH --mail-user=me@x.eu\necho from-sbatch\n"
+    )
     out = aif(env, "submit", str(script), "--project", env["PROJECT"], "--follow")
     assert "warning" in out and "mail-user" in out
     assert "from-sbatch" in out and "completed" in out

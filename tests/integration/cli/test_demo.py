@@ -14,8 +14,12 @@ import pytest
 @pytest.mark.slow
 def test_demo_runs_twice_and_shows_the_federation(tmp_path: Path) -> None:
     aif = Path(sys.executable).parent / "aif"
-    env = {**os.environ, "AIF_DATA_DIR": str(tmp_path / "data"), "AIF_CONFIG_DIR": str(tmp_path),
-           "AIF_DEMO_TRAIN_STEPS": "40"}
+    env = {
+        **os.environ,
+        "AIF_DATA_DIR": str(tmp_path / "data"),
+        "AIF_CONFIG_DIR": str(tmp_path),
+        "AIF_DEMO_TRAIN_STEPS": "40",
+    }
     env.pop("AIF_DATABASE_URL", None)
     for _ in range(2):
         done = subprocess.run(

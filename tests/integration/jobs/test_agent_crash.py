@@ -45,8 +45,9 @@ def test_restart_after_crash_runs_the_job_exactly_once(
         anna = member_of(db, "anna", "Nordic Tokens Oy")
         code, _ = award(api, anna, operator)
         script = f"import time; open({str(marker)!r}, 'a').write('run\\n'); time.sleep(0.5)"
-        job = ok(api.post(f"{API}/jobs", headers=anna.headers,
-                          json=spec(code, [PY, "-c", script])), 201)
+        job = ok(
+            api.post(f"{API}/jobs", headers=anna.headers, json=spec(code, [PY, "-c", script])), 201
+        )
         first = AgentRunner(settings, db)
         lumi = next(a for a in first.agents if a.name == "LUMI AIF")
         lumi.executor = CrashAfterSubmit(lumi.executor)  # type: ignore[assignment]
@@ -54,8 +55,12 @@ def test_restart_after_crash_runs_the_job_exactly_once(
             first.tick()
         assert ok(api.get(f"{API}/jobs/{job['id']}", headers=anna.headers))["state"] == "placed"
         restarted = AgentRunner(settings, db)  # a new process: fresh executor objects, same disk
-        run_until(restarted, lambda: ok(api.get(f"{API}/jobs/{job['id']}",
-                                                headers=anna.headers))["state"] == "completed")
+        run_until(
+            restarted,
+            lambda: (
+                ok(api.get(f"{API}/jobs/{job['id']}", headers=anna.headers))["state"] == "completed"
+            ),
+        )
         done = ok(api.get(f"{API}/jobs/{job['id']}", headers=anna.headers))
     assert marker.read_text() == "run\n"
     assert len(done["attempts"]) == 1 and done["exit_code"] == 0

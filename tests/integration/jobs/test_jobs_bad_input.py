@@ -44,8 +44,12 @@ CASES: list[tuple[dict[str, Any], int, str, str]] = [
     ({"allowed_countries": ["XX"]}, 422, "allowed_countries", "known_country"),
     ({"allowed_countries": ["fi"]}, 422, "allowed_countries.0", "string_pattern_mismatch"),
     ({"name": "bad name; rm -rf /"}, 422, "name", "string_pattern_mismatch"),
-    ({"environment": {"BAD-NAME": "x"}}, 422, "environment.BAD-NAME.[key]",
-     "string_pattern_mismatch"),
+    (
+        {"environment": {"BAD-NAME": "x"}},
+        422,
+        "environment.BAD-NAME.[key]",
+        "string_pattern_mismatch",
+    ),
     ({"resources": {"time_limit": "72h"}}, 409, "LUMI AIF/LUMI-AI/gpu", "placement"),
     ({"resources": {"gpus_per_node": 16}}, 409, "LUMI AIF/LUMI-AI/gpu", "placement"),
     ({"resources": {"gpu_model": "H100"}}, 409, "LUMI AIF/LUMI-AI/gpu", "placement"),
@@ -70,8 +74,7 @@ def test_bad_spec_is_refused_naming_the_field(
 
 def test_non_member_cannot_submit_to_a_project(env: dict[str, Any], db: Database) -> None:
     eve = member_of(db, "eve", "Eve Labs")
-    response = env["api"].post(f"{API}/jobs", headers=eve.headers,
-                               json=spec(env["code"], ["true"]))
+    response = env["api"].post(f"{API}/jobs", headers=eve.headers, json=spec(env["code"], ["true"]))
     assert response.status_code == 403
     assert _count(env["db"]) == 0
 
@@ -85,8 +88,12 @@ def test_spec_over_one_mib_is_refused_before_parsing(env: dict[str, Any]) -> Non
 
 
 def test_other_projects_jobs_are_invisible(env: dict[str, Any], db: Database) -> None:
-    job = ok(env["api"].post(f"{API}/jobs", headers=env["anna"].headers,
-                             json=spec(env["code"], ["true"])), 201)
+    job = ok(
+        env["api"].post(
+            f"{API}/jobs", headers=env["anna"].headers, json=spec(env["code"], ["true"])
+        ),
+        201,
+    )
     eve = member_of(db, "eve", "Eve Labs")
     assert env["api"].get(f"{API}/jobs/{job['id']}", headers=eve.headers).status_code == 403
     assert env["api"].get(f"{API}/jobs", headers=eve.headers).json()["jobs"] == []
