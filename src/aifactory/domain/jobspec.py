@@ -102,7 +102,7 @@ class JobSpec(_Spec):
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-]*$")
     project: str = Field(min_length=1, max_length=32)
     resources: Resources = Field(default_factory=Resources)
-    command: Line | list[Line] | None = Field(
+    command: str | list[str] | None = Field(
         default=None, description="a string (split like a shell would, never run by one) or a list"
     )
     script: str | None = Field(default=None, max_length=512 * 1024)
@@ -117,11 +117,12 @@ class JobSpec(_Spec):
     @field_validator("command", mode="before")
     @classmethod
     def _command_shape(cls, value: Any) -> Any:
-        ok = isinstance(value, str) or (
-            isinstance(value, list) and all(isinstance(v, str) for v in value)
-        )
+        items = [value] if isinstance(value, str) else value
+        ok = isinstance(items, list) and all(isinstance(v, str) for v in items)
         if value is not None and not ok:
             raise ValueError("must be a string or a list of strings")
+        if value is not None and any("\x00" in v or len(v) > 128 * 1024 for v in items):
+            raise ValueError("arguments must be text without NUL, at most 128 KiB each")
         return value
 
     @model_validator(mode="after")
