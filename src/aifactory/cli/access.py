@@ -13,6 +13,7 @@ import typer
 from aifactory.cli import render_access as show
 from aifactory.cli.common import client, friendly
 from aifactory.cli.render import console
+from aifactory.errors import Invalid
 
 calls_app = typer.Typer(help="Access calls by mode and factory.", no_args_is_help=True)
 eligibility_app = typer.Typer(help="Check eligibility before applying.", no_args_is_help=True)
@@ -164,16 +165,18 @@ def review(
     proposal_id: int,
     score: Annotated[list[str], typer.Option(help="criterion=score, repeat per criterion")],
     comment: Annotated[str, typer.Option()] = "",
-    assign: Annotated[
-        bool, typer.Option(help="assign the named reviewer instead (admins)")
-    ] = False,
 ) -> None:
-    """Score an assigned proposal (`--score excellence=4 ...`), or `--assign --score USER`."""
-    if assign:
-        _action(proposal_id, "reviewers", {"username": score[0]})
-        return
-    scores = dict(s.split("=", 1) for s in score)
-    _action(proposal_id, "reviews", {"scores": scores, "comment": comment})
+    """Score a proposal assigned to you: `--score excellence=4 --score impact=3 ...`."""
+    pairs = [s.split("=", 1) for s in score]
+    if any(len(p) != 2 for p in pairs):
+        raise Invalid.field("score", "format", "write each score as criterion=number")
+    _action(proposal_id, "reviews", {"scores": dict(pairs), "comment": comment})
+
+
+@friendly
+def assign_reviewer(proposal_id: int, username: str) -> None:
+    """Assign a reviewer to a proposal (federation staff); conflicts of interest are refused."""
+    _action(proposal_id, "reviewers", {"username": username})
 
 
 @friendly
@@ -248,6 +251,7 @@ def install(app: typer.Typer) -> None:
     for name, fn in (
         ("assess", assess),
         ("review", review),
+        ("assign-reviewer", assign_reviewer),
         ("decide", decide),
         ("report", report),
     ):

@@ -15,7 +15,7 @@ from aifactory.domain.clock import as_date
 from aifactory.domain.enums import ProposalStatus as S
 from aifactory.domain.enums import Role
 from aifactory.domain.ledger import to_milli
-from aifactory.errors import Conflict, Forbidden, Invalid, NotFound
+from aifactory.errors import Conflict, Forbidden, Invalid
 from aifactory.services import access, awards
 from aifactory.services.access_views import DecisionBatchView, ProposalView
 from aifactory.services.permissions import Principal
@@ -207,4 +207,3 @@ def _adjust(
         )
 
 
-_ = NotFound  # re-exported for callers that catch it alongside decisions

@@ -12,6 +12,7 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
@@ -54,11 +55,17 @@ def same_token(expected: str, given: str) -> bool:
 def sign_in_password(session: Session, username: str, password: str, now: datetime) -> NewSession:
     """Start a session for a user whose password matches; one vague message for every failure."""
     user = session.scalar(select(User).where(User.username == username))
-    valid = user is not None and user.is_active
-    if not identity.verify_password(user.password_hash if user else None, password) or not valid:
+    stored = user.password_hash if user is not None else None
+    # Unknown users and users without a password cost one hash too, so timing tells nothing.
+    matches = identity.verify_password(stored or _dummy_hash(), password) and stored is not None
+    if user is None or not user.is_active or not matches:
         raise Unauthenticated("unknown user or wrong password")
-    assert user is not None
     return start(session, user, now)
+
+
+@cache
+def _dummy_hash() -> str:
+    return identity.hash_password(secrets.token_urlsafe(16))
 
 
 def sign_in_token(session: Session, token: str, now: datetime) -> NewSession:

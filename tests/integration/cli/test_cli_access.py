@@ -28,6 +28,8 @@ def envs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, dict[st
         "anna": member_of(db, "anna", "Nordic Tokens Oy"),
         "ops": make_person(db, "ops", [(Role.FACTORY_OPERATOR, "LUMI AIF")]),
         "eve": member_of(db, "eve", "Valley Corp", country="US"),
+        "admin": make_person(db, "root", [(Role.FEDERATION_ADMIN, None)]),
+        "rev": member_of(db, "rev", "Uni Reviewers", roles=[(Role.REVIEWER, None)]),
     }
     cfg = str(tmp_path_factory.mktemp("cfg"))
     with BackgroundServer(settings, db) as srv:
@@ -102,3 +104,37 @@ def test_ineligible_applicant_sees_each_failing_rule(envs: dict[str, dict[str, s
     assert result.exit_code == 1
     assert "not eligible" in result.output and "country_status" in result.output
     assert "FAIL" in result.output
+
+
+def test_peer_review_from_the_cli(envs: dict[str, dict[str, str]], tmp_path: Path) -> None:
+    from aifactory.cli.main import app as cli
+
+    anna, ops, admin = envs["anna"], envs["ops"], envs["admin"]
+    out = aif(
+        anna,
+        "proposals",
+        "create",
+        "--call",
+        "lumi-aif-fl",
+        "--org",
+        "Nordic Tokens Oy",
+        "--title",
+        "Reviewed",
+        "--gpu-hours",
+        "100",
+        "--months",
+        "1",
+        "--partition",
+        "LUMI-AI/gpu",
+        "--kind",
+        "commercial",
+    )
+    pid = out.split("draft proposal ")[1].split()[0]
+    aif(anna, "proposals", "submit", pid)
+    assert "accepted" in aif(ops, "assess", pid, "--feasible")
+    bad = runner.invoke(cli, ["review", pid, "--score", "excellence"], env=envs["rev"])
+    assert bad.exit_code == 1 and "criterion=number" in bad.output
+    refused = runner.invoke(cli, ["assign-reviewer", pid, "rev"], env=admin)
+    assert refused.exit_code == 1 and "is accepted" in refused.output
+    listed = aif(admin, "proposals", "list")
+    assert pid in listed and "Reviewed" in listed
