@@ -30,6 +30,7 @@ serve: install
 
 services:
 	bash scripts/services.sh
+	bash scripts/slurm/harness.sh up
 
 lint: dev
 	$(BIN)/ruff check src tests bench examples

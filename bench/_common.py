@@ -27,6 +27,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import yaml
 from sqlalchemy import select
 
@@ -138,10 +139,11 @@ class Env:
     projects: list[str] = field(default_factory=list)
     pg_name: str | None = None
 
-    def server_config(self, agents: bool) -> dict[str, Any]:
+    def server_config(self, agents: bool, workers: int = 1) -> dict[str, Any]:
         s = self.settings
         return {
             "agents": agents,
+            "workers": workers,
             "settings": {
                 "data_dir": str(s.data_dir),
                 "database_url": s.database_url,
@@ -215,8 +217,12 @@ def environment(
         names = factories or [big_factory or "LUMI AIF"]
         mine = projects if member_projects is None else member_projects
         env.projects = [
-            add_project(db, f"BENCH-{i + 1:04d}", names[i % len(names)],
-                        [member.username] if i < mine else [])
+            add_project(
+                db,
+                f"BENCH-{i + 1:04d}",
+                names[i % len(names)],
+                [member.username] if i < mine else [],
+            )
             for i in range(projects)
         ]
         yield env
@@ -237,13 +243,15 @@ def add_project(
     with db.session() as s:
         org = s.scalar(select(Organisation.id).where(Organisation.name == "Bench Oy"))
         if org is None:
-            o = Organisation(name="Bench Oy", type="startup", country_code="FI",
-                             enterprise_links=[])
+            o = Organisation(
+                name="Bench Oy", type="startup", country_code="FI", enterprise_links=[]
+            )
             s.add(o)
             s.flush()
             org = o.id
-        users = {u.username: u.id for u in s.scalars(select(User).where(
-            User.username.in_(members)))}
+        users = {
+            u.username: u.id for u in s.scalars(select(User).where(User.username.in_(members)))
+        }
         fid, pid = s.execute(
             select(Factory.id, Partition.id)
             .join(System, System.factory_id == Factory.id)
@@ -253,25 +261,52 @@ def add_project(
             .limit(1)
         ).one()
         applicant = users[members[0]] if members else s.scalar(select(User.id))
-        p = Proposal(call_id="bench", mode="PG", organisation_id=org, applicant_id=applicant,
-                     title="bench", research_kind="open_rd", status="accepted")
+        p = Proposal(
+            call_id="bench",
+            mode="PG",
+            organisation_id=org,
+            applicant_id=applicant,
+            title="bench",
+            research_kind="open_rd",
+            status="accepted",
+        )
         s.add(p)
         s.flush()
-        s.add(Project(code=code, proposal_id=p.id, title="bench", mode="PG",
-                      organisation_id=org, factory_id=fid,
-                      members=[ProjectMember(user_id=users[m], role=Role.PI) for m in members]))
+        s.add(
+            Project(
+                code=code,
+                proposal_id=p.id,
+                title="bench",
+                mode="PG",
+                organisation_id=org,
+                factory_id=fid,
+                members=[ProjectMember(user_id=users[m], role=Role.PI) for m in members],
+            )
+        )
         s.flush()
-        a = Allocation(project_code=code, factory_id=fid, partition_id=pid,
-                       start_date=date(2020, 1, 1), end_date=date(2099, 12, 31),
-                       eu_share=0.5, national_share=0.5, commercial_share=0)
+        a = Allocation(
+            project_code=code,
+            factory_id=fid,
+            partition_id=pid,
+            start_date=date(2020, 1, 1),
+            end_date=date(2099, 12, 31),
+            eu_share=0.5,
+            national_share=0.5,
+            commercial_share=0,
+        )
         s.add(a)
         s.flush()
         ledger.post(s, a.id, LedgerKind.GRANT, hours * H, "bench")
     return code
 
 
-def job_body(project: str, name: str = "bench", gpus: int = 1, argv: list[str] | None = None,
-             time_limit: int = 60) -> dict[str, Any]:
+def job_body(
+    project: str,
+    name: str = "bench",
+    gpus: int = 1,
+    argv: list[str] | None = None,
+    time_limit: int = 60,
+) -> dict[str, Any]:
     return {
         "name": name,
         "project": project,
@@ -286,18 +321,18 @@ def job_body(project: str, name: str = "bench", gpus: int = 1, argv: list[str] |
 class ServerProcess:
     """``bench/_server.py`` in a child process; ``url`` once started, stopped on exit."""
 
-    def __init__(self, env: Env, agents: bool = False, profile: Path | None = None) -> None:
-        self.config = env.server_config(agents)
-        self.profile = profile
+    def __init__(self, env: Env, agents: bool = False, workers: int = 1) -> None:
+        self.config = env.server_config(agents, workers)
         self.proc: subprocess.Popen[str] | None = None
         self.spy: subprocess.Popen[bytes] | None = None
         self.url = ""
 
     def __enter__(self) -> ServerProcess:
         self.proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).with_name("_server.py")),
-             json.dumps(self.config)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            [sys.executable, str(Path(__file__).with_name("_server.py")), json.dumps(self.config)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline().strip()
@@ -305,6 +340,17 @@ class ServerProcess:
             self.proc.kill()
             raise RuntimeError(f"server did not start: {line!r}")
         self.url = line
+        deadline = time.monotonic() + 30
+        while True:  # with several workers, the port answers a little after the URL is known
+            try:
+                if httpx.get(f"{self.url}{API}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                self.__exit__()
+                raise RuntimeError(f"server at {self.url} never answered")
+            time.sleep(0.1)
         return self
 
     @property
@@ -316,9 +362,24 @@ class ServerProcess:
         """Sample the server with py-spy (collapsed stacks) for ``seconds``."""
         spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
         self.spy = subprocess.Popen(
-            [spy, "record", "--pid", str(self.pid), "--format", "raw", "--rate", "200",
-             "--duration", str(int(seconds)), "--output", str(out), "--nonblocking"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                spy,
+                "record",
+                "--pid",
+                str(self.pid),
+                "--subprocesses",
+                "--format",
+                "raw",
+                "--rate",
+                "200",
+                "--duration",
+                str(int(seconds)),
+                "--output",
+                str(out),
+                "--nonblocking",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
 
     def wait_profile(self) -> None:
@@ -366,7 +427,11 @@ def summarize_profile(path: Path, top: int = 25, self_top: int = 15) -> dict[str
     def share(counter: Counter[str], n: int) -> list[tuple[str, float]]:
         return [(k, round(100 * v / total, 1)) for k, v in counter.most_common(n)]
 
-    return {"samples": total, "inclusive_pct": share(inclusive, top), "self_pct": share(own, self_top)}
+    return {
+        "samples": total,
+        "inclusive_pct": share(inclusive, top),
+        "self_pct": share(own, self_top),
+    }
 
 
 def _frame(text: str) -> str:

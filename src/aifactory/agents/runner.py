@@ -27,7 +27,7 @@ class AgentRunner:
         sites = load_sites(settings, [name for _, name in factories])
         self.capacity = {name: site.capacity_gpus for name, site in sites.items()}
         self.agents = [
-            SiteAgent(db, fid, name, build_executor(settings, sites[name]), settings.data_dir)
+            SiteAgent(db, fid, name, build_executor(settings, sites[name]))
             for fid, name in factories
         ]
         self._stop = threading.Event()

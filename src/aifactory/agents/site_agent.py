@@ -14,7 +14,6 @@ import logging
 import time
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -43,19 +42,12 @@ _STATE = {
 _LIVE = (JobState.SUBMITTED, JobState.QUEUED, JobState.RUNNING)
 
 
-def log_paths(data_dir: Path, job_id: int, attempt: int) -> tuple[Path, Path]:
-    base = data_dir / "logs" / f"job-{job_id}"
-    return base / f"attempt-{attempt}.out", base / f"attempt-{attempt}.err"
-
-
 class SiteAgent:
     """Reconciles the jobs of one factory with one executor."""
 
-    def __init__(
-        self, db: Database, factory_id: int, name: str, executor: Executor, data_dir: Path
-    ) -> None:
+    def __init__(self, db: Database, factory_id: int, name: str, executor: Executor) -> None:
         self.db, self.factory_id, self.name = db, factory_id, name
-        self.executor, self.data_dir = executor, data_dir
+        self.executor = executor
         self.backoff_s = 0.0
         self._retry_at = 0.0
 
@@ -90,9 +82,10 @@ class SiteAgent:
 
     def _submit_placed(self) -> None:
         with self.db.session() as s:
-            todo = [(j.id, j.attempt, self._exec_job(j)) for j in self._jobs(s, JobState.PLACED)]
+            todo = [(j.id, j.attempt, self._exec_job(s, j)) for j in self._jobs(s, JobState.PLACED)]
         for job_id, attempt, spec in todo:
             backend_id = self.executor.submit(spec)  # idempotent per (job, attempt)
+            logs = self.executor.log_paths_for(spec) or (None, None)
             with self.db.session() as s:
                 job = s.get_one(Job, job_id, with_for_update=True)
                 if job.state != JobState.PLACED or job.attempt != attempt:
@@ -106,6 +99,8 @@ class SiteAgent:
                         partition_id=job.partition_id or 0,
                         backend_id=backend_id,
                         state=JobState.SUBMITTED,
+                        stdout_path=logs[0],
+                        stderr_path=logs[1],
                     )
                 )
                 job_service.move(s, job, JobState.SUBMITTED, f"handed to {self.name}", utcnow())
@@ -174,10 +169,9 @@ class SiteAgent:
             and job.attempt < spec.retry.max_attempts
         )
 
-    def _exec_job(self, job: Job) -> ExecJob:
+    def _exec_job(self, s: Session, job: Job) -> ExecJob:
         spec = JobSpec.model_validate(job.spec)
-        out, err = log_paths(self.data_dir, job.id, job.attempt)
-        out.parent.mkdir(parents=True, exist_ok=True)
+        partition = s.get_one(Partition, job.partition_id).name if job.partition_id else None
         env = dict(spec.environment)
         env.update(
             {
@@ -198,8 +192,8 @@ class SiteAgent:
             nodes=spec.resources.nodes,
             gpus_per_node=spec.resources.gpus_per_node,
             time_limit_s=float(job.time_limit_s),
-            stdout_path=str(out),
-            stderr_path=str(err),
+            project=job.project_code,
+            partition=partition,
             launcher=spec.launcher,
         )
 

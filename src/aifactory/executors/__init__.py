@@ -5,6 +5,7 @@ works without importing a backend module by hand.
 """
 
 from aifactory.executors import local as _local  # noqa: F401  (registers "local")
+from aifactory.executors import slurm as _slurm  # noqa: F401  (registers "slurm")
 from aifactory.executors.base import (
     EXECUTORS,
     TERMINAL_STATES,

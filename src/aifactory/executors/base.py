@@ -110,6 +110,8 @@ class ExecJob:
         stderr_path: File receiving the job's standard error.
         launcher: ``"none"`` runs ``argv`` as is; ``"torchrun"`` starts it under
             ``torch.distributed.run`` with one process per GPU.
+        project: Project id (a Slurm site charges the project's account).
+        partition: The platform's partition name at this site (mapped by the site's config).
     """
 
     job_id: str
@@ -125,6 +127,8 @@ class ExecJob:
     stdout_path: str | None = None
     stderr_path: str | None = None
     launcher: Launcher = "none"
+    project: str | None = None
+    partition: str | None = None
 
     def __post_init__(self) -> None:
         # Normalise to immutable containers so a frozen spec really cannot change after submit.
@@ -197,6 +201,8 @@ class ExecJob:
             "stdout_path": self.stdout_path,
             "stderr_path": self.stderr_path,
             "launcher": self.launcher,
+            "project": self.project,
+            "partition": self.partition,
         }
 
     @classmethod
@@ -278,6 +284,13 @@ class Executor(abc.ABC):
         Raises:
             NotFound: The backend has never seen ``backend_id``.
         """
+
+    def log_paths_for(self, spec: ExecJob) -> tuple[str, str] | None:
+        """Where the attempt's stdout and stderr end up, if the backend writes them to files
+        the control plane can read; ``None`` when it does not say."""
+        if spec.stdout_path and spec.stderr_path:
+            return spec.stdout_path, spec.stderr_path
+        return None
 
     @abc.abstractmethod
     def usage(self, backend_id: str) -> ExecUsage | None:

@@ -221,6 +221,11 @@ class LocalExecutor(Executor):
             self._schedule()
             return sorted(b for b in os.listdir(self._active) if self._known(b))
 
+    def log_paths_for(self, spec: ExecJob) -> tuple[str, str] | None:
+        """The attempt's log files in its job directory (or the spec's explicit paths)."""
+        stdout, stderr = self._rules.logs(spec, self._jobs / self.backend_id_for(*spec.key))
+        return str(stdout), str(stderr)
+
     def log_paths(self, backend_id: str) -> tuple[Path, Path]:
         """Files receiving the attempt's standard output and standard error."""
         with self._locked():

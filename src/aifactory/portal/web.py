@@ -8,7 +8,7 @@ the form fields named in ``Invalid.details`` (see ``FormErrors``).
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine
 from datetime import date, datetime
 from decimal import Decimal
 from importlib.resources import files
@@ -56,14 +56,14 @@ NOTICES = {
 
 def _hours(value: Decimal | float | int | None) -> str:
     if value is None:
-        return "–"
+        return "-"
     text = f"{Decimal(str(value)):,.3f}".rstrip("0").rstrip(".")
     return "0" if text in ("-0", "") else text
 
 
 def _when(value: datetime | date | None) -> str:
     if value is None:
-        return "–"
+        return "-"
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%d %H:%M UTC")
     return value.isoformat()
@@ -147,7 +147,7 @@ def render(
     user: SignedIn | None = None,
 ) -> HTMLResponse:
     user = user or getattr(request.state, "user", None)
-    base = {
+    base: dict[str, Any] = {
         "request": request,
         "user": user,
         "nav": nav(user),
@@ -285,7 +285,7 @@ class FormErrors:
     def raise_if_any(self) -> None:
         if self:
             details = [FieldError(f, "form", m) for f, m in self.by_field.items()]
-            raise Invalid("please correct the form", details)
+            raise Invalid("; ".join(self.general) or "please correct the form", details)
 
 
 _KINDS: dict[object, str] = {int: "whole number", Decimal: "number", date.fromisoformat: "date"}
@@ -300,8 +300,3 @@ def attempt(session: Session, errors: FormErrors, action: Callable[[], T]) -> T 
     except FORM_ERRORS as exc:
         errors.absorb(exc)
         return None
-
-
-def chunks(items: list[T], size: int) -> Iterator[list[T]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]

@@ -205,5 +205,3 @@ def _adjust(
         raise Invalid.field(
             "partition", "required", "name the partition (SYSTEM/PARTITION) to award"
         )
-
-

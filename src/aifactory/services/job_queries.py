@@ -8,7 +8,6 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from aifactory.agents.site_agent import log_paths
 from aifactory.db.models import Factory, Job, JobTransition, Partition, ProjectMember, System, User
 from aifactory.domain.enums import Role
 from aifactory.domain.jobs import TERMINAL, JobState
@@ -90,7 +89,6 @@ def logs(
     session: Session,
     who: Principal,
     job_id: int,
-    data_dir: Path,
     stream: str = "stdout",
     offset: int = 0,
     attempt: int | None = None,
@@ -99,15 +97,18 @@ def logs(
     job = _visible(session, who, job_id)
     if stream not in ("stdout", "stderr"):
         raise Invalid.field("stream", "one_of", "stream is stdout or stderr")
-    out, err = log_paths(data_dir, job.id, attempt or job.attempt)
-    path = out if stream == "stdout" else err
+    number = attempt or job.attempt
+    row = next((a for a in job.attempts if a.attempt == number), None)
+    where = (row.stdout_path if stream == "stdout" else row.stderr_path) if row else None
+    path = Path(where) if where else None
     text, next_offset = "", offset
-    if path.exists():
+    if path is not None and path.exists():
         with path.open("rb") as fh:
             fh.seek(offset)
             data = fh.read(MAX_LOG_CHUNK)
         text, next_offset = data.decode("utf-8", errors="replace"), offset + len(data)
-    finished = job.state in TERMINAL and (not path.exists() or next_offset >= path.stat().st_size)
+    size = path.stat().st_size if path is not None and path.exists() else 0
+    finished = job.state in TERMINAL and next_offset >= size
     return LogChunk(
         job_id=job.id,
         stream=stream,

@@ -25,7 +25,10 @@ def test_add_account_argv_carries_the_gpu_minutes_limit() -> None:
 
 
 def test_existing_account_and_user_are_success() -> None:
-    assert SacctmgrAddAccount("aif-fixture", 60).parse(*output("factory2_sacctmgr_add_existing")) is False
+    assert (
+        SacctmgrAddAccount("aif-fixture", 60).parse(*output("factory2_sacctmgr_add_existing"))
+        is False
+    )
     assert SacctmgrAddUser("u", "aif-fixture").parse(" Nothing new added.\n", "", 1) is False
 
 
@@ -81,11 +84,19 @@ def test_import_reads_directives_until_the_first_command() -> None:
     spec, warnings = import_sbatch(SCRIPT)
     assert spec["name"] == "train"
     assert spec["resources"] == {
-        "nodes": 2, "gpus_per_node": 4, "gpu_model": "h100", "cpus": 32, "memory_gb": 64.0, "time_limit_s": 95400,
+        "nodes": 2,
+        "gpus_per_node": 4,
+        "gpu_model": "h100",
+        "cpus": 32,
+        "memory_gb": 64.0,
+        "time_limit_s": 95400,
     }
     assert spec["output"] == "out.%j" and spec["error"] == "err.%j"
     assert spec["command"].startswith("srun python train.py")
-    assert warnings == ["#SBATCH --exclusive is not supported; ignored", "#SBATCH --qos=high is not supported; ignored"]
+    assert warnings == [
+        "#SBATCH --exclusive is not supported; ignored",
+        "#SBATCH --qos=high is not supported; ignored",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -115,17 +126,32 @@ def test_uneven_gpus_over_nodes_warns() -> None:
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("5", 300), ("5:30", 330), ("1:02:03", 3723), ("2-3", 183600), ("2-3:4", 183840), ("2-3:4:5", 183845), ("INFINITE", None)],
+    [
+        ("5", 300),
+        ("5:30", 330),
+        ("1:02:03", 3723),
+        ("2-3", 183600),
+        ("2-3:4", 183840),
+        ("2-3:4:5", 183845),
+        ("INFINITE", None),
+    ],
 )
 def test_all_slurm_time_formats(text: str, seconds: int | None) -> None:
     assert parse_time_limit(text) == seconds
 
 
-@pytest.mark.parametrize("bad", ["#SBATCH --time=soon", "#SBATCH --mem=lots", "#SBATCH --nodes=two", "#SBATCH --gres=fpga:1"])
+@pytest.mark.parametrize(
+    "bad",
+    ["#SBATCH --time=soon", "#SBATCH --mem=lots", "#SBATCH --nodes=two", "#SBATCH --gres=fpga:1"],
+)
 def test_bad_values_are_invalid(bad: str) -> None:
     with pytest.raises(Invalid):
         import_sbatch(f"{bad}\ntrue\n")
 
 
 def test_memory_units() -> None:
-    assert (parse_memory_gb("1T"), parse_memory_gb("512M"), parse_memory_gb("1048576K")) == (1024.0, 0.5, 1.0)
+    assert (parse_memory_gb("1T"), parse_memory_gb("512M"), parse_memory_gb("1048576K")) == (
+        1024.0,
+        0.5,
+        1.0,
+    )

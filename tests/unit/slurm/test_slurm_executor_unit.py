@@ -49,7 +49,11 @@ class FakeBackend:
 
 def executor(**kw: Any) -> tuple[SlurmExecutor, FakeBackend]:
     backend = FakeBackend()
-    settings: dict[str, Any] = {"job_root": "/jobs", "partitions": {"h100": "gpu"}, "default_partition": "h100"}
+    settings: dict[str, Any] = {
+        "job_root": "/jobs",
+        "partitions": {"h100": "gpu"},
+        "default_partition": "h100",
+    }
     return SlurmExecutor(backend=backend, **{**settings, **kw}), backend
 
 
@@ -61,7 +65,12 @@ def test_registered_as_slurm_and_built_from_config() -> None:
 
 @pytest.mark.parametrize(
     "settings",
-    [{"job_root": "/j", "transport": "ssh"}, {"job_root": "/j", "transport": "rest"}, {"job_root": "/j", "bogus": 1}, {}],
+    [
+        {"job_root": "/j", "transport": "ssh"},
+        {"job_root": "/j", "transport": "rest"},
+        {"job_root": "/j", "bogus": 1},
+        {},
+    ],
 )
 def test_bad_settings_are_invalid(settings: dict[str, Any]) -> None:
     with pytest.raises(Invalid):
@@ -114,7 +123,11 @@ def test_usage_from_times_and_gpus_falls_back_to_accounting() -> None:
     backend.jobs_by_id["1"] = SlurmJob("1", state="COMPLETED", start=10.0, end=70.0, gpus=None)
     backend.jobs_by_id["2"] = SlurmJob("2", state="PENDING")
     usage = ex.usage("1")
-    assert usage is not None and (usage.gpus, usage.elapsed_s, usage.gpu_seconds) == (8, 60.0, 480.0)
+    assert usage is not None and (usage.gpus, usage.elapsed_s, usage.gpu_seconds) == (
+        8,
+        60.0,
+        480.0,
+    )
     assert ex.usage("2") is None
     with pytest.raises(NotFound):
         ex.usage("404")

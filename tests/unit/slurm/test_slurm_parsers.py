@@ -41,7 +41,9 @@ def test_sbatch_parsable_gives_the_job_id(cluster: str) -> None:
     ],
 )
 @pytest.mark.parametrize("cluster", CLUSTERS)
-def test_rejected_sbatch_raises_invalid_with_slurms_message(cluster: str, name: str, words: str) -> None:
+def test_rejected_sbatch_raises_invalid_with_slurms_message(
+    cluster: str, name: str, words: str
+) -> None:
     with pytest.raises(Invalid) as err:
         Sbatch().parse(*output(f"{cluster}_{name}"))
     assert words in err.value.message
@@ -62,7 +64,10 @@ def test_squeue_with_controller_down_is_backend_unavailable_despite_rc_0() -> No
 @pytest.mark.parametrize("cluster", CLUSTERS)
 def test_squeue_json_maps_states_and_exit_codes(cluster: str) -> None:
     ids = fixture(f"{cluster}_ids")
-    jobs = {j.job_id: j for j in Squeue(job_ids=list(ids.values())).parse(*output(f"{cluster}_squeue_json"))}
+    jobs = {
+        j.job_id: j
+        for j in Squeue(job_ids=list(ids.values())).parse(*output(f"{cluster}_squeue_json"))
+    }
     assert set(jobs) == set(ids.values())
     ok, failed = jobs[ids["ok"]], jobs[ids["failed"]]
     assert (ok.exec_state, ok.exit_code, ok.gpus) == (ExecState.COMPLETED, 0, 4)
@@ -136,8 +141,12 @@ def test_scancel_of_unknown_id_is_silent_in_2205() -> None:
     assert output("factory1_scancel_unknown") == ("", "", 0)
 
 
-@pytest.mark.parametrize(("cluster", "gpus", "gpu_type", "count"), [("factory1", 4, None, 4), ("factory2", 8, "h100", 2)])
-def test_sinfo_json_reads_gpus_per_node(cluster: str, gpus: int, gpu_type: str | None, count: int) -> None:
+@pytest.mark.parametrize(
+    ("cluster", "gpus", "gpu_type", "count"), [("factory1", 4, None, 4), ("factory2", 8, "h100", 2)]
+)
+def test_sinfo_json_reads_gpus_per_node(
+    cluster: str, gpus: int, gpu_type: str | None, count: int
+) -> None:
     nodes = Sinfo().parse(*output(f"{cluster}_sinfo_json"))
     assert len(nodes) == count
     assert all((n.gpus, n.gpu_type, n.partitions) == (gpus, gpu_type, ("debug",)) for n in nodes)
@@ -183,7 +192,12 @@ def test_exit_code_text(text: str, code: int | None) -> None:
 
 @pytest.mark.parametrize(
     ("tres", "gpus"),
-    [("cpu=2,gres/gpu=4,mem=1G", 4), ("gres/gpu=3,gres/gpu:h100=3", 3), ("gres/gpu:h100=2", 2), ("cpu=1", 0)],
+    [
+        ("cpu=2,gres/gpu=4,mem=1G", 4),
+        ("gres/gpu=3,gres/gpu:h100=3", 3),
+        ("gres/gpu:h100=2", 2),
+        ("cpu=1", 0),
+    ],
 )
 def test_gpus_from_tres(tres: str, gpus: int) -> None:
     assert gpus_from_tres(tres) == gpus

@@ -79,7 +79,9 @@ def run_rendered(tmp_path: Path, text: str) -> dict[str, Any]:
     srun.chmod(srun.stat().st_mode | stat.S_IEXEC)
     out = tmp_path / "srun.json"
     env = {"PATH": f"{stubs}:/usr/bin:/bin", "STUB_OUT": str(out), "SLURM_JOB_ID": "42"}
-    proc = subprocess.run(["bash", "-c", text], cwd=tmp_path, env=env, capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        ["bash", "-c", text], cwd=tmp_path, env=env, capture_output=True, text=True, check=False
+    )
     assert proc.returncode == 0, proc.stderr
     assert not list(tmp_path.rglob("PWNED")), "a payload was executed"
     result: dict[str, Any] = json.loads(out.read_text())
@@ -174,14 +176,18 @@ def test_injection_through_job_id_is_refused(tmp_path: Path, payload: str) -> No
 
 @pytest.mark.parametrize("payload", PAYLOADS)
 @pytest.mark.parametrize("field", ["workdir", "log_dir", "stdout_path", "stderr_path"])
-def test_injection_through_paths_is_refused_or_stays_in_the_job_dir(tmp_path: Path, field: str, payload: str) -> None:
+def test_injection_through_paths_is_refused_or_stays_in_the_job_dir(
+    tmp_path: Path, field: str, payload: str
+) -> None:
     try:
         r = render_script(spec(**{field: payload}), options(tmp_path))
     except Invalid:
         return
     job_dir = str(tmp_path / "job-1")
     for path in (r.workdir, r.stdout, r.stderr):
-        assert path == job_dir or path.startswith(job_dir + "/") or path.startswith(f"{tmp_path}/aif-")
+        assert (
+            path == job_dir or path.startswith(job_dir + "/") or path.startswith(f"{tmp_path}/aif-")
+        )
     assert len(sbatch_lines(r.text)) == len(header(r.text))
     run_rendered(tmp_path, r.text)
 

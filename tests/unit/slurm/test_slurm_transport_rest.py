@@ -22,8 +22,14 @@ NASTY = ["sbatch", "a b", "$(id)", "`id`", "it's", '"q"', "x;y", "a\nb", "*", "~
 
 
 def ssh() -> SshTransport:
-    return SshTransport(host="login", user="alice", key_file="/k", port=2222,
-                        known_hosts_file="/kh", remote_env={"SLURM_CONF": "/etc/s s.conf"})
+    return SshTransport(
+        host="login",
+        user="alice",
+        key_file="/k",
+        port=2222,
+        known_hosts_file="/kh",
+        remote_env={"SLURM_CONF": "/etc/s s.conf"},
+    )
 
 
 def test_ssh_argv_uses_key_batch_mode_and_pinned_host_key() -> None:
@@ -37,7 +43,13 @@ def test_ssh_argv_uses_key_batch_mode_and_pinned_host_key() -> None:
 def test_ssh_remote_command_survives_the_remote_shell_unchanged(item: str) -> None:
     remote = ssh().ssh_argv(["printf", "%s\\0", item])[-1]
     # What sshd does on the far side: hand the string to the user's shell.
-    out = subprocess.run(["sh", "-c", remote], capture_output=True, text=True, check=True, env={"PATH": "/usr/bin:/bin"})
+    out = subprocess.run(
+        ["sh", "-c", remote],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PATH": "/usr/bin:/bin"},
+    )
     assert out.stdout.split("\0")[:-1] == [item]
     assert shlex.split(remote)[:2] == ["env", "SLURM_CONF=/etc/s s.conf"]
 
@@ -61,14 +73,20 @@ def mock_client(routes: dict[tuple[str, str], dict[str, Any]]) -> RestClient:
 
 
 def rendered() -> Any:
-    return render_script(ExecJob(job_id="r", argv=["true"], nodes=2, gpus_per_node=2, time_limit_s=60),
-                         ScriptOptions(job_root="/jobs", partition="debug", gpu_type="h100"))
+    return render_script(
+        ExecJob(job_id="r", argv=["true"], nodes=2, gpus_per_node=2, time_limit_s=60),
+        ScriptOptions(job_root="/jobs", partition="debug", gpu_type="h100"),
+    )
 
 
 def test_rest_job_properties_repeat_every_directive() -> None:
     props = job_properties(rendered())
     assert props["nodes"] == "2" and props["gpus_per_node"] == "h100:2" and props["time_limit"] == 1
-    assert props["name"] == "aif-r-1" and props["partition"] == "debug" and "PATH" in props["environment"]
+    assert (
+        props["name"] == "aif-r-1"
+        and props["partition"] == "debug"
+        and "PATH" in props["environment"]
+    )
 
 
 def test_rest_submit_returns_the_job_id() -> None:
@@ -86,7 +104,9 @@ def test_rest_submit_rejection_is_invalid_with_slurms_words() -> None:
 
 def test_rest_jobs_translate_to_the_same_models() -> None:
     rec = fixture("rest_jobs")
-    jobs = [j for j in mock_client({("GET", rec["path"]): rec}).jobs() if j.name == "aif-fixture-rest-1"]
+    jobs = [
+        j for j in mock_client({("GET", rec["path"]): rec}).jobs() if j.name == "aif-fixture-rest-1"
+    ]
     # Two records share the name: the exit-3 job and the rejected too-many-GPUs submission.
     ran, rejected = sorted(jobs, key=lambda j: j.never_ran)
     assert (ran.exec_state, ran.exit_code) == (ExecState.FAILED, 3)

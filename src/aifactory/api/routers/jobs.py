@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-from aifactory.api.deps import CurrentPrincipal, NowDep, SessionDep, SettingsDep
+from aifactory.api.deps import CurrentPrincipal, NowDep, SessionDep
 from aifactory.api.errors import ERROR_RESPONSES
 from aifactory.domain.jobs import JobState
 from aifactory.domain.jobspec import JobSpec
@@ -69,9 +69,8 @@ def job_logs(
     job_id: int,
     session: SessionDep,
     who: CurrentPrincipal,
-    settings: SettingsDep,
     stream: Annotated[str, Query(pattern="^(stdout|stderr)$")] = "stdout",
     offset: Annotated[int, Query(ge=0, le=2**40)] = 0,
     attempt: Annotated[int | None, Query(ge=1, le=100)] = None,
 ) -> LogChunk:
-    return job_queries.logs(session, who, job_id, settings.data_dir, stream, offset, attempt)
+    return job_queries.logs(session, who, job_id, stream, offset, attempt)

@@ -77,6 +77,8 @@ class JobAttempt(Base):
     elapsed_s: Mapped[float] = mapped_column(Float, default=0.0)
     charged_milli: Mapped[int] = mapped_column(BigInteger, default=0)
     message: Mapped[str] = mapped_column(Text, default="")
+    stdout_path: Mapped[str | None] = mapped_column(Text)
+    stderr_path: Mapped[str | None] = mapped_column(Text)
 
 
 class JobTransition(Base):

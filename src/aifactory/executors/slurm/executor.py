@@ -134,12 +134,19 @@ class SlurmExecutor(Executor):
             Invalid: Unsafe spec values, or Slurm rejected the job (its message is kept).
             BackendUnavailable: slurmctld (or ssh, or slurmrestd) is unreachable.
         """
-        rendered = render_script(spec, self.script_options(project, partition))
+        rendered = render_script(
+            spec, self.script_options(project or spec.project, partition or spec.partition)
+        )
         existing = self.backend.find(rendered.name)
         if existing is not None:
             return existing.job_id
         self.backend.prepare(rendered)
         return self.backend.submit(rendered)
+
+    def log_paths_for(self, spec: ExecJob) -> tuple[str, str] | None:
+        """The attempt's output files on the cluster's file system."""
+        rendered = render_script(spec, self.script_options(spec.project, spec.partition))
+        return rendered.stdout, rendered.stderr
 
     def poll(self, backend_ids: Iterable[str]) -> dict[str, ExecStatus]:
         """Statuses of the given Slurm job ids; unknown ids are absent."""

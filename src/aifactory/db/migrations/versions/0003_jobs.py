@@ -89,6 +89,8 @@ def upgrade() -> None:
         sa.Column("elapsed_s", sa.Float(), nullable=False),
         sa.Column("charged_milli", sa.BigInteger(), nullable=False),
         sa.Column("message", sa.Text(), nullable=False),
+        sa.Column("stdout_path", sa.Text(), nullable=True),
+        sa.Column("stderr_path", sa.Text(), nullable=True),
         sa.ForeignKeyConstraint(
             ["factory_id"], ["factories.id"], name=op.f("fk_job_attempts_factory_id_factories")
         ),

@@ -1,0 +1,132 @@
+"""Usage reports with charts and CSV, and the simulator's results (runs written by `aif sim`)."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import FileResponse, Response
+
+from aifactory.api.deps import SessionDep, SettingsDep
+from aifactory.errors import NotFound
+from aifactory.portal.charts import usage_bars
+from aifactory.portal.web import CurrentUser, FormErrors, PortalRoute, render
+from aifactory.services import reports
+from aifactory.services.permissions import Action, authorize
+
+router = APIRouter(route_class=PortalRoute)
+GROUPS = {
+    "factory": "AI Factory",
+    "country": "country of the organisation",
+    "funding": "funding source",
+    "mode": "access mode",
+    "project": "project",
+}
+Text = Annotated[str, Query(max_length=20)]
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+def _range(start: str, end: str, errors: FormErrors) -> tuple[date | None, date | None]:
+    return (
+        errors.parse("start", start, date.fromisoformat),
+        errors.parse("end", end, date.fromisoformat),
+    )
+
+
+@router.get("/reports")
+def report_page(
+    request: Request,
+    session: SessionDep,
+    user: CurrentUser,
+    group_by: Text = "factory",
+    start: Text = "",
+    end: Text = "",
+) -> Response:
+    """Signed in: usage of the allocations this user may see, grouped as asked."""
+    authorize(user.principal, Action.READ_SELF)
+    errors = FormErrors({"group_by", "start", "end"})
+    if group_by not in GROUPS:
+        errors.add("group_by", f"choose one of {', '.join(GROUPS)}")
+        group_by = "factory"
+    first, last = _range(start, end, errors)
+    if first and last and last < first:
+        errors.add("end", f"end {last} is before start {first}")
+        last = None
+    report = reports.usage_report(session, user.principal, group_by, first, last)
+    context = {
+        "title": "Usage reports",
+        "report": report,
+        "groups": GROUPS,
+        "group_by": group_by,
+        "start": start,
+        "end": end,
+        "chart": usage_bars(report.rows, f"GPU-hours by {GROUPS[group_by]}"),
+        **errors.context(),
+    }
+    return render(request, "reports.html", context, 422 if errors else 200)
+
+
+@router.get("/reports.csv")
+def report_csv(
+    session: SessionDep,
+    user: CurrentUser,
+    group_by: Text = "factory",
+    start: Text = "",
+    end: Text = "",
+) -> Response:
+    """Signed in: the same report as CSV (bad parameters get the error page)."""
+    authorize(user.principal, Action.READ_SELF)
+    errors = FormErrors(set())
+    first, last = _range(start, end, errors)
+    errors.raise_if_any()
+    report = reports.usage_report(session, user.principal, group_by, first, last)
+    safe = group_by if group_by in GROUPS else "report"
+    return Response(
+        reports.to_csv(report),
+        media_type="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="usage-by-{safe}.csv"'},
+    )
+
+
+def _runs(root: Path) -> list[dict[str, Any]]:
+    if not root.is_dir():
+        return []
+    runs = []
+    for run in sorted(p for p in root.iterdir() if p.is_dir() and SAFE_NAME.match(p.name)):
+        metrics_file = run / "metrics.json"
+        metrics: dict[str, Any] = {}
+        if metrics_file.is_file():
+            try:
+                loaded = json.loads(metrics_file.read_text(encoding="utf-8"))
+            except ValueError:
+                loaded = {}
+            if isinstance(loaded, dict):
+                metrics = {k: v for k, v in loaded.items() if isinstance(v, int | float | str)}
+        plots = sorted(p.name for p in run.glob("*.png") if SAFE_NAME.match(p.name))
+        runs.append({"name": run.name, "metrics": metrics, "plots": plots})
+    return runs
+
+
+@router.get("/sim")
+def sim_page(request: Request, settings: SettingsDep, user: CurrentUser) -> Response:
+    """Signed in: runs written by `aif sim run --out <data dir>/sim/<run>`."""
+    authorize(user.principal, Action.READ_REGISTRY)
+    root = settings.data_dir / "sim"
+    context = {"title": "Simulator results", "runs": _runs(root), "root": str(root)}
+    return render(request, "sim.html", context)
+
+
+@router.get("/sim/{run}/{name}")
+def sim_plot(run: str, name: str, settings: SettingsDep, user: CurrentUser) -> Response:
+    """One PNG of one run; names are checked so no path can leave the sim folder."""
+    authorize(user.principal, Action.READ_REGISTRY)
+    root = (settings.data_dir / "sim").resolve()
+    path = (root / run / name).resolve()
+    ok = SAFE_NAME.match(run) and SAFE_NAME.match(name) and name.endswith(".png")
+    if not ok or path.parent.parent != root or not path.is_file():
+        raise NotFound(f"no plot {name!r} in run {run!r}")
+    return FileResponse(path, media_type="image/png")
