@@ -10,6 +10,7 @@ there) and the agent backs off exponentially; nothing is lost, the next tick res
 
 from __future__ import annotations
 
+import getpass
 import logging
 import time
 from datetime import UTC, datetime
@@ -19,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from aifactory.db.engine import Database
-from aifactory.db.models import Job, JobAttempt, Partition, SiteStatus
+from aifactory.db.models import Allocation, Job, JobAttempt, Partition, SiteStatus
 from aifactory.db.types import utcnow
 from aifactory.domain.jobs import RETRYABLE, JobState
 from aifactory.domain.jobspec import JobSpec
@@ -40,6 +41,7 @@ _STATE = {
     ExecState.NODE_FAILED: JobState.NODE_FAILED,
 }
 _LIVE = (JobState.SUBMITTED, JobState.QUEUED, JobState.RUNNING)
+ACCOUNT_SYNC_S = 15.0
 
 
 class SiteAgent:
@@ -50,12 +52,15 @@ class SiteAgent:
         self.executor = executor
         self.backoff_s = 0.0
         self._retry_at = 0.0
+        self._accounts_due = 0.0
+        self.service_user = getpass.getuser()
 
     def tick(self) -> bool:
         """One reconciliation pass; returns False while the site is unavailable."""
         if time.monotonic() < self._retry_at:
             return False
         try:
+            self._sync_accounts()
             self._cancel_requested()
             self._submit_placed()
             self._poll_live()
@@ -66,6 +71,26 @@ class SiteAgent:
         return True
 
     # --- steps ---
+
+    def _sync_accounts(self) -> None:
+        """Site accounts follow the ledger: one per project, GrpTRESMins = its raw GPU budget."""
+        ensure = getattr(self.executor, "ensure_account", None)
+        if ensure is None or time.monotonic() < self._accounts_due:
+            return
+        with self.db.session() as s:
+            rows = s.execute(
+                select(Allocation, Partition.charge_factor)
+                .join(Partition, Partition.id == Allocation.partition_id)
+                .where(Allocation.factory_id == self.factory_id)
+            ).all()
+            budgets: dict[str, float] = {}
+            for alloc, factor in rows:
+                state = ledger.state(s, alloc.id)
+                raw_hours = (state.granted - state.expired) / 1000 / factor
+                budgets[alloc.project_code] = budgets.get(alloc.project_code, 0.0) + raw_hours
+        for project, hours in sorted(budgets.items()):
+            ensure(project, hours, [self.service_user])
+        self._accounts_due = time.monotonic() + ACCOUNT_SYNC_S
 
     def _cancel_requested(self) -> None:
         with self.db.session() as s:
@@ -183,7 +208,7 @@ class SiteAgent:
         if spec.checkpoint_dir:
             env["AIF_CHECKPOINT_DIR"] = spec.checkpoint_dir
         return ExecJob(
-            job_id=str(job.id),
+            job_id=job.exec_id,
             attempt=job.attempt,
             argv=spec.argv(),
             script=spec.script,

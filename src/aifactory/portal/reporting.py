@@ -92,20 +92,26 @@ def report_csv(
     )
 
 
+def _number(value: float) -> str:
+    if isinstance(value, int) or float(value).is_integer():
+        return f"{int(value):,}"
+    return f"{value:,.2f}" if abs(value) >= 100 else f"{value:.4g}"
+
+
 def _runs(root: Path) -> list[dict[str, Any]]:
     if not root.is_dir():
         return []
     runs = []
     for run in sorted(p for p in root.iterdir() if p.is_dir() and SAFE_NAME.match(p.name)):
         metrics_file = run / "metrics.json"
-        metrics: dict[str, Any] = {}
+        metrics: dict[str, str] = {}
         if metrics_file.is_file():
             try:
                 loaded = json.loads(metrics_file.read_text(encoding="utf-8"))
             except ValueError:
                 loaded = {}
             if isinstance(loaded, dict):
-                metrics = {k: v for k, v in loaded.items() if isinstance(v, int | float | str)}
+                metrics = {k: _number(v) for k, v in loaded.items() if isinstance(v, int | float)}
         plots = sorted(p.name for p in run.glob("*.png") if SAFE_NAME.match(p.name))
         runs.append({"name": run.name, "metrics": metrics, "plots": plots})
     return runs

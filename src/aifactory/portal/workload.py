@@ -11,7 +11,7 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.orm import Session
 
-from aifactory.api.deps import NowDep, SessionDep, SettingsDep
+from aifactory.api.deps import NowDep, SessionDep
 from aifactory.domain.jobspec import MAX_SPEC_BYTES, parse_spec
 from aifactory.errors import Invalid
 from aifactory.portal.charts import burn_down
@@ -175,21 +175,15 @@ def submit_job(
 
 
 @router.get("/jobs/{job_id}")
-def job_page(
-    job_id: int,
-    request: Request,
-    session: SessionDep,
-    settings: SettingsDep,
-    user: CurrentUser,
-) -> Response:
+def job_page(job_id: int, request: Request, session: SessionDep, user: CurrentUser) -> Response:
     """Signed in: the service refuses anyone outside the job's project or factory."""
     job = job_queries.get(session, user.principal, job_id)
     context = {
         "title": f"Job {job.id}: {job.name}",
         "job": job,
         "why": job_queries.why(session, user.principal, job_id),
-        "stdout": job_queries.logs(session, user.principal, job_id, settings.data_dir),
-        "stderr": job_queries.logs(session, user.principal, job_id, settings.data_dir, "stderr"),
+        "stdout": job_queries.logs(session, user.principal, job_id, stream="stdout"),
+        "stderr": job_queries.logs(session, user.principal, job_id, stream="stderr"),
     }
     return render(request, "job.html", context)
 
@@ -205,13 +199,12 @@ def job_state(job_id: int, request: Request, session: SessionDep, user: CurrentU
 def job_logs(
     job_id: int,
     session: SessionDep,
-    settings: SettingsDep,
     user: CurrentUser,
     stream: Annotated[str, Query(pattern="^(stdout|stderr)$")] = "stdout",
     offset: Annotated[int, Query(ge=0, le=2**40)] = 0,
 ) -> Response:
     """The next chunk of a log; the page appends it as text (never as markup)."""
-    chunk = job_queries.logs(session, user.principal, job_id, settings.data_dir, stream, offset)
+    chunk = job_queries.logs(session, user.principal, job_id, stream=stream, offset=offset)
     return JSONResponse(chunk.model_dump(mode="json"))
 
 

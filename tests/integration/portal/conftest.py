@@ -19,4 +19,3 @@ def portal(db: Database, settings: Settings) -> Iterator[TestClient]:
     install(app)
     with TestClient(app, raise_server_exceptions=False, follow_redirects=False) as client:
         yield client
-

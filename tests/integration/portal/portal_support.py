@@ -27,7 +27,15 @@ def csrf_of(html: str) -> str:
 def sign_in(client: TestClient, username: str, password: str = PASSWORD) -> str:
     """Sign in through the form; returns the session's CSRF token (from a signed-in page)."""
     token = csrf_of(client.get("/login").text)
-    r = client.post("/login", data={"csrf_token": token, "method": "password",
-                                    "username": username, "password": password, "next": "/"})
+    r = client.post(
+        "/login",
+        data={
+            "csrf_token": token,
+            "method": "password",
+            "username": username,
+            "password": password,
+            "next": "/",
+        },
+    )
     assert r.status_code == 303, r.text
     return csrf_of(client.get("/calls").text)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from portal_support import PASSWORD, set_password
 
 from aifactory.db.engine import Database
 from aifactory.domain.enums import Role
@@ -24,11 +25,16 @@ from aifactory.services.setup import prepare
 from aifactory.settings import Settings
 from aifactory.testing.access import member_of
 from aifactory.testing.people import Person, make_person
-from portal_support import PASSWORD, set_password
 
 CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 SHOTS = Path(__file__).resolve().parents[3] / "test-output" / "screenshots"
 LAPTOP = {"width": 1280, "height": 860}
 PHONE = {"width": 390, "height": 844}
@@ -110,11 +116,14 @@ def test_overview_shows_the_map_and_the_computed_country_totals(
     for name, viewport in [("overview", LAPTOP), ("overview-phone", PHONE)]:
         page = _page(browser, viewport)
         page.goto(site["url"] + "/")
-        expect(page.locator("#states-line")).to_have_text("15 Member States + 2 participating states")
+        expect(page.locator("#states-line")).to_have_text(
+            "15 Member States + 2 participating states"
+        )
         expect(page.locator("svg.europe-map path#FI")).to_have_class("country member_state host")
         expect(page.locator("svg.europe-map .marker")).to_have_count(7)
         expect(page.get_by_role("table", name="Factories, systems and partitions")).to_contain_text(
-            "MareNostrum")
+            "MareNostrum"
+        )
         _shot(page, name)
         page.context.close()
 
@@ -165,10 +174,14 @@ def _assess(browser: Any, url: str, olli: Person) -> None:
 def _run_job(page: Any) -> None:
     from playwright.sync_api import expect
 
-    code = ("import time; [print('step', i, flush=True) or time.sleep(0.3) for i in range(3)];"
-            " print('all done')")
-    spec = f'name: portal-job\ncommand: ["{sys.executable}", "-c", "{code}"]\n' \
-           "resources: {gpus_per_node: 1, time_limit: 60}\n"
+    code = (
+        "import time; [print('step', i, flush=True) or time.sleep(0.3) for i in range(3)];"
+        " print('all done')"
+    )
+    spec = (
+        f'name: portal-job\ncommand: ["{sys.executable}", "-c", "{code}"]\n'
+        "resources: {gpus_per_node: 1, time_limit: 60}\n"
+    )
     page.get_by_label("Job spec (YAML)").fill("name: [broken")
     page.get_by_role("button", name="Submit job").click()
     expect(page.locator('.field-error[data-field="spec"]')).to_contain_text("not valid YAML")

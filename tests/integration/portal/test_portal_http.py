@@ -6,15 +6,15 @@ import re
 
 import pytest
 from fastapi.testclient import TestClient
+from portal_support import PASSWORD, csrf_of, set_password, sign_in
 from sqlalchemy import func, select
 
 from aifactory.db.engine import Database
 from aifactory.db.models import PortalSession, Proposal
 from aifactory.domain.enums import Role
+from aifactory.settings import Settings
 from aifactory.testing.access import member_of
 from aifactory.testing.people import Person, make_person
-
-from portal_support import PASSWORD, csrf_of, set_password, sign_in
 
 PROTECTED = ["/proposals", "/projects", "/reports", "/review", "/operate", "/decisions", "/sim"]
 APPLY = "/calls/lumi-aif-pg/apply"
@@ -51,8 +51,10 @@ def test_sign_in_sets_a_hardened_cookie_and_sign_out_kills_the_session(
 ) -> None:
     set_password(db, "anna")
     token = csrf_of(portal.get("/login").text)
-    r = portal.post("/login", data={"csrf_token": token, "username": "anna",
-                                    "password": PASSWORD, "next": "/proposals"})
+    r = portal.post(
+        "/login",
+        data={"csrf_token": token, "username": "anna", "password": PASSWORD, "next": "/proposals"},
+    )
     assert r.status_code == 303 and r.headers["location"] == "/proposals"
     cookie = r.headers["set-cookie"]
     assert "HttpOnly" in cookie and "samesite=lax" in cookie.lower()
@@ -72,8 +74,9 @@ def test_wrong_password_is_refused_with_one_vague_message(
     set_password(db, "anna")
     token = csrf_of(portal.get("/login").text)
     for user, password in [("anna", "wrong password!"), ("nobody", PASSWORD)]:
-        r = portal.post("/login", data={"csrf_token": token, "username": user,
-                                        "password": password})
+        r = portal.post(
+            "/login", data={"csrf_token": token, "username": user, "password": password}
+        )
         assert r.status_code == 401
         assert "unknown user or wrong password" in r.text
     assert "aif_session" not in portal.cookies
@@ -81,8 +84,9 @@ def test_wrong_password_is_refused_with_one_vague_message(
 
 def test_an_api_token_signs_in_too(portal: TestClient, applicant: Person) -> None:
     token = csrf_of(portal.get("/login").text)
-    r = portal.post("/login", data={"csrf_token": token, "method": "token",
-                                    "token": applicant.token})
+    r = portal.post(
+        "/login", data={"csrf_token": token, "method": "token", "token": applicant.token}
+    )
     assert r.status_code == 303
     assert "Signed in as <strong>anna</strong>" in portal.get("/proposals").text
 
@@ -104,12 +108,16 @@ def test_every_post_without_the_right_csrf_token_is_refused(
     assert _proposal_count(db) == 0
 
 
-def test_open_redirects_are_neutralised(db: Database, portal: TestClient, applicant: Person) -> None:
+def test_open_redirects_are_neutralised(
+    db: Database, portal: TestClient, applicant: Person
+) -> None:
     set_password(db, "anna")
     token = csrf_of(portal.get("/login").text)
     for target in ["//evil.example/", "https://evil.example/", "/\\evil.example"]:
-        r = portal.post("/login", data={"csrf_token": token, "username": "anna",
-                                        "password": PASSWORD, "next": target})
+        r = portal.post(
+            "/login",
+            data={"csrf_token": token, "username": "anna", "password": PASSWORD, "next": target},
+        )
         assert r.headers["location"] == "/"
 
 
@@ -148,9 +156,15 @@ def test_bad_input_is_shown_next_to_its_field_and_nothing_is_stored(
     member_of(db, "anna", "Nordic Tokens Oy")
     set_password(db, "anna")
     token = sign_in(portal, "anna")
-    form = {"csrf_token": token, "organisation": "Nordic Tokens Oy", "research_kind": "open_rd",
-            "title": "Fine-tune", "gpu_hours": "100000", "duration_months": "2",
-            "partition": "LUMI-AI/gpu"}
+    form = {
+        "csrf_token": token,
+        "organisation": "Nordic Tokens Oy",
+        "research_kind": "open_rd",
+        "title": "Fine-tune",
+        "gpu_hours": "100000",
+        "duration_months": "2",
+        "partition": "LUMI-AI/gpu",
+    }
     r = portal.post(APPLY, data=form)
     assert r.status_code == 422
     assert "at most 5000 GPU-h" in _field_error(r.text, "gpu_hours")
@@ -172,14 +186,22 @@ def test_eligibility_is_checked_rule_by_rule_for_members_only(
     set_password(db, "anna")
     token = sign_in(portal, "anna")
     check = "/calls/lumi-aif-fl/check"
-    ok = portal.post(check, data={"csrf_token": token, "organisation": "Nordic Tokens Oy",
-                                  "research_kind": "commercial"},
-                     headers={"X-Fragment": "eligibility"})
+    ok = portal.post(
+        check,
+        data={
+            "csrf_token": token,
+            "organisation": "Nordic Tokens Oy",
+            "research_kind": "commercial",
+        },
+        headers={"X-Fragment": "eligibility"},
+    )
     assert ok.status_code == 200 and "Eligible: every rule passes." in ok.text
     assert 'data-rule="sme_definition"' in ok.text
-    other = portal.post(check, data={"csrf_token": token, "organisation": "Big Corp AG",
-                                     "research_kind": "commercial"},
-                        headers={"X-Fragment": "eligibility"})
+    other = portal.post(
+        check,
+        data={"csrf_token": token, "organisation": "Big Corp AG", "research_kind": "commercial"},
+        headers={"X-Fragment": "eligibility"},
+    )
     assert "not a member" in other.text and "Eligible" not in other.text
 
 
@@ -188,9 +210,18 @@ def test_user_text_is_escaped_everywhere(db: Database, portal: TestClient) -> No
     set_password(db, "anna")
     token = sign_in(portal, "anna")
     evil = '<script>alert("x")</script>'
-    r = portal.post(APPLY, data={"csrf_token": token, "organisation": "Nordic Tokens Oy",
-                                 "research_kind": "open_rd", "title": evil, "gpu_hours": "10",
-                                 "duration_months": "1", "partition": "LUMI-AI/gpu"})
+    r = portal.post(
+        APPLY,
+        data={
+            "csrf_token": token,
+            "organisation": "Nordic Tokens Oy",
+            "research_kind": "open_rd",
+            "title": evil,
+            "gpu_hours": "10",
+            "duration_months": "1",
+            "partition": "LUMI-AI/gpu",
+        },
+    )
     page = portal.get(r.headers["location"]).text
     assert evil not in page and "&lt;script&gt;" in page
     listing = portal.get("/proposals").text
@@ -210,3 +241,78 @@ def test_report_csv_downloads_and_sim_plots_cannot_escape_their_folder(
     assert bad.status_code == 422 and "before start" in _field_error(bad.text, "end")
     for path in ["/sim/..%2F..%2Fetc/passwd", "/sim/run/..%2Faifactory.db", "/sim/x/y.png"]:
         assert portal.get(path).status_code == 404
+
+
+def _client(portal: TestClient, db: Database, username: str) -> tuple[TestClient, str]:
+    client = TestClient(portal.app, raise_server_exceptions=False, follow_redirects=False)
+    set_password(db, username)
+    return client, sign_in(client, username)
+
+
+def test_large_scale_goes_through_assessment_review_and_a_decision_forms(
+    db: Database, portal: TestClient, operator: Person, admin: Person
+) -> None:
+    member_of(db, "anna", "Nordic Tokens Oy")
+    member_of(db, "rev", "Review Institute", country="DE", roles=[(Role.REVIEWER, None)])
+    anna, token = _client(portal, db, "anna")
+    r = anna.post(
+        "/calls/lumi-aif-ls/apply",
+        data={
+            "csrf_token": token,
+            "organisation": "Nordic Tokens Oy",
+            "research_kind": "open_rd",
+            "title": "Big run",
+            "gpu_hours": "60000",
+            "duration_months": "3",
+            "partition": "LUMI-AI/gpu",
+            "pi_contract_end": "2031-01-01",
+        },
+    )
+    assert r.status_code == 303, r.text
+    pid = r.headers["location"].split("/")[2].split("?")[0]
+    olli, token = _client(portal, db, "olli")
+    r = olli.post(f"/proposals/{pid}/assess", data={"csrf_token": token, "feasible": "maybe"})
+    assert r.status_code == 422 and _field_error(r.text, "feasible")
+    r = olli.post(f"/proposals/{pid}/assess", data={"csrf_token": token, "feasible": "yes"})
+    assert r.status_code == 303
+    ada, token = _client(portal, db, "ada")
+    r = ada.post(f"/proposals/{pid}/reviewers", data={"csrf_token": token, "reviewer": "anna"})
+    assert r.status_code == 422 and "reviewer role" in _field_error(r.text, "reviewer")
+    r = ada.post(f"/proposals/{pid}/reviewers", data={"csrf_token": token, "reviewer": "rev"})
+    assert r.status_code == 303
+    rev, token = _client(portal, db, "rev")
+    assert "Big run" in rev.get("/review").text
+    scores = {"scores.excellence": "9", "scores.impact": "4", "scores.feasibility": "4"}
+    r = rev.post(f"/proposals/{pid}/review", data={"csrf_token": token, **scores})
+    assert r.status_code == 422 and "outside 0..5" in _field_error(r.text, "scores.excellence")
+    r = rev.post(
+        f"/proposals/{pid}/review", data={"csrf_token": token, **scores, "scores.excellence": "4"}
+    )
+    assert r.status_code == 303
+    page = ada.get("/decisions").text
+    assert "Big run" in page and "rev (in)" in page
+    r = ada.post(
+        f"/proposals/{pid}/decision",
+        data={"csrf_token": csrf_of(page), "accept": "yes", "comment": "good"},
+    )
+    assert r.status_code == 422 and "decided with its batch after that date" in r.text
+
+
+def test_simulator_runs_are_listed_with_their_plots(
+    db: Database, portal: TestClient, settings: Settings, admin: Person
+) -> None:
+    run = settings.data_dir / "sim" / "easy-sdsc"
+    run.mkdir(parents=True)
+    (run / "metrics.json").write_text('{"mean_wait_s": 1234.5, "jobs": 54000, "nested": {}}')
+    (run / "wait_cdf.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    set_password(db, "ada")
+    sign_in(portal, "ada")
+    page = portal.get("/sim").text
+    assert (
+        "easy-sdsc" in page
+        and "1,234.50" in page
+        and "54,000" in page
+        and 'src="/sim/easy-sdsc/wait_cdf.png"' in page
+    )
+    plot = portal.get("/sim/easy-sdsc/wait_cdf.png")
+    assert plot.status_code == 200 and plot.headers["content-type"] == "image/png"

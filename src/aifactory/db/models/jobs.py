@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -31,6 +32,9 @@ class Job(Base):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # Random part of the key executors see: job ids restart with a new database, a cluster's
+    # job history does not, so "job 1 of this control plane" must not match an old "job 1".
+    uid: Mapped[str] = mapped_column(String(16), unique=True, default=lambda: uuid.uuid4().hex[:16])
     name: Mapped[str] = mapped_column(String(64))
     project_code: Mapped[str] = mapped_column(ForeignKey("projects.code"))
     owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
@@ -53,6 +57,11 @@ class Job(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    @property
+    def exec_id(self) -> str:
+        """The job's id as executors see it (with ``attempt`` it is their idempotency key)."""
+        return f"{self.id}-{self.uid[:8]}"
 
     attempts: Mapped[list[JobAttempt]] = relationship(
         cascade="all, delete-orphan", order_by="JobAttempt.attempt", lazy="selectin"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from pydantic import ValidationError
@@ -24,6 +24,7 @@ from aifactory.executors.base import (
     Executor,
     register,
 )
+from aifactory.executors.slurm.accounts import SiteAccounts, gpu_minutes
 from aifactory.executors.slurm.backends import CliBackend, RestBackend, SlurmBackend
 from aifactory.executors.slurm.config import SlurmSiteConfig
 from aifactory.executors.slurm.models import SlurmJob, SlurmNode
@@ -175,6 +176,19 @@ class SlurmExecutor(Executor):
         end = job.end if job.end is not None else time.time()
         elapsed = job.elapsed_s if job.elapsed_s is not None else max(0.0, end - job.start)
         return ExecUsage(gpus=gpus or 0, elapsed_s=elapsed)
+
+    def ensure_account(self, project: str, gpu_hours: float, users: Sequence[str]) -> bool:
+        """Create or update the project's Slurm account with a ``GrpTRESMins`` GPU budget.
+
+        Returns False when this site keeps no accounts here (no accounting, or a REST-only
+        site whose accounts its operators manage).
+        """
+        transport = getattr(self.backend, "transport", None)
+        if not self.config.accounting or transport is None:
+            return False
+        accounts = SiteAccounts(transport, account_prefix=self.config.account_prefix)
+        accounts.ensure_account(project, gpu_minutes(gpu_hours), users)
+        return True
 
     def nodes(self) -> list[SlurmNode]:
         """The cluster's nodes (capacity for placement, health for the site agent)."""

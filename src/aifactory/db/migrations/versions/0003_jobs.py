@@ -32,6 +32,7 @@ def upgrade() -> None:
     op.create_table(
         "jobs",
         sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("uid", sa.String(length=16), nullable=False),
         sa.Column("name", sa.String(length=64), nullable=False),
         sa.Column("project_code", sa.String(length=32), nullable=False),
         sa.Column("owner_id", sa.Integer(), nullable=False),
@@ -68,6 +69,7 @@ def upgrade() -> None:
             ["project_code"], ["projects.code"], name=op.f("fk_jobs_project_code_projects")
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_jobs")),
+        sa.UniqueConstraint("uid", name=op.f("uq_jobs_uid")),
     )
     with op.batch_alter_table("jobs", schema=None) as batch_op:
         batch_op.create_index("ix_jobs_factory_state", ["factory_id", "state"], unique=False)
