@@ -78,6 +78,8 @@ def machine_info(backend: str) -> dict[str, Any]:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     with suppress(OSError):
+        info["loadavg_1_5_15"] = [round(x, 2) for x in os.getloadavg()]
+    with suppress(OSError):
         pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
         info["memory_gib"] = round(pages / 2**30, 1)
     if backend == "postgresql":
@@ -87,6 +89,11 @@ def machine_info(backend: str) -> dict[str, Any]:
             with psycopg.connect(databases.PG_ADMIN_DSN) as conn:
                 row = conn.execute("SHOW server_version").fetchone()
                 info["postgresql"] = row[0] if row else "?"
+    with suppress(OSError, subprocess.SubprocessError):
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        )
+        info["git_head"] = head.stdout.strip()
     import sqlite3
 
     info["sqlite"] = sqlite3.sqlite_version

@@ -147,6 +147,15 @@ class Client:
         result: NewToken = self._call("POST", "/tokens", NewToken, json=body)
         return result
 
+    def set_password(self, username: str, password: str) -> None:
+        path = f"/users/{_q(username)}/password"
+        try:
+            response = self._http.put(path, json={"password": password})
+        except httpx.TransportError as exc:
+            raise errors.BackendUnavailable(f"cannot reach the aifactory API: {exc}") from exc
+        if response.status_code >= 400:
+            raise _error_from(response)
+
     def list_tokens(self) -> list[TokenView]:
         result: list[TokenView] = self._call("GET", "/tokens", list[TokenView])
         return result
@@ -259,8 +268,9 @@ class Client:
         before: int | None = None,
     ) -> JobPage:
         params: dict[str, Any] = {"limit": limit}
-        params.update({k: v for k, v in {"project": project, "state": state,
-                                          "before": before}.items() if v})
+        params.update(
+            {k: v for k, v in {"project": project, "state": state, "before": before}.items() if v}
+        )
         result: JobPage = self._call("GET", "/jobs", JobPage, params=params)
         return result
 

@@ -11,6 +11,7 @@ from aifactory.api.limits import BodySizeLimit
 from aifactory.api.routers import access, identity, jobs, projects, registry
 from aifactory.db.engine import Database
 from aifactory.db.types import utcnow
+from aifactory.portal import install as install_portal
 from aifactory.settings import Settings
 
 
@@ -46,4 +47,5 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     api.include_router(projects.router)
     api.include_router(jobs.router)
     app.include_router(api)
+    install_portal(app)
     return app

@@ -140,6 +140,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         403: "forbidden",
         404: "not_found",
         409: "conflict",
+        413: "too_large",
         422: "invalid",
     }.items()
 }

@@ -66,3 +66,7 @@ class TokenCreate(_In):
         default=None, max_length=64, description="admins may create tokens for other users"
     )
     ttl_days: SInt | None = Field(default=None, ge=1, le=3650)
+
+
+class PasswordIn(_In):
+    password: str = Field(min_length=12, max_length=256)

@@ -182,6 +182,18 @@ def admin_revoke_token(token_id: int) -> None:
     console.print(f"token {token.id} of {token.username} revoked at {token.revoked_at}")
 
 
+@admin_app.command("set-password")
+@friendly
+def admin_set_password(
+    username: Annotated[str, typer.Argument(help="user whose portal password to set")],
+) -> None:
+    """Set a portal password (asked for twice, never echoed); your own or, as admin, anyone's."""
+    password = typer.prompt("New password", hide_input=True, confirmation_prompt=True)
+    with client() as c:
+        c.set_password(username, password)
+    console.print(f"password of {username} set")
+
+
 @admin_app.command("tokens")
 @friendly
 def admin_tokens() -> None:

@@ -78,6 +78,7 @@ MATRIX: list[tuple[str, str, Body | None, set[str] | None]] = [
     ("GET", "/api/v1/users/zed", None, ADMIN),
     ("POST", "/api/v1/users/zed/roles", lambda w: {"role": "reviewer"}, ADMIN),
     ("POST", "/api/v1/users/zed/memberships", lambda w: {"organisation": "Zed Labs"}, ADMIN),
+    ("PUT", "/api/v1/users/zed/password", lambda w: {"password": "correct horse battery"}, ADMIN),
     ("GET", "/api/v1/organisations", None, ADMIN),
     (
         "POST",

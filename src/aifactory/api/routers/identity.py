@@ -6,9 +6,16 @@ from fastapi import APIRouter
 
 from aifactory.api.deps import CurrentPrincipal, SessionDep, SettingsDep
 from aifactory.api.errors import ERROR_RESPONSES
-from aifactory.api.schemas import MembershipIn, OrganisationCreate, RoleIn, TokenCreate, UserCreate
+from aifactory.api.schemas import (
+    MembershipIn,
+    OrganisationCreate,
+    PasswordIn,
+    RoleIn,
+    TokenCreate,
+    UserCreate,
+)
 from aifactory.errors import Forbidden
-from aifactory.services import identity
+from aifactory.services import identity, sessions
 from aifactory.services.permissions import Action, authorize
 from aifactory.services.views import NewToken, OrganisationView, TokenView, UserView
 
@@ -48,6 +55,17 @@ def get_user(username: str, session: SessionDep, who: CurrentPrincipal) -> UserV
     if username != who.username:
         authorize(who, Action.MANAGE_IDENTITY)
     return identity.get_user(session, username)
+
+
+@router.put("/users/{username}/password", status_code=204)
+def set_password(
+    username: str, body: PasswordIn, session: SessionDep, who: CurrentPrincipal
+) -> None:
+    """Set a portal password: your own, or anyone's as a federation admin."""
+    if username != who.username:
+        authorize(who, Action.MANAGE_IDENTITY)
+    identity.get_user(session, username)  # 404 for an unknown user
+    sessions.set_password(session, username, body.password)
 
 
 @router.post("/users/{username}/roles", status_code=201)
