@@ -94,6 +94,13 @@ def machine_info(backend: str) -> dict[str, Any]:
             ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
         )
         info["git_head"] = head.stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", "src"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
+        info["src_modified_since_head"] = bool(dirty.stdout.strip())
     import sqlite3
 
     info["sqlite"] = sqlite3.sqlite_version

@@ -14,6 +14,7 @@ from aifactory.db.engine import Database
 from aifactory.errors import Unauthenticated
 from aifactory.services import identity
 from aifactory.services.permissions import Principal
+from aifactory.services.sites import capacity_map
 from aifactory.settings import Settings
 
 
@@ -55,3 +56,12 @@ def get_principal(
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+
+
+def site_capacity(request: Request, session: Session) -> dict[str, int | None]:
+    """The sites' GPU capacity, read once per app (sites.yaml does not change at run time)."""
+    cached: dict[str, int | None] | None = getattr(request.app.state, "capacity", None)
+    if cached is None:
+        cached = capacity_map(session, request.app.state.settings)
+        request.app.state.capacity = cached
+    return cached

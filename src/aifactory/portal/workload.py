@@ -11,13 +11,12 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.orm import Session
 
-from aifactory.api.deps import NowDep, SessionDep
+from aifactory.api.deps import NowDep, SessionDep, site_capacity
 from aifactory.domain.jobspec import MAX_SPEC_BYTES, parse_spec
 from aifactory.errors import Invalid
 from aifactory.portal.charts import burn_down
 from aifactory.portal.web import CurrentUser, FormErrors, PortalRoute, attempt, redirect, render
 from aifactory.services import job_queries, jobs, projects
-from aifactory.services.registry import list_factories
 from aifactory.services.sessions import SignedIn
 from aifactory.services.sites import load_sites
 from aifactory.services.views import FactoryView
@@ -32,17 +31,6 @@ resources:
   gpus_per_node: 1
   time_limit: 10m
 """
-
-
-def capacity(request: Request, session: Session) -> dict[str, int | None]:
-    """GPUs each site may hold at once (shared with the API's cache on ``app.state``)."""
-    cached: dict[str, int | None] | None = getattr(request.app.state, "capacity", None)
-    if cached is None:
-        names = [f.name for f in list_factories(session)]
-        sites = load_sites(request.app.state.settings, names)
-        cached = {name: site.capacity_gpus for name, site in sites.items()}
-        request.app.state.capacity = cached
-    return cached
 
 
 @dataclass(frozen=True)
@@ -161,7 +149,7 @@ def submit_job(
 
     def submit() -> int:
         job = jobs.submit(
-            session, user.principal, _spec(spec, code), now, capacity(request, session)
+            session, user.principal, _spec(spec, code), now, site_capacity(request, session)
         )
         return job.id
 

@@ -8,7 +8,10 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
+from aifactory.db.models import Factory
 from aifactory.executors import Executor, make_executor
 from aifactory.settings import Settings
 
@@ -55,3 +58,9 @@ def build_executor(settings: Settings, site: SiteConfig) -> Executor:
         options.setdefault("gpus", site.capacity_gpus or 0)
         options.setdefault("kill_grace_s", 3.0)
     return make_executor(site.executor, **options)
+
+
+def capacity_map(session: Session, settings: Settings) -> dict[str, int | None]:
+    """GPUs each factory's site may hold at once (``None``: its partitions' own size)."""
+    names = list(session.scalars(select(Factory.name)))
+    return {name: site.capacity_gpus for name, site in load_sites(settings, names).items()}

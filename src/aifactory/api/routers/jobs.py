@@ -6,26 +6,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-from aifactory.api.deps import CurrentPrincipal, NowDep, SessionDep
+from aifactory.api.deps import CurrentPrincipal, NowDep, SessionDep, site_capacity
 from aifactory.api.errors import ERROR_RESPONSES
 from aifactory.domain.jobs import JobState
 from aifactory.domain.jobspec import JobSpec
 from aifactory.services import job_queries, jobs
 from aifactory.services.job_views import JobPage, JobView, LogChunk, PlacementView
-from aifactory.services.registry import list_factories
-from aifactory.services.sites import load_sites
 
 router = APIRouter(tags=["jobs"], responses=ERROR_RESPONSES)
-
-
-def _capacity(request: Request, session: SessionDep) -> dict[str, int | None]:
-    cached: dict[str, int | None] | None = getattr(request.app.state, "capacity", None)
-    if cached is None:
-        names = [f.name for f in list_factories(session)]
-        sites = load_sites(request.app.state.settings, names)
-        cached = {name: site.capacity_gpus for name, site in sites.items()}
-        request.app.state.capacity = cached
-    return cached
 
 
 @router.post("/jobs", status_code=201)
@@ -33,7 +21,7 @@ def submit_job(
     body: JobSpec, request: Request, session: SessionDep, who: CurrentPrincipal, now: NowDep
 ) -> JobView:
     """Submit a job; 201 with state placed or pending, 409 when no factory could ever run it."""
-    job = jobs.submit(session, who, body, now, _capacity(request, session))
+    job = jobs.submit(session, who, body, now, site_capacity(request, session))
     return job_queries.view(session, job, detail=False)
 
 
