@@ -1,11 +1,12 @@
 """Executors: the interface between site agents and site schedulers, and its backends.
 
-Importing this package registers the built-in backends, so ``make_executor("local", ...)``
-works without importing a backend module by hand.
+Importing this package registers the local backend; other built-in backends (``slurm``) are
+imported by ``make_executor`` the first time they are asked for. Keeping them out of this import
+matters: every local job's supervisor runs ``python -m aifactory.executors._wrapper`` and would
+otherwise pay for importing httpx and the Slurm code on every job start.
 """
 
 from aifactory.executors import local as _local  # noqa: F401  (registers "local")
-from aifactory.executors import slurm as _slurm  # noqa: F401  (registers "slurm")
 from aifactory.executors.base import (
     EXECUTORS,
     TERMINAL_STATES,

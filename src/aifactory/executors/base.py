@@ -18,6 +18,7 @@ Contract every backend keeps, because the site agent relies on it to survive cra
 from __future__ import annotations
 
 import abc
+import importlib
 import inspect
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -303,6 +304,8 @@ class Executor(abc.ABC):
 
 ExecutorFactory = Callable[..., Executor]
 EXECUTORS: dict[str, ExecutorFactory] = {}
+#: Built-in backends imported on first use (see the package docstring for why).
+BUILTIN_MODULES = {"local": "aifactory.executors.local", "slurm": "aifactory.executors.slurm"}
 _F = TypeVar("_F", bound=ExecutorFactory)
 
 
@@ -329,8 +332,11 @@ def make_executor(name: str, **config: Any) -> Executor:
         Invalid: ``name`` is not registered, or ``config`` does not fit its parameters.
     """
     factory = EXECUTORS.get(name)
+    if factory is None and name in BUILTIN_MODULES:
+        importlib.import_module(BUILTIN_MODULES[name])  # registers itself on import
+        factory = EXECUTORS.get(name)
     if factory is None:
-        valid = ", ".join(sorted(EXECUTORS)) or "none registered"
+        valid = ", ".join(sorted({*EXECUTORS, *BUILTIN_MODULES}))
         raise Invalid.field("executor", "known", f"unknown executor {name!r}; valid: {valid}")
     try:
         # Bind first so a wrong option is reported as bad config, not as a crash inside it.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -53,8 +54,9 @@ def list_jobs(
     rows = list(session.scalars(query.order_by(Job.id.desc()).limit(limit + 1)))
     more = len(rows) > limit
     page = rows[:limit]
+    names = _names(session, page)
     return JobPage(
-        jobs=[view(session, j, detail=False) for j in page],
+        jobs=[view(session, j, detail=False, names=names) for j in page],
         next_before=page[-1].id if more and page else None,
     )
 
@@ -119,22 +121,47 @@ def logs(
     )
 
 
-def view(session: Session, job: Job, detail: bool = True) -> JobView:
-    partition = session.get(Partition, job.partition_id) if job.partition_id else None
-    factory = session.get(Factory, job.factory_id) if job.factory_id else None
-    system = session.get(System, partition.system_id) if partition else None
-    owner = session.get_one(User, job.owner_id).username
+@dataclass(frozen=True)
+class _Names:
+    """Names a page of jobs refers to, fetched in three small queries instead of per row."""
+
+    factories: dict[int, str]
+    partitions: dict[int, str]
+    users: dict[int, str]
+
+
+def _names(session: Session, jobs: list[Job]) -> _Names:
+    partitions = session.execute(
+        select(Partition.id, System.name, Partition.name).join(
+            System, System.id == Partition.system_id
+        )
+    )
+    owners = {j.owner_id for j in jobs}
+    return _Names(
+        factories={fid: name for fid, name in session.execute(select(Factory.id, Factory.name))},
+        partitions={pid: f"{system}/{name}" for pid, system, name in partitions},
+        users={
+            uid: name
+            for uid, name in session.execute(
+                select(User.id, User.username).where(User.id.in_(owners))
+            )
+        },
+    )
+
+
+def view(session: Session, job: Job, detail: bool = True, names: _Names | None = None) -> JobView:
+    names = names or _names(session, [job])
     out = JobView(
         id=job.id,
         name=job.name,
         project=job.project_code,
-        owner=owner,
+        owner=names.users.get(job.owner_id, "?"),
         state=job.state,
         attempt=job.attempt,
         gpus=job.gpus,
         time_limit_s=job.time_limit_s,
-        factory=factory.name if factory else None,
-        partition=f"{system.name}/{partition.name}" if partition and system else None,
+        factory=names.factories.get(job.factory_id) if job.factory_id else None,
+        partition=names.partitions.get(job.partition_id) if job.partition_id else None,
         reserved_gpu_hours=from_milli(job.reserved_milli),
         charged_gpu_hours=from_milli(job.charged_milli),
         exit_code=job.exit_code,
@@ -145,12 +172,11 @@ def view(session: Session, job: Job, detail: bool = True) -> JobView:
     )
     if not detail:
         return out
-    names = {f.id: f.name for f in session.scalars(select(Factory))}
     out.spec = job.spec
     out.attempts = [
         JobAttemptView(
             attempt=a.attempt,
-            factory=names.get(a.factory_id, "?"),
+            factory=names.factories.get(a.factory_id, "?"),
             backend_id=a.backend_id,
             state=a.state,
             exit_code=a.exit_code,

@@ -41,7 +41,24 @@ def lock(session: Session, allocation_id: int) -> Allocation:
 
 
 def state(session: Session, allocation_id: int) -> rules.LedgerState:
-    """Totals by kind, summed in the database."""
+    """The allocation's totals (kept on its row with every entry)."""
+    allocation = session.get(Allocation, allocation_id)
+    if allocation is None:
+        raise NotFound(f"allocation {allocation_id} not found")
+    return _totals(allocation)
+
+
+def _totals(a: Allocation) -> rules.LedgerState:
+    return rules.LedgerState(
+        granted=a.granted_milli or 0,
+        used=a.used_milli or 0,
+        reserved=a.reserved_milli or 0,
+        expired=a.expired_milli or 0,
+    )
+
+
+def recompute(session: Session, allocation_id: int) -> rules.LedgerState:
+    """Totals summed from the entries themselves (the audit of the running totals)."""
     rows = session.execute(
         select(LedgerRow.kind, func.sum(LedgerRow.amount_milli))
         .where(LedgerRow.allocation_id == allocation_id)
@@ -62,7 +79,7 @@ def post(
 ) -> rules.LedgerState:
     """Lock, check and append one entry; returns the new state. Refusals store nothing."""
     allocation = lock(session, allocation_id)
-    before = state(session, allocation_id)
+    before = _totals(allocation)
     if kind is LedgerKind.EXPIRE:
         entry = rules.expiry_entry(before)
         if entry is None:
@@ -77,7 +94,7 @@ def settle(
 ) -> tuple[rules.LedgerState, int]:
     """Release a job's reservation and charge what it used; returns (state, uncharged)."""
     allocation = lock(session, allocation_id)
-    current = state(session, allocation_id)
+    current = _totals(allocation)
     settlement = rules.settle(current, reserved, used)
     for entry in settlement.entries:
         current = _append(session, allocation, current, entry, actor, job_ref, "")
@@ -94,7 +111,9 @@ def reserve(
     allocation = lock(session, allocation_id)
     if allocation.status != "active":
         raise QuotaExceeded(f"allocation {allocation_id} is {allocation.status}")
-    return post(session, allocation_id, LedgerKind.RESERVE, amount, actor, job_ref)
+    before = _totals(allocation)
+    entry = rules.check_reserve(before, amount)
+    return _append(session, allocation, before, entry, actor, job_ref, "")
 
 
 def expire_due(session: Session, today: date, actor: str = "system") -> list[int]:
@@ -129,6 +148,8 @@ def _append(
     at: datetime | None = None,
 ) -> rules.LedgerState:
     after = rules.fold(before, entry)
+    allocation.granted_milli, allocation.used_milli = after.granted, after.used
+    allocation.reserved_milli, allocation.expired_milli = after.reserved, after.expired
     session.add(
         LedgerRow(
             allocation_id=allocation.id,

@@ -98,34 +98,20 @@ def _row(key: str, count: int, values: dict[str, int]) -> ReportRow:
 def _allocations(
     session: Session, who: Principal, start: date | None, end: date | None
 ) -> list[_Alloc]:
-    until = datetime.combine(end, time.max, UTC) if end else None
-    since = datetime.combine(start, time.min, UTC) if start else None
-    in_time: ColumnElement[bool] = LedgerRow.at <= until if until else true()
-    in_range: ColumnElement[bool] = LedgerRow.at >= since if since else true()
-
-    def total(
-        kinds: tuple[LedgerKind, ...], condition: ColumnElement[bool] | None = None
-    ) -> ColumnElement[int]:
-        cond = and_(LedgerRow.kind.in_(kinds), condition if condition is not None else true())
-        return func.coalesce(func.sum(case((cond, LedgerRow.amount_milli), else_=0)), 0)
-
+    """One line per visible allocation: totals now from its running totals, or, for a date
+    range, summed from the ledger entries in that range (only then is the ledger scanned)."""
     query = (
-        select(
-            Allocation,
-            Project.mode,
-            Factory.name,
-            Organisation.country_code,
-            total((LedgerKind.GRANT, LedgerKind.ADJUST)),
-            total((LedgerKind.CHARGE,), in_range),
-            total((LedgerKind.RESERVE, LedgerKind.RELEASE)),
-            func.coalesce(func.sum(LedgerRow.amount_milli), 0),
-        )
+        select(Allocation, Project.mode, Factory.name, Organisation.country_code)
         .join(Project, Project.code == Allocation.project_code)
         .join(Factory, Factory.id == Allocation.factory_id)
         .join(Organisation, Organisation.id == Project.organisation_id)
-        .outerjoin(LedgerRow, (LedgerRow.allocation_id == Allocation.id) & in_time)
         .where(Allocation.id.in_(visible_allocations(who)))
-        .group_by(Allocation.id, Project.mode, Factory.name, Organisation.country_code)
+    )
+    rows = session.execute(query).all()
+    totals = (
+        _ranged_totals(session, [a.id for a, *_ in rows], start, end)
+        if start or end
+        else {a.id: _running_totals(a) for a, *_ in rows}
     )
     return [
         _Alloc(
@@ -139,13 +125,47 @@ def _allocations(
                 "national": a.national_share,
                 "commercial": a.commercial_share,
             },
-            granted=int(granted),
-            used=-int(used),
-            reserved=-int(reserved),
-            remaining=int(balance),
+            **totals.get(a.id, dict.fromkeys(("granted", "used", "reserved", "remaining"), 0)),
         )
-        for a, mode, fname, country, granted, used, reserved, balance in session.execute(query)
+        for a, mode, fname, country in rows
     ]
+
+
+def _running_totals(a: Allocation) -> dict[str, int]:
+    remaining = a.granted_milli - a.used_milli - a.reserved_milli - a.expired_milli
+    return {"granted": a.granted_milli, "used": a.used_milli, "reserved": a.reserved_milli,
+            "remaining": remaining}  # fmt: skip
+
+
+def _ranged_totals(
+    session: Session, ids: list[int], start: date | None, end: date | None
+) -> dict[int, dict[str, int]]:
+    until = datetime.combine(end, time.max, UTC) if end else None
+    since = datetime.combine(start, time.min, UTC) if start else None
+    in_time: ColumnElement[bool] = LedgerRow.at <= until if until else true()
+    in_range: ColumnElement[bool] = LedgerRow.at >= since if since else true()
+
+    def total(
+        kinds: tuple[LedgerKind, ...], condition: ColumnElement[bool] | None = None
+    ) -> ColumnElement[int]:
+        cond = and_(LedgerRow.kind.in_(kinds), condition if condition is not None else true())
+        return func.coalesce(func.sum(case((cond, LedgerRow.amount_milli), else_=0)), 0)
+
+    query = (
+        select(
+            LedgerRow.allocation_id,
+            total((LedgerKind.GRANT, LedgerKind.ADJUST)),
+            total((LedgerKind.CHARGE,), in_range),
+            total((LedgerKind.RESERVE, LedgerKind.RELEASE)),
+            func.coalesce(func.sum(LedgerRow.amount_milli), 0),
+        )
+        .where(LedgerRow.allocation_id.in_(ids), in_time)
+        .group_by(LedgerRow.allocation_id)
+    )
+    return {
+        aid: {"granted": int(g), "used": -int(u), "reserved": -int(r), "remaining": int(b)}
+        for aid, g, u, r, b in session.execute(query)
+    }
 
 
 def to_csv(report: Report) -> str:

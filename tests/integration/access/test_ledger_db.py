@@ -103,6 +103,8 @@ def test_concurrent_reservations_never_overspend(db: Database, backend: str) -> 
         )
     assert state.remaining == 1 * H == total
     assert state.reserved == 99 * H
+    with db.session() as s:
+        assert ledger.recompute(s, alloc) == state  # running totals agree with the entries
 
 
 def test_refusal_gives_the_numbers_and_stores_nothing(db: Database) -> None:
@@ -186,6 +188,7 @@ def test_stored_balance_is_the_sum_and_never_negative(tmp_path_factory, ops) -> 
                 select(func.sum(LedgerRow.amount_milli)).where(LedgerRow.allocation_id == alloc)
             )
             assert state.remaining == total >= 0
+            assert ledger.recompute(s, alloc) == state
             assert min(state.used, state.reserved, state.granted) >= 0
             assert state.used <= state.granted
     db.dispose()

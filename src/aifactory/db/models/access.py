@@ -130,6 +130,13 @@ class Allocation(Base):
     commercial_share: Mapped[Decimal] = mapped_column(Share)
     status: Mapped[str] = mapped_column(String(16), default="active")
     usage_level: Mapped[str] = mapped_column(String(16), default="ok")
+    # Running totals of the ledger (milli-GPU-hours), updated with every entry under the row
+    # lock, so a balance is one row read however long the history; the entries stay the truth
+    # (services.ledger.recompute and the tests check that the two agree).
+    granted_milli: Mapped[int] = mapped_column(BigInteger, default=0)
+    used_milli: Mapped[int] = mapped_column(BigInteger, default=0)
+    reserved_milli: Mapped[int] = mapped_column(BigInteger, default=0)
+    expired_milli: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

@@ -40,8 +40,9 @@ class User(Base):
     roles: Mapped[list[RoleGrant]] = relationship(
         back_populates="user", cascade="all, delete-orphan", lazy="selectin"
     )
+    # Loaded when asked for: authenticating a request needs the roles, not the memberships.
     memberships: Mapped[list[Membership]] = relationship(
-        back_populates="user", cascade="all, delete-orphan", lazy="selectin"
+        back_populates="user", cascade="all, delete-orphan"
     )
 
 

@@ -169,6 +169,10 @@ def upgrade() -> None:
         sa.Column("commercial_share", sa.Numeric(precision=6, scale=5), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("usage_level", sa.String(length=16), nullable=False),
+        sa.Column("granted_milli", sa.BigInteger(), nullable=False),
+        sa.Column("used_milli", sa.BigInteger(), nullable=False),
+        sa.Column("reserved_milli", sa.BigInteger(), nullable=False),
+        sa.Column("expired_milli", sa.BigInteger(), nullable=False),
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.ForeignKeyConstraint(
             ["factory_id"], ["factories.id"], name=op.f("fk_allocations_factory_id_factories")
