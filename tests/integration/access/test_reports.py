@@ -12,47 +12,11 @@ from sqlalchemy import update
 from aifactory.db.engine import Database
 from aifactory.db.models import LedgerRow
 from aifactory.services import ledger
-from aifactory.testing.access import at, member_of, ok, set_clock
+from aifactory.testing.access import at, award, member_of, ok, set_clock
 from aifactory.testing.people import Person
 
 API = "/api/v1"
 H = 1000
-
-
-def _award(
-    api: TestClient,
-    who: Person,
-    op: Person,
-    call: str,
-    org: str,
-    part: str,
-    hours: int,
-    kind: str = "open_rd",
-) -> int:
-    p = ok(
-        api.post(
-            f"{API}/proposals",
-            headers=who.headers,
-            json={
-                "call_id": call,
-                "title": "usage",
-                "organisation": org,
-                "research_kind": kind,
-                "gpu_hours": hours,
-                "duration_months": 1,
-                "partition": part,
-            },
-        ),
-        201,
-    )
-    ok(api.post(f"{API}/proposals/{p['id']}/submit", headers=who.headers))
-    done = ok(
-        api.post(
-            f"{API}/proposals/{p['id']}/assessment", headers=op.headers, json={"feasible": True}
-        )
-    )
-    project = ok(api.get(f"{API}/projects/{done['project_code']}", headers=who.headers))
-    return int(project["allocations"][0]["id"])
 
 
 def test_usage_is_grouped_and_attributed_to_funding_sources(
@@ -61,8 +25,8 @@ def test_usage_is_grouped_and_attributed_to_funding_sources(
     set_clock(api, at("2026-11-25T09:00"))
     fi = member_of(db, "anna", "Nordic Tokens Oy", country="FI")
     pt = member_of(db, "joao", "Lisboa AI Lda", country="PT")
-    a1 = _award(api, fi, admin, "lumi-aif-pg", "Nordic Tokens Oy", "LUMI-AI/gpu", 1000)
-    a2 = _award(
+    _, a1 = award(api, fi, admin, "lumi-aif-pg", "Nordic Tokens Oy", "LUMI-AI/gpu", 1000)
+    _, a2 = award(
         api,
         pt,
         admin,
