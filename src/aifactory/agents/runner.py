@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from sqlalchemy import select
 
@@ -11,10 +12,13 @@ from aifactory.agents.site_agent import SiteAgent
 from aifactory.broker.reconciler import place_pending
 from aifactory.db.engine import Database
 from aifactory.db.models import Factory
+from aifactory.db.types import utcnow
+from aifactory.services import ledger
 from aifactory.services.sites import build_executor, load_sites
 from aifactory.settings import Settings
 
 log = logging.getLogger(__name__)
+EXPIRY_CHECK_S = 60.0
 
 
 class AgentRunner:
@@ -30,17 +34,29 @@ class AgentRunner:
             SiteAgent(db, fid, name, build_executor(settings, sites[name]))
             for fid, name in factories
         ]
+        self._expiry_due = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="aif-agents", daemon=True)
 
     def tick(self) -> None:
-        """One pass: place pending jobs, then let every site agent reconcile."""
+        """One pass: expire ended allocations, place pending jobs, let every agent reconcile."""
+        self._expire()
         place_pending(self.db, self.capacity)
         for agent in self.agents:
             try:
                 agent.tick()
             except Exception:  # one broken site must not stop the others
                 log.exception("site agent %s failed; continuing", agent.name)
+
+    def _expire(self) -> None:
+        """Allocations past their end date expire (their remaining hours by a ledger entry)."""
+        if time.monotonic() < self._expiry_due:
+            return
+        with self.db.session() as s:
+            expired = ledger.expire_due(s, utcnow().date())
+        if expired:
+            log.info("expired allocations %s", expired)
+        self._expiry_due = time.monotonic() + EXPIRY_CHECK_S
 
     def start(self) -> AgentRunner:
         self._thread.start()

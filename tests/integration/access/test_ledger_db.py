@@ -15,6 +15,7 @@ from aifactory.db.models import Allocation, Event, LedgerRow, Organisation, Proj
 from aifactory.domain.enums import LedgerKind
 from aifactory.errors import AIFactoryError, QuotaExceeded
 from aifactory.services import ledger
+from aifactory.settings import Settings
 
 H = 1000  # milli-GPU-hours per GPU-hour
 
@@ -192,3 +193,16 @@ def test_stored_balance_is_the_sum_and_never_negative(tmp_path_factory, ops) -> 
             assert min(state.used, state.reserved, state.granted) >= 0
             assert state.used <= state.granted
     db.dispose()
+
+
+def test_the_agent_runner_expires_ended_allocations_by_itself(
+    db: Database, settings: Settings
+) -> None:
+    from aifactory.agents.runner import AgentRunner
+
+    alloc = make_allocation(db, hours=10, end=date(2020, 1, 31))
+    AgentRunner(settings, db).tick()
+    with db.session() as s:
+        assert s.get_one(Allocation, alloc).status == "expired"
+        assert ledger.state(s, alloc).remaining == 0
+        assert [e.kind for e in ledger.entries(s, alloc)] == ["grant", "expire"]
