@@ -183,6 +183,13 @@ def job_state(job_id: int, request: Request, session: SessionDep, user: CurrentU
     return render(request, "_job_state.html", {"job": job})
 
 
+@router.get("/jobs/{job_id}/history.frag")
+def job_history(job_id: int, request: Request, session: SessionDep, user: CurrentUser) -> Response:
+    """The job's transitions and attempts, polled with its state."""
+    job = job_queries.get(session, user.principal, job_id)
+    return render(request, "_job_history.html", {"job": job})
+
+
 @router.get("/jobs/{job_id}/logs.json")
 def job_logs(
     job_id: int,
