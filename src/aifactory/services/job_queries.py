@@ -42,9 +42,15 @@ def list_jobs(
     """Newest first, ``limit`` at a time; pass ``next_before`` back for the next page."""
     query = select(Job)
     if not who.is_admin:
-        mine = select(ProjectMember.project_code).where(ProjectMember.user_id == who.user_id)
+        mine = list(
+            session.scalars(
+                select(ProjectMember.project_code).where(ProjectMember.user_id == who.user_id)
+            )
+        )
         factories = [f for r, f in who.roles if r == Role.FACTORY_OPERATOR and f is not None]
-        query = query.where(Job.project_code.in_(mine) | Job.factory_id.in_(factories))
+        # A literal list and no empty OR branch let the database use (project_code, id).
+        mine_only = Job.project_code.in_(mine)
+        query = query.where(mine_only | Job.factory_id.in_(factories) if factories else mine_only)
     if project:
         query = query.where(Job.project_code == project)
     if state:
