@@ -13,6 +13,7 @@ from __future__ import annotations
 import getpass
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -25,7 +26,7 @@ from aifactory.db.types import utcnow
 from aifactory.domain.jobs import RETRYABLE, JobState
 from aifactory.domain.jobspec import JobSpec
 from aifactory.domain.ledger import charge_milli
-from aifactory.errors import BackendUnavailable, NotFound
+from aifactory.errors import AIFactoryError, BackendUnavailable, NotFound
 from aifactory.executors import ExecJob, ExecState, ExecStatus, Executor
 from aifactory.services import jobs as job_service
 from aifactory.services import ledger
@@ -42,6 +43,7 @@ _STATE = {
 }
 _LIVE = (JobState.SUBMITTED, JobState.QUEUED, JobState.RUNNING)
 ACCOUNT_SYNC_S = 15.0
+HANDOVER_THREADS = 4
 
 
 class SiteAgent:
@@ -106,29 +108,52 @@ class SiteAgent:
                     log.warning("%s: cancel of unknown %s", self.name, backend_id)
 
     def _submit_placed(self) -> None:
+        """Hand placed jobs over, several at a time (sbatch waits on the controller, not on us)."""
         with self.db.session() as s:
             todo = [(j.id, j.attempt, self._exec_job(s, j)) for j in self._jobs(s, JobState.PLACED)]
-        for job_id, attempt, spec in todo:
-            backend_id = self.executor.submit(spec)  # idempotent per (job, attempt)
-            logs = self.executor.log_paths_for(spec) or (None, None)
+        if not todo:
+            return
+        with ThreadPoolExecutor(max_workers=HANDOVER_THREADS) as pool:
+            outcomes = list(pool.map(self._hand_over, [spec for _, _, spec in todo]))
+        for (job_id, attempt, spec), outcome in zip(todo, outcomes, strict=True):
+            if isinstance(outcome, BackendUnavailable):
+                raise outcome
             with self.db.session() as s:
                 job = s.get_one(Job, job_id, with_for_update=True)
-                if job.state != JobState.PLACED or job.attempt != attempt:
-                    continue
-                job.backend_id = backend_id
-                s.add(
-                    JobAttempt(
-                        job_id=job.id,
-                        attempt=attempt,
-                        factory_id=self.factory_id,
-                        partition_id=job.partition_id or 0,
-                        backend_id=backend_id,
-                        state=JobState.SUBMITTED,
-                        stdout_path=logs[0],
-                        stderr_path=logs[1],
-                    )
-                )
-                job_service.move(s, job, JobState.SUBMITTED, f"handed to {self.name}", utcnow())
+                if job.state == JobState.PLACED and job.attempt == attempt:
+                    self._record_handover(s, job, spec, outcome)
+
+    def _hand_over(self, spec: ExecJob) -> str | AIFactoryError:
+        """Submit one attempt (idempotent per job and attempt); errors are returned, not raised."""
+        try:
+            return self.executor.submit(spec)
+        except AIFactoryError as exc:
+            return exc
+
+    def _record_handover(
+        self, s: Session, job: Job, spec: ExecJob, outcome: str | AIFactoryError
+    ) -> None:
+        if isinstance(outcome, AIFactoryError):  # the scheduler refused it: say why, free budget
+            job_service.release_reservation(s, job, self.name)
+            job_service.move(
+                s, job, JobState.FAILED, f"{self.name} refused it: {outcome}", utcnow()
+            )
+            return
+        logs = self.executor.log_paths_for(spec) or (None, None)
+        job.backend_id = outcome
+        s.add(
+            JobAttempt(
+                job_id=job.id,
+                attempt=job.attempt,
+                factory_id=self.factory_id,
+                partition_id=job.partition_id or 0,
+                backend_id=outcome,
+                state=JobState.SUBMITTED,
+                stdout_path=logs[0],
+                stderr_path=logs[1],
+            )
+        )
+        job_service.move(s, job, JobState.SUBMITTED, f"handed to {self.name}", utcnow())
 
     def _poll_live(self) -> None:
         with self.db.session() as s:
