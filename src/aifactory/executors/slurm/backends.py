@@ -10,7 +10,14 @@ from collections.abc import Iterable, Mapping
 from typing import Protocol, TypeVar
 
 from aifactory.errors import Invalid
-from aifactory.executors.slurm.commands import Sacct, Sbatch, Scancel, Sinfo, Squeue
+from aifactory.executors.slurm.commands import (
+    Sacct,
+    Sbatch,
+    Scancel,
+    Sinfo,
+    Squeue,
+    SqueueByName,
+)
 from aifactory.executors.slurm.failures import command_error
 from aifactory.executors.slurm.models import SlurmJob, SlurmNode
 from aifactory.executors.slurm.rest import RestClient
@@ -104,7 +111,7 @@ class CliBackend:
 
     def find(self, name: str) -> SlurmJob | None:
         """Look in the controller first (no lag), then in accounting (older jobs)."""
-        found = latest_submission(self.run(Squeue(name=name)))
+        found = latest_submission(self.run(SqueueByName(name=name)))
         if found is None and self.accounting_enabled:
             found = latest_submission(self.run(Sacct(name=name, since=self.lookup_window)))
         return found

@@ -163,6 +163,33 @@ def _load_json(verb: str, stdout: str) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
+class SqueueByName:
+    """``squeue --name=NAME --states=all`` in plain format: the idempotency lookup.
+
+    Unlike ``--json`` the plain format honours the filter, so the answer stays small however
+    many jobs the controller holds (``squeue --json`` returns all of them, finished ones too).
+    """
+
+    name: str
+
+    def build(self) -> list[str]:
+        """Argv."""
+        return ["squeue", "--noheader", "--states=all", f"--name={self.name}",
+                "--format=%i|%T|%N|%j"]  # fmt: skip
+
+    def parse(self, stdout: str, stderr: str, returncode: int) -> list[SlurmJob]:
+        """One job per line: id, state, node list, name."""
+        _fail("squeue", stdout, stderr, returncode)
+        jobs = []
+        for line in stdout.splitlines():
+            parts = line.strip().split("|")
+            if len(parts) == 4 and parts[3] == self.name:
+                job_id, state, nodes, name = parts
+                jobs.append(SlurmJob(job_id=job_id, name=name, state=state, nodes=nodes))
+        return jobs
+
+
+@dataclass(frozen=True)
 class Squeue:
     """``squeue --json``: every job the controller knows, finished ones until ``MinJobAge``.
 
