@@ -25,7 +25,6 @@ from aifactory.db.models import (
     JobTransition,
     Partition,
     Project,
-    ProjectMember,
     SiteStatus,
     System,
 )
@@ -260,15 +259,3 @@ def _record(session: Session, job: Job, old: str, new: str, reason: str, at: dat
 
 def _decimal(value: float) -> Decimal:
     return Decimal(str(value))
-
-
-def is_member(session: Session, who: Principal, project_code: str) -> bool:
-    return (
-        who.is_admin
-        or session.scalar(
-            select(ProjectMember.user_id).where(
-                ProjectMember.project_code == project_code, ProjectMember.user_id == who.user_id
-            )
-        )
-        is not None
-    )
