@@ -75,7 +75,8 @@ class Client:
 
     # --- plumbing ---
 
-    def _call(self, method: str, path: str, model: Any, **kwargs: Any) -> Any:
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One request; transport failures and API errors become ``aifactory.errors``."""
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
@@ -85,6 +86,10 @@ class Client:
             ) from exc
         if response.status_code >= 400:
             raise _error_from(response)
+        return response
+
+    def _call(self, method: str, path: str, model: Any, **kwargs: Any) -> Any:
+        response = self._send(method, path, **kwargs)
         return TypeAdapter(model).validate_python(response.json())
 
     # --- registry ---
@@ -148,13 +153,7 @@ class Client:
         return result
 
     def set_password(self, username: str, password: str) -> None:
-        path = f"/users/{_q(username)}/password"
-        try:
-            response = self._http.put(path, json={"password": password})
-        except httpx.TransportError as exc:
-            raise errors.BackendUnavailable(f"cannot reach the aifactory API: {exc}") from exc
-        if response.status_code >= 400:
-            raise _error_from(response)
+        self._send("PUT", f"/users/{_q(username)}/password", json={"password": password})
 
     def list_tokens(self) -> list[TokenView]:
         result: list[TokenView] = self._call("GET", "/tokens", list[TokenView])
@@ -238,21 +237,15 @@ class Client:
     def usage_report(
         self, group_by: str, start: str | None = None, end: str | None = None
     ) -> Report:
-        params = {k: v for k, v in {"group_by": group_by, "start": start, "end": end}.items() if v}
+        params = _report_params(group_by, start, end)
         result: Report = self._call("GET", "/reports/usage", Report, params=params)
         return result
 
     def usage_report_csv(
         self, group_by: str, start: str | None = None, end: str | None = None
     ) -> str:
-        params = {k: v for k, v in {"group_by": group_by, "start": start, "end": end}.items() if v}
-        try:
-            response = self._http.get("/reports/usage.csv", params=params)
-        except httpx.TransportError as exc:
-            raise errors.BackendUnavailable(f"cannot reach the aifactory API: {exc}") from exc
-        if response.status_code >= 400:
-            raise _error_from(response)
-        return response.text
+        params = _report_params(group_by, start, end)
+        return self._send("GET", "/reports/usage.csv", params=params).text
 
     # --- jobs ---
 
@@ -290,6 +283,10 @@ class Client:
         params = {"offset": offset, "stream": stream}
         result: LogChunk = self._call("GET", f"/jobs/{job_id}/logs", LogChunk, params=params)
         return result
+
+
+def _report_params(group_by: str, start: str | None, end: str | None) -> dict[str, str]:
+    return {k: v for k, v in {"group_by": group_by, "start": start, "end": end}.items() if v}
 
 
 def _jsonable(data: dict[str, Any]) -> dict[str, Any]:

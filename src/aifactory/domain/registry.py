@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
 from enum import StrEnum
 
 from aifactory.domain.enums import CountryStatus
@@ -36,12 +35,6 @@ class FundingSource(StrEnum):
 
 
 EU_SOURCES = frozenset({FundingSource.DIGITAL_EUROPE, FundingSource.HORIZON_EUROPE})
-
-
-@dataclass(frozen=True)
-class CountryFact:
-    code: str
-    status: CountryStatus
 
 
 def countries_by_status(

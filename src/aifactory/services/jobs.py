@@ -8,10 +8,9 @@ overspend an allocation. Site agents move placed jobs on (see ``agents/site_agen
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -49,6 +48,7 @@ class Candidate:
     partition_id: int
     factory_id: int
     charge_factor: float
+    site_down: bool = False  # the site agent cannot reach the scheduler now (transient)
 
 
 def submit(
@@ -101,9 +101,8 @@ def place(
     """Run the placement policy; on success reserve budget and mark the job placed."""
     candidates = site_candidates(session, job.project_code, now, capacity)
     request = job_request(spec)
-    decision = get_placement_policy(POLICY).place(
-        request, tuple(c.view for c in candidates), now.timestamp()
-    )
+    policy = get_placement_policy(POLICY)
+    decision = policy.place(request, tuple(c.view for c in candidates), now.timestamp())
     by_name = {c.view.name: c for c in candidates}
     ready = [n for n in decision.ranked if by_name[n].view.free_gpus >= request.gpus]
     rejected = dict(decision.rejected)
@@ -113,6 +112,12 @@ def place(
             f"{n} has {by_name[n].view.free_gpus} of {by_name[n].view.total_gpus} GPUs free"
             for n in decision.ranked
         )
+    elif not decision.ranked and any(c.site_down for c in candidates):
+        # Would a site fit once its scheduler answers again? Then wait rather than refuse.
+        back = [replace(c.view, operational=True) if c.site_down else c.view for c in candidates]
+        if policy.place(request, tuple(back), now.timestamp()).ranked:
+            down = ", ".join(c.view.name for c in candidates if c.site_down)
+            waiting = f"waiting for {down}: its scheduler does not answer now"
     if not candidates:
         rejected["(none)"] = f"project {job.project_code} has no active allocation"
     job.placement = {
@@ -156,6 +161,7 @@ def site_candidates(
     )
     out = []
     for alloc, part, system_name, factory in rows:
+        serving = factory.status == FactoryStatus.OPERATIONAL
         total = part.nodes * part.gpus_per_node
         limit = capacity.get(factory.name)
         pool_total = min(total, limit) if limit is not None else total
@@ -164,7 +170,7 @@ def site_candidates(
         view = SiteView(
             name=f"{factory.name}/{system_name}/{part.name}",
             country=factory.country_code,
-            operational=factory.status == FactoryStatus.OPERATIONAL and factory.id not in down,
+            operational=serving and factory.id not in down,
             gpu_model=part.gpu_model,
             gpu_memory_gb=part.gpu_memory_gb,
             gpus_per_node=part.gpus_per_node,
@@ -176,7 +182,16 @@ def site_candidates(
             budget_remaining_gpu_hours=remaining,
             max_time_s=part.max_time_hours * 3600,
         )
-        out.append(Candidate(view, alloc.id, part.id, factory.id, part.charge_factor))
+        out.append(
+            Candidate(
+                view,
+                alloc.id,
+                part.id,
+                factory.id,
+                part.charge_factor,
+                serving and factory.id in down,
+            )
+        )
     return out
 
 
@@ -239,12 +254,8 @@ def _try_reserve(session: Session, job: Job, site: Candidate, now: datetime) -> 
 
 
 def _may_wait(job: Job) -> bool:
-    """A job waits when some site fits but is busy or down; otherwise it is refused."""
-    placement: dict[str, Any] = job.placement or {}
-    if placement.get("waiting"):
-        return True
-    reasons = placement.get("rejected", {}).values()
-    return any(r == "site is not operational" for r in reasons)
+    """A job waits when some site fits but is busy or down now; otherwise it is refused."""
+    return bool((job.placement or {}).get("waiting"))
 
 
 def _no_candidate(job: Job) -> Conflict:

@@ -110,14 +110,14 @@ def submit(session: Session, who: Principal, proposal_id: int, now: datetime) ->
         proposal.pi_contract_end,
     )
     result.raise_if_ineligible()
-    _move(proposal, S.SUBMITTED, who.username, now, "eligibility passed")
+    move(proposal, S.SUBMITTED, who.username, now, "eligibility passed")
     proposal.eligibility = [r.as_dict() for r in result.rules]
     proposal.submitted_at, proposal.cutoff, proposal.period_no = now, cutoff, period
     level = effective_service_level(call, mode)
     if level is not None:
         holidays = access.catalogue()[2]
         proposal.deadline = service_deadline(level, now, cutoff, holidays)
-    _move(proposal, flow.forward(mode, S.SUBMITTED), "system", now, "queued")
+    move(proposal, flow.forward(mode, S.SUBMITTED), "system", now, "queued")
     session.flush()
     return view(session, proposal, now)
 
@@ -126,7 +126,7 @@ def withdraw(
     session: Session, who: Principal, proposal_id: int, now: datetime, comment: str = ""
 ) -> ProposalView:
     proposal = _own(session, who, proposal_id)
-    _move(proposal, S.WITHDRAWN, who.username, now, comment or "withdrawn by the applicant")
+    move(proposal, S.WITHDRAWN, who.username, now, comment or "withdrawn by the applicant")
     session.flush()
     return view(session, proposal, now)
 
@@ -224,7 +224,7 @@ def load_for_update(session: Session, proposal_id: int) -> Proposal:
     return proposal
 
 
-def _move(proposal: Proposal, target: S, actor: str, at: datetime, comment: str) -> None:
+def move(proposal: Proposal, target: S, actor: str, at: datetime, comment: str) -> None:
     call = access.get_call(proposal.call_id)
     record = flow.transition(access.mode_of(call), S(proposal.status), target, actor, at, comment)
     proposal.transitions.append(
@@ -239,9 +239,6 @@ def _move(proposal: Proposal, target: S, actor: str, at: datetime, comment: str)
     proposal.status = target
     if target in flow.DECISIONS:
         proposal.decided_at = at
-
-
-move = _move
 
 
 def earlier_in_queue(session: Session, proposal: Proposal) -> Proposal | None:

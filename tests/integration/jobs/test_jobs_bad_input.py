@@ -97,3 +97,25 @@ def test_other_projects_jobs_are_invisible(env: dict[str, Any], db: Database) ->
     eve = member_of(db, "eve", "Eve Labs")
     assert env["api"].get(f"{API}/jobs/{job['id']}", headers=eve.headers).status_code == 403
     assert env["api"].get(f"{API}/jobs", headers=eve.headers).json()["jobs"] == []
+
+
+def test_an_unreachable_site_makes_fitting_jobs_wait_but_still_refuses_misfits(
+    env: dict[str, Any], db: Database
+) -> None:
+    from aifactory.db.models import SiteStatus
+    from aifactory.services.registry import factory_id
+
+    with db.session() as s:
+        s.add(SiteStatus(factory_id=factory_id(s, "LUMI AIF"), available=False, reason="down"))
+    fits = ok(
+        env["api"].post(
+            f"{API}/jobs", headers=env["anna"].headers, json=spec(env["code"], ["true"])
+        ),
+        201,
+    )
+    assert fits["state"] == "pending"
+    assert "waiting for LUMI AIF/LUMI-AI/gpu" in fits["reason"]
+    misfit = spec(env["code"], ["true"], resources={"gpus_per_node": 16})
+    response = env["api"].post(f"{API}/jobs", headers=env["anna"].headers, json=misfit)
+    assert response.status_code == 409
+    assert _count(env["db"]) == 1
