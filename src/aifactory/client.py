@@ -19,6 +19,7 @@ from aifactory.services.access_views import (
     ProposalView,
     Report,
 )
+from aifactory.services.health import SystemHealth
 from aifactory.services.job_views import JobPage, JobView, LogChunk, PlacementView
 from aifactory.services.views import (
     CountryView,
@@ -93,6 +94,11 @@ class Client:
         return TypeAdapter(model).validate_python(response.json())
 
     # --- registry ---
+
+    def status(self) -> SystemHealth:
+        """Controllers, site leases and contact, hand-over backlog (staff only)."""
+        result: SystemHealth = self._call("GET", "/status", SystemHealth)
+        return result
 
     def health(self) -> dict[str, str]:
         result: dict[str, str] = self._call("GET", "/health", dict[str, str])

@@ -1,4 +1,10 @@
-"""Run the API in a background thread (demo, tests, benchmarks) on a free local port."""
+"""The running system, composed once: API workers plus this process's controllers.
+
+Every entry point goes through here: ``aif serve`` (``serve``, in the foreground), ``aif demo``,
+the tests and the benchmarks (``BackgroundServer``, on a free loopback port). Controllers are
+the broker reconciler and one site agent per factory (``agents/runner.py``); ``aif controller``
+runs them without the API.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +14,12 @@ import time
 from types import TracebackType
 
 import uvicorn
+from fastapi import FastAPI
 
 from aifactory.agents.runner import AgentRunner
 from aifactory.api.app import create_app
 from aifactory.db.engine import Database
-from aifactory.settings import Settings
+from aifactory.settings import Settings, load_settings
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -22,8 +29,47 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
+def app_from_env() -> FastAPI:
+    """The app of one API worker process (``aif serve --workers N`` imports this)."""
+    return create_app(load_settings())
+
+
+def serve(
+    settings: Settings,
+    db: Database,
+    *,
+    host: str,
+    port: int,
+    workers: int = 1,
+    controllers: bool = True,
+) -> None:
+    """Run API workers and (unless told not to) the controllers until interrupted.
+
+    With one worker the API shares this process and its database engine with the controllers,
+    so a submission wakes its site agent in-process. With several, uvicorn starts worker
+    processes; they wake controllers through PostgreSQL NOTIFY (on SQLite the controllers find
+    new work at their next safety-net pass).
+    """
+    runner = AgentRunner(settings, db).start() if controllers else None
+    try:
+        if workers > 1:
+            uvicorn.run(
+                "aifactory.server:app_from_env",
+                factory=True,
+                host=host,
+                port=port,
+                workers=workers,
+                log_level="info",
+            )
+        else:
+            uvicorn.Server(uvicorn.Config(create_app(settings, db), host=host, port=port)).run()
+    finally:
+        if runner is not None:
+            runner.stop()
+
+
 class BackgroundServer:
-    """A real uvicorn server on loopback, started and stopped with ``with``."""
+    """The same composition in threads of this process, on a free loopback port (``with``)."""
 
     def __init__(
         self, settings: Settings, db: Database, host: str = "127.0.0.1", agents: bool = False
@@ -45,9 +91,8 @@ class BackgroundServer:
         if self.runner is not None:
             self.runner.start()
         self.thread.start()
-        deadline = time.monotonic() + 15
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
+        while not self.server.started:  # waits on the server, not on a clock
+            if not self.thread.is_alive():
                 raise RuntimeError(f"API server did not start on {self.url}")
             time.sleep(0.02)
         return self

@@ -39,7 +39,15 @@ class Settings(BaseSettings):
         default=None, description="sites YAML (executor per factory); default: local executors"
     )
     local_gpus_per_site: int = Field(default=8, ge=0, le=1024)
-    agent_interval_s: float = Field(default=0.2, gt=0, le=60)
+    agent_interval_s: float = Field(
+        default=0.5, gt=0, le=60, description="how often a site with live jobs polls them"
+    )
+    controller_resync_s: float = Field(
+        default=5.0, gt=0, le=600, description="full reconcile pass when nothing woke it"
+    )
+    lease_ttl_s: float = Field(
+        default=15.0, ge=0.5, le=600, description="a dead controller's sites move after this"
+    )
     run_agents: bool = True
     demo_train_steps: int = Field(default=160, ge=1, le=100_000)
 

@@ -13,20 +13,26 @@ from __future__ import annotations
 import getpass
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import partial
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
 
+from aifactory.agents.leases import LeaseHandle, LeaseLost
 from aifactory.db.engine import Database
 from aifactory.db.models import Allocation, Job, JobAttempt, Partition, SiteStatus
 from aifactory.db.types import utcnow
+from aifactory.db.wake import BROKER, wake
 from aifactory.domain.jobs import RETRYABLE, JobState
 from aifactory.domain.jobspec import JobSpec
 from aifactory.domain.ledger import charge_milli
-from aifactory.errors import AIFactoryError, BackendUnavailable, NotFound
+from aifactory.errors import BackendUnavailable, NotFound
 from aifactory.executors import ExecJob, ExecState, ExecStatus, Executor
 from aifactory.services import jobs as job_service
 from aifactory.services import ledger
@@ -43,28 +49,48 @@ _STATE = {
 }
 _LIVE = (JobState.SUBMITTED, JobState.QUEUED, JobState.RUNNING)
 ACCOUNT_SYNC_S = 15.0
+CONTACT_NOTE_S = 5.0
 HANDOVER_THREADS = 4
 
 
 class SiteAgent:
-    """Reconciles the jobs of one factory with one executor."""
+    """Reconciles the jobs of one factory with one executor, while it holds the site's lease."""
 
-    def __init__(self, db: Database, factory_id: int, name: str, executor: Executor) -> None:
+    def __init__(
+        self, db: Database, factory_id: int, name: str, executor: Executor, lease: LeaseHandle
+    ) -> None:
         self.db, self.factory_id, self.name = db, factory_id, name
-        self.executor = executor
+        self.executor, self.lease = executor, lease
         self.backoff_s = 0.0
         self._retry_at = 0.0
         self._accounts_due = 0.0
+        self._contact_noted = 0.0
         self.service_user = getpass.getuser()
+        self._live: dict[str, tuple[int, JobState]] = {}  # backend id -> (job id, last state)
+        self._synced_token: int | None = None
 
-    def tick(self) -> bool:
-        """One reconciliation pass; returns False while the site is unavailable."""
+    @property
+    def has_live(self) -> bool:
+        """Whether jobs run here that need polling (the only work without a wake-up)."""
+        return bool(self._live)
+
+    def tick(self, full: bool = True) -> bool:
+        """One pass; returns False while the site is unavailable.
+
+        A full pass cancels, hands over and re-reads the live jobs from the database; a short
+        one only asks the executor about the jobs known to be live and records what changed.
+        ``LeaseLost`` propagates: the caller stops acting until it holds the lease again.
+        """
         if time.monotonic() < self._retry_at:
             return False
+        full = full or self.lease.token != self._synced_token  # new holder: look at everything
         try:
-            self._sync_accounts()
-            self._cancel_requested()
-            self._submit_placed()
+            if full:
+                self._sync_accounts()
+                self._cancel_requested()
+                self._submit_placed()
+                self._load_live()
+                self._synced_token = self.lease.token
             self._poll_live()
         except BackendUnavailable as exc:
             self._unavailable(str(exc))
@@ -96,10 +122,10 @@ class SiteAgent:
 
     def _cancel_requested(self) -> None:
         with self.db.session() as s:
-            for job in self._jobs(s, JobState.PLACED, cancel=True):
-                job_service.release_reservation(s, job, self.name)
-                job_service.move(s, job, JobState.CANCELLED, "cancelled before start", utcnow())
+            placed = [j.id for j in self._jobs(s, JobState.PLACED, cancel=True)]
             backend_ids = [j.backend_id for j in self._jobs(s, *_LIVE, cancel=True)]
+        for job_id in placed:
+            self._with_job(job_id, lambda j: j.state == JobState.PLACED, self._cancel_placed)
         for backend_id in backend_ids:
             if backend_id:
                 try:
@@ -107,47 +133,68 @@ class SiteAgent:
                 except NotFound:
                     log.warning("%s: cancel of unknown %s", self.name, backend_id)
 
+    def _cancel_placed(self, s: Session, job: Job) -> None:
+        job_service.release_reservation(s, job, self.name)
+        job_service.move(s, job, JobState.CANCELLED, "cancelled before start", utcnow())
+
     def _submit_placed(self) -> None:
-        """Hand placed jobs over, several at a time (sbatch waits on the controller, not on us)."""
+        """Hand placed jobs over, several at a time (sbatch waits on the controller, not on us).
+
+        A job that cannot be turned into an executor job, or that the scheduler refuses, fails
+        with the reason and frees its budget; the others go on.
+        """
+        todo: list[tuple[int, int, ExecJob]] = []
+        broken: list[tuple[int, int, str]] = []
         with self.db.session() as s:
-            todo = [(j.id, j.attempt, self._exec_job(s, j)) for j in self._jobs(s, JobState.PLACED)]
+            for job in self._jobs(s, JobState.PLACED):
+                if job.cancel_requested:
+                    continue
+                try:
+                    todo.append((job.id, job.attempt, self._exec_job(s, job)))
+                except Exception as exc:  # a bad job must not stop its site
+                    broken.append((job.id, job.attempt, f"cannot be run as given: {exc}"))
+        for job_id, attempt, why in broken:
+            self._with_job(job_id, _placed(attempt), partial(self._refuse, why))
         if not todo:
             return
         with ThreadPoolExecutor(max_workers=HANDOVER_THREADS) as pool:
             outcomes = list(pool.map(self._hand_over, [spec for _, _, spec in todo]))
+        unreachable = None
         for (job_id, attempt, spec), outcome in zip(todo, outcomes, strict=True):
             if isinstance(outcome, BackendUnavailable):
-                raise outcome
-            with self.db.session() as s:
-                job = s.get_one(Job, job_id, with_for_update=True)
-                if job.state == JobState.PLACED and job.attempt == attempt:
-                    self._record_handover(s, job, spec, outcome)
+                unreachable = outcome  # this one stays placed; the next pass tries again
+            elif isinstance(outcome, Exception):
+                self._with_job(job_id, _placed(attempt), partial(self._refuse, str(outcome)))
+            else:
+                record = partial(self._record_handover, spec, outcome)
+                if self._with_job(job_id, _placed(attempt), record):
+                    self._live[outcome] = (job_id, JobState.SUBMITTED)
+        if unreachable is not None:
+            raise unreachable
 
-    def _hand_over(self, spec: ExecJob) -> str | AIFactoryError:
+    def _hand_over(self, spec: ExecJob) -> str | Exception:
         """Submit one attempt (idempotent per job and attempt); errors are returned, not raised."""
         try:
             return self.executor.submit(spec)
-        except AIFactoryError as exc:
+        except Exception as exc:
+            log.warning("%s: hand-over of %s failed: %s", self.name, spec.job_id, exc)
             return exc
 
-    def _record_handover(
-        self, s: Session, job: Job, spec: ExecJob, outcome: str | AIFactoryError
-    ) -> None:
-        if isinstance(outcome, AIFactoryError):  # the scheduler refused it: say why, free budget
-            job_service.release_reservation(s, job, self.name)
-            job_service.move(
-                s, job, JobState.FAILED, f"{self.name} refused it: {outcome}", utcnow()
-            )
-            return
+    def _refuse(self, why: str, s: Session, job: Job) -> None:
+        """The job cannot run here as asked: fail it with the reason and free its budget."""
+        job_service.release_reservation(s, job, self.name)
+        job_service.move(s, job, JobState.FAILED, f"{self.name} refused it: {why}", utcnow())
+
+    def _record_handover(self, spec: ExecJob, backend_id: str, s: Session, job: Job) -> None:
         logs = self.executor.log_paths_for(spec) or (None, None)
-        job.backend_id = outcome
+        job.backend_id = backend_id
         s.add(
             JobAttempt(
                 job_id=job.id,
                 attempt=job.attempt,
                 factory_id=self.factory_id,
                 partition_id=job.partition_id or 0,
-                backend_id=outcome,
+                backend_id=backend_id,
                 state=JobState.SUBMITTED,
                 stdout_path=logs[0],
                 stderr_path=logs[1],
@@ -155,21 +202,61 @@ class SiteAgent:
         )
         job_service.move(s, job, JobState.SUBMITTED, f"handed to {self.name}", utcnow())
 
-    def _poll_live(self) -> None:
+    def _load_live(self) -> None:
         with self.db.session() as s:
-            live = {j.backend_id: j.id for j in self._jobs(s, *_LIVE) if j.backend_id}
-        if not live:
+            rows = s.execute(
+                select(Job.backend_id, Job.id, Job.state).where(
+                    Job.factory_id == self.factory_id, Job.state.in_(_LIVE)
+                )
+            ).all()
+        self._live = {b: (i, JobState(st)) for b, i, st in rows if b}
+
+    def _poll_live(self) -> None:
+        """Ask the executor about live jobs; touch the database only for those that changed."""
+        if not self._live:
             return
-        statuses = self.executor.poll(list(live))
+        statuses = self.executor.poll(list(self._live))
         for backend_id, status in statuses.items():
+            job_id, known = self._live.get(backend_id, (0, None))
+            target = _STATE[status.state]
+            if not job_id or target == known:
+                continue
+            ok = self._with_job(job_id, _live_as(backend_id), partial(self._apply, status))
+            if ok and target in _LIVE:
+                self._live[backend_id] = (job_id, target)
+            elif ok:
+                self._live.pop(backend_id, None)
+
+    def _with_job(
+        self, job_id: int, expect: Callable[[Job], bool], act: Callable[[Session, Job], None]
+    ) -> bool:
+        """Act on one job in its own fenced transaction, if it is still as expected.
+
+        The write is a compare-and-set on the job's version: if another controller (or an
+        overlapping restart) changed the job since it was read, nothing is written. Errors stay
+        with their job; only the loss of the lease stops the pass.
+        """
+        try:
             with self.db.session() as s:
-                job = s.get_one(Job, live[backend_id], with_for_update=True)
-                if job.state in _LIVE and job.backend_id == backend_id:
-                    self._apply(s, job, status)
+                self.lease.fence(s)
+                job = s.get(Job, job_id)
+                if job is None or not expect(job):
+                    return False
+                act(s, job)
+            return True
+        except LeaseLost:
+            raise
+        except (StaleDataError, IntegrityError) as exc:
+            log.info("%s: job %s changed under this agent (%s); next pass", self.name, job_id, exc)
+        except BackendUnavailable:
+            raise
+        except Exception:
+            log.exception("%s: job %s could not be reconciled; the others go on", self.name, job_id)
+        return False
 
     # --- recording ---
 
-    def _apply(self, s: Session, job: Job, status: ExecStatus) -> None:
+    def _apply(self, status: ExecStatus, s: Session, job: Job) -> None:
         target = _STATE[status.state]
         attempt = next(a for a in job.attempts if a.attempt == job.attempt)
         if status.started_at and job.started_at is None:
@@ -192,9 +279,8 @@ class SiteAgent:
         factor = Decimal(str(s.get_one(Partition, job.partition_id).charge_factor))
         used = charge_milli(round(job.gpus * elapsed), factor) if job.gpus else 0
         if job.allocation_id is not None:
-            ledger.settle(
-                s, job.allocation_id, job.reserved_milli, used, self.name, f"job:{job.id}"
-            )
+            effect = (job.id, job.attempt)
+            ledger.settle(s, job.allocation_id, job.reserved_milli, used, self.name, effect)
         job.reserved_milli, job.charged_milli = 0, job.charged_milli + used
         job.exit_code, job.ended_at = status.exit_code, _dt(status.ended_at) or utcnow()
         attempt.state, attempt.exit_code, attempt.elapsed_s = target, status.exit_code, elapsed
@@ -262,17 +348,35 @@ class SiteAgent:
         self._set_status(False, why)
 
     def _available(self) -> None:
-        if self.backoff_s:
+        """Note the contact (at most every few seconds) and announce a site that came back."""
+        if self.backoff_s or time.monotonic() >= self._contact_noted + CONTACT_NOTE_S:
+            back = bool(self.backoff_s)
             self.backoff_s = 0.0
-            self._set_status(True, "")
+            self._set_status(True, "", contact=True)
+            self._contact_noted = time.monotonic()
+            if back:
+                with self.db.session() as s:
+                    wake(s, BROKER)  # jobs waiting for this site may be placed now
 
-    def _set_status(self, available: bool, reason: str) -> None:
+    def _set_status(self, available: bool, reason: str, contact: bool = False) -> None:
         with self.db.session() as s:
             row = s.get(SiteStatus, self.factory_id)
             if row is None:
                 row = SiteStatus(factory_id=self.factory_id)
                 s.add(row)
             row.available, row.reason, row.checked_at = available, reason, utcnow()
+            if contact:
+                row.last_contact_at = row.checked_at
+
+
+def _live_as(backend_id: str) -> Callable[[Job], bool]:
+    """Still live under this backend id (not re-placed, not already ended)."""
+    return lambda j: j.state in _LIVE and j.backend_id == backend_id
+
+
+def _placed(attempt: int) -> Callable[[Job], bool]:
+    """Still placed, in the same attempt, and not being cancelled."""
+    return lambda j: j.state == JobState.PLACED and j.attempt == attempt and not j.cancel_requested
 
 
 def _dt(epoch: float | None) -> datetime | None:

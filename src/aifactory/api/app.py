@@ -8,7 +8,7 @@ from pydantic import BaseModel
 import aifactory
 from aifactory.api import errors
 from aifactory.api.limits import BodySizeLimit
-from aifactory.api.routers import access, identity, jobs, projects, registry
+from aifactory.api.routers import access, identity, jobs, projects, registry, status
 from aifactory.db.engine import Database
 from aifactory.db.types import utcnow
 from aifactory.portal import install as install_portal
@@ -46,6 +46,7 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     api.include_router(access.router)
     api.include_router(projects.router)
     api.include_router(jobs.router)
+    api.include_router(status.router)
     app.include_router(api)
     install_portal(app)
     return app

@@ -25,13 +25,33 @@ class CliConfig:
     token: str | None = None
 
 
-def load(environ: Mapping[str, str] | None = None) -> CliConfig:
-    """Stored config, with AIF_URL / AIF_TOKEN from the environment taking precedence."""
+def server_url(host: str, port: int) -> str:
+    """The address a CLI on the same machine uses for an `aif serve` listening on host:port."""
+    if host in ("", "0.0.0.0"):  # noqa: S104 - a wildcard is reached on loopback
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def url_for_server(host: str, port: int, environ: Mapping[str, str] | None = None) -> str:
+    """AIF_URL when set (a proxy, another name), else the local address of host:port."""
+    env = os.environ if environ is None else environ
+    return env.get("AIF_URL") or server_url(host, port)
+
+
+def load(environ: Mapping[str, str] | None = None, fallback_url: str = DEFAULT_URL) -> CliConfig:
+    """Stored config, with AIF_URL / AIF_TOKEN from the environment taking precedence.
+
+    Args:
+        environ: The environment (default: the process's).
+        fallback_url: The API address when neither AIF_URL nor the stored config names one.
+    """
     env = os.environ if environ is None else environ
     path = config_dir(env) / "config.json"
     stored: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
     return CliConfig(
-        url=env.get("AIF_URL") or stored.get("url") or DEFAULT_URL,
+        url=env.get("AIF_URL") or stored.get("url") or fallback_url,
         token=env.get("AIF_TOKEN") or stored.get("token"),
     )
 

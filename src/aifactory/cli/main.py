@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from aifactory.cli import access, jobs, render, sim
+from aifactory.cli import access, jobs, ops, render, sim
 from aifactory.cli import config as cli_config
 from aifactory.cli.common import client, friendly
 from aifactory.cli.render import console
@@ -23,28 +23,10 @@ app.add_typer(admin_app, name="admin")
 app.add_typer(sim.app, name="sim")
 access.install(app)
 jobs.install(app)
+ops.install(app)
 
 
 # --- server side -----------------------------------------------------------------------------
-
-
-@app.command()
-@friendly
-def serve(
-    host: Annotated[str | None, typer.Option(help="address to listen on")] = None,
-    port: Annotated[int | None, typer.Option(help="port to listen on")] = None,
-) -> None:
-    """Run the control plane (API) on the configured database, migrating and seeding first."""
-    import uvicorn
-
-    from aifactory.api.app import create_app
-    from aifactory.services.setup import prepare
-    from aifactory.settings import load_settings
-
-    settings = load_settings()
-    db = prepare(settings)
-    console.print(f"database: {db.engine.url.render_as_string(hide_password=True)}")
-    uvicorn.run(create_app(settings, db), host=host or settings.host, port=port or settings.port)
 
 
 @app.command()
@@ -85,8 +67,9 @@ def admin_bootstrap(
     console.print(f"admin [bold]{username}[/bold] token (shown once): {token.token}")
     if save:
         cfg = cli_config.load()
+        cfg.url = cli_config.url_for_server(settings.host, settings.port)
         cfg.token = token.token
-        console.print(f"saved to {cli_config.save(cfg)}")
+        console.print(f"saved to {cli_config.save(cfg)} (API at {cfg.url})")
 
 
 # --- through the API -------------------------------------------------------------------------
@@ -95,10 +78,22 @@ def admin_bootstrap(
 @app.command()
 @friendly
 def login(
-    url: Annotated[str, typer.Option(help="API address")] = cli_config.DEFAULT_URL,
+    url: Annotated[
+        str | None,
+        typer.Option(
+            help="API address (default: AIF_URL, else the stored one, else the local "
+            "`aif serve` at AIF_HOST/AIF_PORT)"
+        ),
+    ] = None,
     token: Annotated[str | None, typer.Option(help="API token (asked for when omitted)")] = None,
 ) -> None:
     """Check a token against the API and store it (0600) in the user's config dir."""
+    if url is None:
+        from aifactory.settings import load_settings
+
+        settings = load_settings()
+        local = cli_config.server_url(settings.host, settings.port)
+        url = cli_config.load(fallback_url=local).url
     secret = token or typer.prompt("API token", hide_input=True)
     with Client(url, secret) as c:
         me = c.me()

@@ -14,6 +14,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from aifactory.db.wake import WakeBus, take_pending
+
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
@@ -52,6 +54,18 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.bus = WakeBus()  # wakes this process's controllers (see db/wake.py)
+        event.listen(self.sessions, "after_commit", self._committed)
+        event.listen(self.sessions, "after_rollback", take_pending)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def _committed(self, session: Session) -> None:
+        topics = take_pending(session)
+        if topics:
+            self.bus.publish(topics)
 
     def upgrade(self) -> None:
         """Bring the schema to the newest migration (idempotent)."""

@@ -123,6 +123,13 @@ class JobSpec(_Spec):
             raise ValueError("must be a string or a list of strings")
         if value is not None and any("\x00" in v or len(v) > 128 * 1024 for v in items):
             raise ValueError("arguments must be text without NUL, at most 128 KiB each")
+        if isinstance(value, str):
+            try:
+                shlex.split(value)
+            except ValueError as exc:  # e.g. an unbalanced quote: say so now, not at hand-over
+                raise ValueError(
+                    f"cannot be split into arguments like a shell would: {exc}"
+                ) from None
         return value
 
     @model_validator(mode="after")

@@ -6,10 +6,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from aifactory.db.models import Factory, Job, JobTransition, Partition, ProjectMember, System, User
+from aifactory.db.wake import BROKER, site_topic, wake
 from aifactory.domain.enums import Role
 from aifactory.domain.jobs import TERMINAL, JobState
 from aifactory.domain.ledger import from_milli
@@ -86,10 +87,19 @@ def why(session: Session, who: Principal, job_id: int) -> PlacementView:
 def cancel(session: Session, who: Principal, job_id: int) -> JobView:
     """Ask for cancellation; the site agent stops it (its whole process group) shortly."""
     job = _visible(session, who, job_id)
-    if job.state in TERMINAL:
+    # A flag, not a transition: set without taking the job's version, so it never makes a
+    # controller's concurrent compare-and-set fail; the site agent acts on it in its next pass.
+    flagged = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.state.not_in(list(TERMINAL)))
+        .values(cancel_requested=True)
+        .execution_options(synchronize_session=False)
+    )
+    if not flagged.rowcount:  # type: ignore[attr-defined]
+        session.refresh(job)
         raise Conflict(f"job {job_id} is already {job.state}")
-    job.cancel_requested = True
-    session.flush()
+    session.refresh(job)
+    wake(session, site_topic(job.factory_id) if job.factory_id else BROKER)
     return view(session, job, True)
 
 

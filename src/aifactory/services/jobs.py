@@ -15,7 +15,12 @@ from decimal import Decimal
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from aifactory.broker.placement import JobRequest, SiteView, get_placement_policy
+from aifactory.broker.placement import (
+    JobRequest,
+    PlacementPolicy,
+    SiteView,
+    get_placement_policy,
+)
 from aifactory.db.models import (
     Allocation,
     Country,
@@ -27,6 +32,7 @@ from aifactory.db.models import (
     SiteStatus,
     System,
 )
+from aifactory.db.wake import BROKER, site_topic, wake
 from aifactory.domain.clock import as_date
 from aifactory.domain.jobs import ACTIVE, JobState, check_move
 from aifactory.domain.jobspec import JobSpec
@@ -49,6 +55,7 @@ class Candidate:
     factory_id: int
     charge_factor: float
     site_down: bool = False  # the site agent cannot reach the scheduler now (transient)
+    held_gpu_hours: float = 0.0  # budget the project's placed and running jobs hold there
 
 
 def submit(
@@ -88,6 +95,7 @@ def submit(
     if not placed and not _may_wait(job):
         raise _no_candidate(job)  # the request's transaction rolls back: nothing is stored
     session.flush()
+    wake(session, site_topic(job.factory_id) if placed and job.factory_id else BROKER)
     return job
 
 
@@ -98,7 +106,12 @@ def place(
     now: datetime,
     capacity: Mapping[str, int | None],
 ) -> bool:
-    """Run the placement policy; on success reserve budget and mark the job placed."""
+    """Run the placement policy; on success reserve budget and mark the job placed.
+
+    When no site can take the job now, ``job.placement["waiting"]`` says why it may still run
+    later (a site busy, down, or the project's budget held by its running jobs); when it is
+    empty the job can never run as asked.
+    """
     candidates = site_candidates(session, job.project_code, now, capacity)
     request = job_request(spec)
     policy = get_placement_policy(POLICY)
@@ -112,12 +125,8 @@ def place(
             f"{n} has {by_name[n].view.free_gpus} of {by_name[n].view.total_gpus} GPUs free"
             for n in decision.ranked
         )
-    elif not decision.ranked and any(c.site_down for c in candidates):
-        # Would a site fit once its scheduler answers again? Then wait rather than refuse.
-        back = [replace(c.view, operational=True) if c.site_down else c.view for c in candidates]
-        if policy.place(request, tuple(back), now.timestamp()).ranked:
-            down = ", ".join(c.view.name for c in candidates if c.site_down)
-            waiting = f"waiting for {down}: its scheduler does not answer now"
+    elif not decision.ranked:
+        waiting = _waits_for(policy, request, candidates, rejected, now)
     if not candidates:
         rejected["(none)"] = f"project {job.project_code} has no active allocation"
     job.placement = {
@@ -136,6 +145,39 @@ def place(
         f"{k}: {v}" for k, v in rejected.items()
     )
     return False
+
+
+def _waits_for(
+    policy: PlacementPolicy,
+    request: JobRequest,
+    candidates: list[Candidate],
+    rejected: Mapping[str, str],
+    now: datetime,
+) -> str | None:
+    """Why a job no site takes now could still run later, or None when it never can.
+
+    It can when a site would fit once its scheduler answers again, or once the budget that the
+    project's own placed and running jobs hold comes back to the allocation.
+    """
+    hopeful = [
+        replace(
+            c.view,
+            operational=c.view.operational or c.site_down,
+            budget_remaining_gpu_hours=(c.view.budget_remaining_gpu_hours or 0) + c.held_gpu_hours,
+        )
+        for c in candidates
+    ]
+    later = policy.place(request, tuple(hopeful), now.timestamp()).ranked
+    if not later:
+        return None
+    by_name = {c.view.name: c for c in candidates}
+    reasons = [
+        f"{name}: its scheduler does not answer now"
+        if by_name[name].site_down
+        else f"{name}: {rejected.get(name, 'busy')}, until the project's running jobs end"
+        for name in later
+    ]
+    return "waiting for " + "; ".join(reasons)
 
 
 def site_candidates(
@@ -166,7 +208,8 @@ def site_candidates(
         limit = capacity.get(factory.name)
         pool_total = min(total, limit) if limit is not None else total
         busy = busy_gpus(session, factory.id if limit is not None else None, part.id)
-        remaining = ledger.state(session, alloc.id).remaining / 1000
+        books = ledger.state(session, alloc.id)
+        remaining = books.remaining / 1000
         view = SiteView(
             name=f"{factory.name}/{system_name}/{part.name}",
             country=factory.country_code,
@@ -190,6 +233,7 @@ def site_candidates(
                 factory.id,
                 part.charge_factor,
                 serving and factory.id in down,
+                books.reserved / 1000,
             )
         )
     return out
@@ -231,7 +275,8 @@ def move(session: Session, job: Job, target: JobState, reason: str, at: datetime
 def release_reservation(session: Session, job: Job, actor: str) -> None:
     """Give back an unused reservation (cancelled before running, or being re-placed)."""
     if job.reserved_milli and job.allocation_id is not None:
-        ledger.settle(session, job.allocation_id, job.reserved_milli, 0, actor, f"job:{job.id}")
+        effect = (job.id, job.attempt)
+        ledger.settle(session, job.allocation_id, job.reserved_milli, 0, actor, effect)
     job.reserved_milli = 0
 
 
@@ -240,7 +285,7 @@ def _try_reserve(session: Session, job: Job, site: Candidate, now: datetime) -> 
     try:
         with session.begin_nested():
             if amount:
-                ledger.reserve(session, site.allocation_id, amount, "broker", f"job:{job.id}")
+                ledger.reserve(session, site.allocation_id, amount, "broker", (job.id, job.attempt))
     except QuotaExceeded:
         return False
     job.allocation_id, job.partition_id, job.factory_id = (

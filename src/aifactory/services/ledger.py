@@ -12,12 +12,15 @@ from datetime import date, datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from aifactory.db.models import Allocation, Event, LedgerRow
+from aifactory.db.models import Allocation, Event, Job, LedgerRow
 from aifactory.db.types import utcnow
+from aifactory.db.wake import BROKER, wake
 from aifactory.domain import ledger as rules
 from aifactory.domain.enums import LedgerKind, UsageLevel
 from aifactory.errors import NotFound, QuotaExceeded
 
+#: (job id, attempt): the key of a job's ledger effects.
+JobAttempt = tuple[int, int]
 _LEVEL_EVENTS = {
     UsageLevel.WARNING: ("allocation_warning", "80 % of the allocation is used"),
     UsageLevel.EXHAUSTED: ("allocation_exhausted", "the allocation is used up; new work stops"),
@@ -90,14 +93,24 @@ def post(
 
 
 def settle(
-    session: Session, allocation_id: int, reserved: int, used: int, actor: str, job_ref: str
+    session: Session,
+    allocation_id: int,
+    reserved: int,
+    used: int,
+    actor: str,
+    job: JobAttempt | None = None,
 ) -> tuple[rules.LedgerState, int]:
-    """Release a job's reservation and charge what it used; returns (state, uncharged)."""
+    """Release a job attempt's reservation and charge what it used; returns (state, uncharged).
+
+    At most once per attempt: a second settlement of the same attempt breaks the unique
+    (job, attempt, kind) constraint and its whole transaction rolls back.
+    """
     allocation = lock(session, allocation_id)
     current = _totals(allocation)
     settlement = rules.settle(current, reserved, used)
+    job_ref = f"job:{job[0]}" if job else None
     for entry in settlement.entries:
-        current = _append(session, allocation, current, entry, actor, job_ref, "")
+        current = _append(session, allocation, current, entry, actor, job_ref, "", job=job)
     expiry = rules.expiry_entry(current) if allocation.status == "expired" else None
     if expiry is not None:  # hours released after the end date expire at once
         current = _append(session, allocation, current, expiry, actor, job_ref, "after end")
@@ -105,7 +118,11 @@ def settle(
 
 
 def reserve(
-    session: Session, allocation_id: int, amount: int, actor: str, job_ref: str | None = None
+    session: Session,
+    allocation_id: int,
+    amount: int,
+    actor: str,
+    job: JobAttempt | None = None,
 ) -> rules.LedgerState:
     """Reserve hours for work about to run; refused past the hard stop or beyond what remains."""
     allocation = lock(session, allocation_id)
@@ -113,7 +130,8 @@ def reserve(
         raise QuotaExceeded(f"allocation {allocation_id} is {allocation.status}")
     before = _totals(allocation)
     entry = rules.check_reserve(before, amount)
-    return _append(session, allocation, before, entry, actor, job_ref, "")
+    job_ref = f"job:{job[0]}" if job else None
+    return _append(session, allocation, before, entry, actor, job_ref, "", job=job)
 
 
 def expire_due(session: Session, today: date, actor: str = "system") -> list[int]:
@@ -137,6 +155,36 @@ def entries(session: Session, allocation_id: int) -> list[LedgerRow]:
     )
 
 
+def audit(session: Session) -> list[str]:
+    """Every disagreement in the books; an empty list means they are clean.
+
+    Checks, per allocation, that the running totals equal the sum of its entries and that its
+    ``reserved`` equals what the jobs placed on it still hold.
+    """
+    held = dict(
+        session.execute(
+            select(Job.allocation_id, func.sum(Job.reserved_milli))
+            .where(Job.allocation_id.is_not(None))
+            .group_by(Job.allocation_id)
+        ).all()
+    )
+    problems = []
+    for allocation in session.scalars(select(Allocation).order_by(Allocation.id)):
+        totals, entries = _totals(allocation), recompute(session, allocation.id)
+        if totals != entries:
+            problems.append(
+                f"allocation {allocation.id}: running totals ({totals.describe()}) differ "
+                f"from its entries ({entries.describe()})"
+            )
+        jobs_hold = int(held.get(allocation.id) or 0)
+        if jobs_hold != totals.reserved:
+            problems.append(
+                f"allocation {allocation.id}: reserved {rules.fmt_hours(totals.reserved)} "
+                f"but its jobs hold {rules.fmt_hours(jobs_hold)}"
+            )
+    return problems
+
+
 def _append(
     session: Session,
     allocation: Allocation,
@@ -146,6 +194,7 @@ def _append(
     job_ref: str | None,
     note: str,
     at: datetime | None = None,
+    job: JobAttempt | None = None,
 ) -> rules.LedgerState:
     after = rules.fold(before, entry)
     allocation.granted_milli, allocation.used_milli = after.granted, after.used
@@ -158,6 +207,8 @@ def _append(
             at=at or utcnow(),
             actor=actor,
             job_ref=job_ref,
+            job_id=job[0] if job else None,
+            attempt=job[1] if job else None,
             note=note,
         )
     )
@@ -166,6 +217,8 @@ def _append(
         _event(session, kind, allocation.id, f"{message}: {after.describe()}")
     allocation.usage_level = rules.usage_level(after)
     session.flush()
+    if entry.amount > 0:  # hours came back (grant, release): waiting jobs may fit now
+        wake(session, BROKER)
     return after
 
 

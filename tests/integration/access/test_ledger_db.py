@@ -85,7 +85,7 @@ def test_concurrent_reservations_never_overspend(db: Database, backend: str) -> 
         for _ in range(5):
             try:
                 with db.session() as s:
-                    ledger.reserve(s, alloc, 3 * H, f"w{i}", job_ref=f"job-{i}")
+                    ledger.reserve(s, alloc, 3 * H, f"w{i}")
                 wins.append(i)
             except QuotaExceeded as exc:
                 refusals.append(exc.message)
@@ -120,14 +120,14 @@ def test_refusal_gives_the_numbers_and_stores_nothing(db: Database) -> None:
 def test_warning_at_80_percent_and_hard_stop_at_100(db: Database) -> None:
     alloc = make_allocation(db, hours=10)
     with db.session() as s:
-        ledger.reserve(s, alloc, 8 * H, "t", "j1")
-        ledger.settle(s, alloc, 8 * H, 8 * H, "t", "j1")
+        ledger.reserve(s, alloc, 8 * H, "t")
+        ledger.settle(s, alloc, 8 * H, 8 * H, "t")
     with db.session() as s:
         kinds = s.scalars(select(Event.kind)).all()
         assert kinds == ["allocation_warning"]
         assert s.get_one(Allocation, alloc).usage_level == "warning"
-        ledger.reserve(s, alloc, 2 * H, "t", "j2")
-        _, uncharged = ledger.settle(s, alloc, 2 * H, 3 * H, "t", "j2")
+        ledger.reserve(s, alloc, 2 * H, "t")
+        _, uncharged = ledger.settle(s, alloc, 2 * H, 3 * H, "t")
     assert uncharged == 1 * H  # usage beyond the budget is reported, never overspent
     with db.session() as s:
         assert s.scalars(select(Event.kind).order_by(Event.id)).all() == [
@@ -141,13 +141,13 @@ def test_warning_at_80_percent_and_hard_stop_at_100(db: Database) -> None:
 def test_expiry_takes_what_remains_and_stops_new_work(db: Database) -> None:
     alloc = make_allocation(db, hours=10, end=date(2026, 11, 30))
     with db.session() as s:
-        ledger.reserve(s, alloc, 2 * H, "t", "running")
+        ledger.reserve(s, alloc, 2 * H, "t")
         assert ledger.expire_due(s, date(2026, 11, 30)) == []
         assert ledger.expire_due(s, date(2026, 12, 1)) == [alloc]
     with db.session() as s:
         state = ledger.state(s, alloc)
         assert (state.expired, state.reserved, state.remaining) == (8 * H, 2 * H, 0)
-        ledger.settle(s, alloc, 2 * H, 1 * H, "t", "running")  # the running job ends later
+        ledger.settle(s, alloc, 2 * H, 1 * H, "t")  # the running job ends later
         state = ledger.state(s, alloc)
     assert (state.used, state.expired, state.remaining) == (1 * H, 9 * H, 0)
     with pytest.raises(QuotaExceeded, match="expired"), db.session() as s:
@@ -176,7 +176,7 @@ def test_stored_balance_is_the_sum_and_never_negative(tmp_path_factory, ops) -> 
                     ledger.reserve(s, alloc, n * H, "p")
                     open_jobs.append(n * H)
                 elif op == "settle" and open_jobs:
-                    ledger.settle(s, alloc, open_jobs.pop(), n * H, "p", "j")
+                    ledger.settle(s, alloc, open_jobs.pop(), n * H, "p")
                 elif op == "adjust":
                     ledger.post(s, alloc, LedgerKind.ADJUST, -n * H, "p")
                 else:

@@ -38,13 +38,13 @@ def test_usage_is_grouped_and_attributed_to_funding_sources(
     )
     with db.session() as s:
         for alloc, used in ((a1, 100), (a2, 300)):
-            ledger.reserve(s, alloc, used * H, "t", "j")
-            ledger.settle(s, alloc, used * H, used * H, "t", "j")
-        ledger.reserve(s, a1, 50 * H, "t", "old")
-        ledger.settle(s, a1, 50 * H, 50 * H, "t", "old")
+            ledger.reserve(s, alloc, used * H, "t")
+            ledger.settle(s, alloc, used * H, used * H, "t")
+        ledger.reserve(s, a1, 50 * H, "t", (99, 1))
+        ledger.settle(s, a1, 50 * H, 50 * H, "t", (99, 1))
         s.execute(
             update(LedgerRow)
-            .where(LedgerRow.job_ref == "old")
+            .where(LedgerRow.job_ref == "job:99")
             .values(at=datetime(2026, 10, 1, tzinfo=UTC))
         )
     by_factory = ok(

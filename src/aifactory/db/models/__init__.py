@@ -12,7 +12,14 @@ from aifactory.db.models.access import (
 )
 from aifactory.db.models.base import Base
 from aifactory.db.models.identity import ApiToken, Membership, Organisation, RoleGrant, User
-from aifactory.db.models.jobs import Job, JobAttempt, JobTransition, SiteStatus
+from aifactory.db.models.jobs import (
+    ControllerBeat,
+    Job,
+    JobAttempt,
+    JobTransition,
+    Lease,
+    SiteStatus,
+)
 from aifactory.db.models.portal import PortalSession
 from aifactory.db.models.registry import (
     Country,
@@ -27,6 +34,7 @@ __all__ = [
     "Allocation",
     "ApiToken",
     "Base",
+    "ControllerBeat",
     "Country",
     "Event",
     "Factory",
@@ -35,6 +43,7 @@ __all__ = [
     "Job",
     "JobAttempt",
     "JobTransition",
+    "Lease",
     "LedgerRow",
     "Membership",
     "Organisation",

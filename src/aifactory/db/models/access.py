@@ -141,9 +141,14 @@ class Allocation(Base):
 
 
 class LedgerRow(Base):
-    """Append-only: rows are inserted, never updated or deleted. Amounts in milli-GPU-hours."""
+    """Append-only: rows are inserted, never updated or deleted. Amounts in milli-GPU-hours.
+
+    A job's entries carry its id and attempt; the unique (job, attempt, kind) makes every
+    reserve, release and charge of one attempt happen at most once, whoever tries twice.
+    """
 
     __tablename__ = "ledger_entries"
+    __table_args__ = (UniqueConstraint("job_id", "attempt", "kind", name="uq_ledger_job_effect"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     allocation_id: Mapped[int] = mapped_column(ForeignKey("allocations.id"), index=True)
@@ -152,6 +157,8 @@ class LedgerRow(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     actor: Mapped[str] = mapped_column(String(64))
     job_ref: Mapped[str | None] = mapped_column(String(64), index=True)
+    job_id: Mapped[int | None] = mapped_column(Integer)
+    attempt: Mapped[int | None] = mapped_column(Integer)
     note: Mapped[str] = mapped_column(Text, default="")
 
 

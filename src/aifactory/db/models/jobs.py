@@ -29,6 +29,7 @@ class Job(Base):
         Index("ix_jobs_factory_state", "factory_id", "state"),
         Index("ix_jobs_project_id", "project_code", "id"),
         Index("ix_jobs_state_id", "state", "id"),
+        Index("ix_jobs_allocation_id", "allocation_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -40,6 +41,10 @@ class Job(Base):
     owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
     state: Mapped[str] = mapped_column(String(16))
+    # Every write is a compare-and-set: UPDATE ... WHERE id = ? AND version = ?; a writer that
+    # read an older version gets StaleDataError and its whole transaction rolls back.
+    version: Mapped[int] = mapped_column(Integer, server_default="1")
+    __mapper_args__ = {"version_id_col": version}
     attempt: Mapped[int] = mapped_column(Integer, default=1)
     gpus: Mapped[int] = mapped_column(Integer)
     time_limit_s: Mapped[int] = mapped_column(Integer)
@@ -110,3 +115,35 @@ class SiteStatus(Base):
     available: Mapped[bool] = mapped_column(Boolean, default=True)
     reason: Mapped[str] = mapped_column(Text, default="")
     checked_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: The last time the site's scheduler answered its agent.
+    last_contact_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Lease(Base):
+    """Who may act for one controller scope (``site:<factory id>`` or ``broker``), and until when.
+
+    ``token`` is the fencing token: it grows by one every time a new holder takes the lease, and
+    every transaction an agent commits first checks that the lease still carries its token.
+    """
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128))
+    token: Mapped[int] = mapped_column(BigInteger, default=1)
+    acquired_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    renewed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ControllerBeat(Base):
+    """A running controller process and when it last showed it was alive (for ``aif status``)."""
+
+    __tablename__ = "controller_beats"
+
+    holder: Mapped[str] = mapped_column(String(128), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    scope: Mapped[str] = mapped_column(Text, default="")
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
