@@ -285,8 +285,13 @@ class Client:
         result: PlacementView = self._call("GET", f"/jobs/{job_id}/why", PlacementView)
         return result
 
-    def job_logs(self, job_id: int, offset: int = 0, stream: str = "stdout") -> LogChunk:
-        params = {"offset": offset, "stream": stream}
+    def job_logs(
+        self, job_id: int, offset: int = 0, stream: str = "stdout", attempt: int | None = None
+    ) -> LogChunk:
+        """A chunk of the log of ``attempt`` (default: the job's current attempt)."""
+        params: dict[str, str | int] = {"offset": offset, "stream": stream}
+        if attempt is not None:
+            params["attempt"] = attempt
         result: LogChunk = self._call("GET", f"/jobs/{job_id}/logs", LogChunk, params=params)
         return result
 

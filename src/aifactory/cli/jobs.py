@@ -16,11 +16,11 @@ from rich.table import Table
 from aifactory.cli.common import client, friendly
 from aifactory.cli.render import console
 from aifactory.client import Client
-from aifactory.domain.jobs import TERMINAL
+from aifactory.domain.jobs import TERMINAL, JobState
 from aifactory.domain.jobspec import MAX_SPEC_BYTES
 from aifactory.errors import Invalid
 from aifactory.executors.slurm.sbatch_import import import_sbatch
-from aifactory.services.job_views import JobView, PlacementView
+from aifactory.services.job_views import JobView, LogChunk, PlacementView
 
 jobs_app = typer.Typer(help="Your jobs: state, placement reasons, cancel.", no_args_is_help=True)
 
@@ -40,7 +40,16 @@ def read_spec(path: Path) -> tuple[dict[str, Any], list[str]]:
         raise Invalid.field("file", "syntax", f"{path}: {exc}") from None
     if not isinstance(data, dict):
         raise Invalid.field("file", "mapping", f"{path} must hold a mapping of spec fields")
-    return data, []
+    return _bare_on(data), []
+
+
+def _bare_on(data: dict[Any, Any]) -> dict[Any, Any]:
+    """``retry: {on: [...]}`` as meant: YAML 1.1 (PyYAML) reads a bare ``on`` key as true,
+    which would reach the API as the key ``"true"``."""
+    retry = data.get("retry")
+    if isinstance(retry, dict) and True in retry and "on" not in retry:
+        data["retry"] = {("on" if k is True else k): v for k, v in retry.items()}
+    return data
 
 
 def spec_from_sbatch(text: str, stem: str) -> tuple[dict[str, Any], list[str]]:
@@ -81,7 +90,7 @@ def _submit(file: Path, project: str | None, follow: bool) -> None:
         console.print(f"job [bold]{job.id}[/bold] {job.state} on {job.factory or '-'}")
         console.print(why_table(c.why_job(job.id)))
         if follow:
-            follow_job(c, job.id)
+            follow_to_end(c, job.id)
 
 
 @jobs_app.command("list")
@@ -155,23 +164,34 @@ def logs(
     """Print a job's log; with --follow, keep going (with a live state line) until it ends."""
     with client() as c:
         if follow:
-            follow_job(c, job_id, stream)
+            follow_to_end(c, job_id, stream)
             return
         chunk = c.job_logs(job_id, 0, stream)
         console.print(chunk.text, end="", markup=False, highlight=False)
 
 
 def follow_job(c: Client, job_id: int, stream: str = "stdout") -> JobView:
-    """Stream new log text and show the job's state live until it is final."""
-    offset = 0
+    """Stream every attempt's log and show the job's state live until it is final.
+
+    A retried job goes from its end state back to ``pending`` with the next attempt number in
+    the same transaction as the failure, so an end state read from the API is final; following
+    stops once the job is in one and the current attempt's log has been read to its end.
+    """
+    attempt, offset = 1, 0
     with Live(console=console, refresh_per_second=4, transient=True) as live:
         while True:
             job = c.get_job(job_id)
-            chunk = c.job_logs(job_id, offset, stream)
-            if chunk.text:
-                live.console.print(chunk.text, end="", markup=False, highlight=False)
+            while attempt < job.attempt:  # a retry began: finish the earlier attempt's log
+                _drain(c, live, job_id, attempt, offset, stream)
+                attempt, offset = attempt + 1, 0
+                live.console.print(f"--- attempt {attempt} ---", markup=False, highlight=False)
+            chunk = log_chunk(c, job_id, offset, stream, attempt)
+            _print(live, chunk.text)
             offset = chunk.next_offset
-            live.update(f"[dim]job {job.id} {job.state} on {job.factory or '-'}[/dim]")
+            live.update(
+                f"[dim]job {job.id} {job.state} on {job.factory or '-'} "
+                f"(attempt {job.attempt})[/dim]"
+            )
             if job.state in TERMINAL and chunk.finished:
                 break
             time.sleep(0.3)
@@ -180,6 +200,38 @@ def follow_job(c: Client, job_id: int, stream: str = "stdout") -> JobView:
         f"{job.charged_gpu_hours:.3f} GPU-h"
     )
     return job
+
+
+def follow_to_end(c: Client, job_id: int, stream: str = "stdout") -> JobView:
+    """`follow_job`, then exit with status 1 unless the job completed."""
+    job = follow_job(c, job_id, stream)
+    if job.state != JobState.COMPLETED:
+        console.print(
+            f"[red]job {job.id} ended {job.state}[/red]: {job.reason or 'no reason given'}",
+            highlight=False,
+        )
+        raise typer.Exit(1)
+    return job
+
+
+def log_chunk(c: Client, job_id: int, offset: int, stream: str, attempt: int) -> LogChunk:
+    """One chunk of one attempt's log (the API's ``attempt`` parameter)."""
+    return c.job_logs(job_id, offset, stream, attempt)
+
+
+def _drain(c: Client, live: Live, job_id: int, attempt: int, offset: int, stream: str) -> None:
+    """Print the rest of an attempt that has ended (its log no longer grows)."""
+    while True:
+        chunk = log_chunk(c, job_id, offset, stream, attempt)
+        if not chunk.text:
+            return
+        _print(live, chunk.text)
+        offset = chunk.next_offset
+
+
+def _print(live: Live, text: str) -> None:
+    if text:
+        live.console.print(text, end="", markup=False, highlight=False)
 
 
 def jobs_table(items: list[JobView]) -> Table:

@@ -127,6 +127,31 @@ def federation_summary() -> None:
         console.print(render.summary_tables(c.federation_summary()))
 
 
+@admin_app.command("create-org")
+@friendly
+def admin_create_org(
+    name: str,
+    type: Annotated[
+        str, typer.Option("--type", help="startup, sme, large_enterprise, academia, public_body")
+    ],
+    country: Annotated[str, typer.Option(help="ISO 3166 code where it is established")],
+    staff: Annotated[int | None, typer.Option(help="staff headcount (SME test)")] = None,
+    turnover: Annotated[int | None, typer.Option(help="annual turnover, EUR")] = None,
+    balance_sheet: Annotated[int | None, typer.Option(help="balance sheet total, EUR")] = None,
+) -> None:
+    """Register an organisation (a start-up, SME, university...) that users can apply for."""
+    with client() as c:
+        org = c.create_organisation(
+            name=name,
+            type=type,
+            country_code=country,
+            staff_headcount=staff,
+            annual_turnover_eur=turnover,
+            balance_sheet_eur=balance_sheet,
+        )
+    console.print(f"created organisation [bold]{org.name}[/bold] ({org.type}, {org.country_code})")
+
+
 @admin_app.command("create-user")
 @friendly
 def admin_create_user(

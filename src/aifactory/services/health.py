@@ -72,7 +72,7 @@ def system_health(session: Session, who: Principal, now: datetime, ttl_s: float)
     ]
     leases = {lease.name: lease for lease in session.scalars(select(Lease))}
     status = {row.factory_id: row for row in session.scalars(select(SiteStatus))}
-    names = dict(session.execute(select(Factory.id, Factory.name)).tuples().all())
+    names: dict[int, str] = {i: n for i, n in session.execute(select(Factory.id, Factory.name))}
     sites = []
     for fid, name in sorted(names.items(), key=lambda kv: kv[1]):
         lease, row = leases.get(f"site:{fid}"), status.get(fid)
@@ -87,15 +87,14 @@ def system_health(session: Session, who: Principal, now: datetime, ttl_s: float)
                 last_contact_at=row.last_contact_at if row else None,
             )
         )
-    counts = dict(
-        session.execute(
+    counts: dict[str, int] = {
+        state: n
+        for state, n in session.execute(
             select(Job.state, func.count())
             .where(Job.state.in_([JobState.PENDING, JobState.PLACED]))
             .group_by(Job.state)
         )
-        .tuples()
-        .all()
-    )
+    }
     oldest = session.execute(
         select(Job.id, Job.factory_id, Job.updated_at)
         .where(Job.state == JobState.PLACED)

@@ -121,6 +121,7 @@ MATRIX: list[tuple[str, str, Body | None, set[str] | None]] = [
     ("GET", "/api/v1/reports/usage", None, ALL),
     ("GET", "/api/v1/reports/usage.csv", None, ALL),
     ("POST", "/api/v1/allocations/expire", None, ADMIN),
+    ("GET", "/api/v1/status", None, {"admin", "op_lumi", "op_bsc"}),
 ]
 
 
