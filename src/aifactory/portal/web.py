@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from aifactory.api.deps import NowDep, SessionDep
 from aifactory.api.errors import STATUS
+from aifactory.db.types import utcnow
 from aifactory.domain.enums import Role
 from aifactory.errors import (
     AIFactoryError,
@@ -34,7 +35,7 @@ from aifactory.errors import (
     QuotaExceeded,
     Unauthenticated,
 )
-from aifactory.services import sessions
+from aifactory.services import health, sessions
 from aifactory.services.sessions import SignedIn
 
 SESSION_COOKIE = "aif_session"
@@ -154,11 +155,24 @@ def render(
         "path": request.url.path,
         "csrf_token": user.csrf_token if user else "",
         "notice": NOTICES.get(request.query_params.get("notice", "")),
+        "ops_alerts": _ops_alerts(request, user),
         "errors": {},
         "form_errors": [],
     }
     html = ENV.get_template(template).render({**base, **(context or {})})
     return HTMLResponse(html, status_code=status)
+
+
+def _ops_alerts(request: Request, user: SignedIn | None) -> list[str]:
+    """For staff: controllers down, sites unreachable, hand-over stuck (empty for others)."""
+    if user is None:
+        return []
+    who = user.principal
+    if not (who.is_admin or who.has(Role.FACTORY_OPERATOR)):
+        return []
+    settings = request.app.state.settings
+    with request.app.state.db.session() as s:
+        return health.alerts(health.system_health(s, who, utcnow(), settings.lease_ttl_s))
 
 
 def redirect(url: str) -> RedirectResponse:

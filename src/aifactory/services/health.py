@@ -119,3 +119,22 @@ def system_health(session: Session, who: Principal, now: datetime, ttl_s: float)
         if oldest
         else None,
     )
+
+
+def alerts(health: SystemHealth, handover_warn_s: float = 60.0) -> list[str]:
+    """The few lines staff must act on (the portal shows them as a banner)."""
+    out = []
+    if not health.controllers_alive:
+        out.append("No controller is running: jobs are not handed over to the factories.")
+    for site in health.sites:
+        if not site.available:
+            out.append(f"{site.factory}: its scheduler does not answer ({site.reason}).")
+        elif health.controllers_alive and not site.lease_valid:
+            out.append(f"{site.factory}: no controller holds this site.")
+    waiting = health.oldest_handover
+    if waiting is not None and waiting.waited_s > handover_warn_s:
+        out.append(
+            f"Job {waiting.job_id} has waited {waiting.waited_s:,.0f} s for hand-over to "
+            f"{waiting.factory}."
+        )
+    return out
