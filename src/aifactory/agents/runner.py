@@ -18,19 +18,20 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from functools import partial
 from pathlib import Path
 from typing import IO
 
 import psycopg
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.engine import make_url
 
 from aifactory.agents.leases import BROKER_LEASE, LeaseHandle, LeaseLost, new_holder, site_lease
 from aifactory.agents.reconciler import place_pending
 from aifactory.agents.site_agent import SiteAgent
 from aifactory.db.engine import Database
-from aifactory.db.models import ControllerBeat, Factory
+from aifactory.db.models import ControllerBeat, Factory, Lease
 from aifactory.db.types import utcnow
 from aifactory.db.wake import BROKER, CHANNEL, site_topic
 from aifactory.errors import Conflict, Invalid
@@ -241,6 +242,14 @@ class AgentRunner:
         handle.write(f"pid {os.getpid()} on {socket.gethostname()}")
         handle.flush()
         self._lock_file = handle
+        # Holding the lock proves every other holder dead (killed, say): take over at once.
+        with self.db.session() as s:
+            s.execute(
+                update(Lease)
+                .where(Lease.holder != self.holder)
+                .values(expires_at=utcnow() - timedelta(seconds=1))
+            )
+            s.execute(delete(ControllerBeat).where(ControllerBeat.holder != self.holder))
 
 
 def _guarded(name: str, lease: LeaseHandle, step: Callable[[], object]) -> None:

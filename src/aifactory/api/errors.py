@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
@@ -107,6 +108,13 @@ def install(app: FastAPI) -> None:
         # Services check uniqueness first; this catches the race between check and insert.
         log.warning("integrity error on %s %s: %s", request.method, request.url.path, exc.orig)
         return error_json(409, "conflict", "conflicts with existing data; nothing was stored", [])
+
+    @app.exception_handler(StaleDataError)
+    async def _stale(request: Request, exc: StaleDataError) -> JSONResponse:
+        # A controller changed the object between this request's read and its write.
+        log.info("concurrent change on %s %s: %s", request.method, request.url.path, exc)
+        msg = "it changed while this request ran; nothing was stored, read it again and retry"
+        return error_json(409, "conflict", msg, [])
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
