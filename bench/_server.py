@@ -22,9 +22,8 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from aifactory.api.app import create_app
 from aifactory.db.engine import Database
-from aifactory.server import BackgroundServer, free_port
+from aifactory.server import BackgroundServer, build_app, free_port
 from aifactory.settings import Settings
 
 CONFIG_ENV = "AIF_BENCH_SERVER_CONFIG"
@@ -38,7 +37,7 @@ def _settings(config: dict[str, object]) -> Settings:
 def app_factory() -> FastAPI:
     """For uvicorn's worker processes: the app from the config in the environment."""
     settings = _settings(json.loads(os.environ[CONFIG_ENV]))
-    return create_app(settings, Database(settings.effective_database_url))
+    return build_app(settings, Database(settings.effective_database_url))
 
 
 def _stop_on_stdin() -> None:

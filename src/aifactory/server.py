@@ -19,6 +19,7 @@ from fastapi import FastAPI
 from aifactory.agents.runner import AgentRunner
 from aifactory.api.app import create_app
 from aifactory.db.engine import Database
+from aifactory.portal import install as install_portal
 from aifactory.settings import Settings, load_settings
 
 
@@ -29,9 +30,16 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
+def build_app(settings: Settings, db: Database | None = None) -> FastAPI:
+    """The web app users reach: the REST API under ``/api/v1`` and the portal at ``/``."""
+    app = create_app(settings, db)
+    install_portal(app)
+    return app
+
+
 def app_from_env() -> FastAPI:
     """The app of one API worker process (``aif serve --workers N`` imports this)."""
-    return create_app(load_settings())
+    return build_app(load_settings())
 
 
 def serve(
@@ -62,7 +70,7 @@ def serve(
                 log_level="info",
             )
         else:
-            uvicorn.Server(uvicorn.Config(create_app(settings, db), host=host, port=port)).run()
+            uvicorn.Server(uvicorn.Config(build_app(settings, db), host=host, port=port)).run()
     finally:
         if runner is not None:
             runner.stop()
@@ -78,7 +86,7 @@ class BackgroundServer:
         self.runner = AgentRunner(settings, db) if agents else None
         self.port = free_port(host)
         config = uvicorn.Config(
-            create_app(settings, db), host=host, port=self.port, log_level="warning"
+            build_app(settings, db), host=host, port=self.port, log_level="warning"
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)

@@ -11,7 +11,6 @@ from aifactory.api.limits import BodySizeLimit
 from aifactory.api.routers import access, identity, jobs, projects, registry, status
 from aifactory.db.engine import Database
 from aifactory.db.types import utcnow
-from aifactory.portal import install as install_portal
 from aifactory.settings import Settings
 
 
@@ -21,7 +20,11 @@ class Health(BaseModel):
 
 
 def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
-    """Build the app around one database; the caller owns migrations and seeding."""
+    """Build the API around one database; the caller owns migrations and seeding.
+
+    The web portal is added by the composition (``aifactory.server.build_app``), so the API
+    never imports the portal (the portal builds on the API's dependencies).
+    """
     app = FastAPI(
         title="aifactory",
         version=aifactory.__version__,
@@ -48,5 +51,4 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     api.include_router(jobs.router)
     api.include_router(status.router)
     app.include_router(api)
-    install_portal(app)
     return app

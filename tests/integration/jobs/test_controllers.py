@@ -223,7 +223,7 @@ def test_a_submission_wakes_its_site_without_waiting_for_the_safety_net(
             done.set()
 
         threading.Thread(target=watch, daemon=True).start()
-        assert done.wait(120), _states(db, [job_id])  # far below the 600 s safety net
+        assert done.wait(240), _states(db, [job_id])  # far below the 600 s safety net
     finally:
         runner.stop()
 
