@@ -135,7 +135,13 @@ class LeaseHandle:
         self.token = None
 
     def fence(self, session: Session) -> None:
-        """Raise ``LeaseLost`` unless this transaction runs under the lease as held now."""
+        """Raise ``LeaseLost`` unless this transaction runs under the lease as held now.
+
+        Renews the lease first when a third of its time has gone, so a long pass (thousands of
+        pending jobs, a slow scheduler) never loses it to a standby while healthy.
+        """
+        if self.token is not None and not self.ensure_due():
+            raise LeaseLost(f"lease {self.name} was taken from {self.holder}")
         query = select(Lease.holder, Lease.token).where(Lease.name == self.name)
         if session.get_bind().dialect.name == "postgresql":
             query = query.with_for_update(read=True)

@@ -130,7 +130,8 @@ class AgentRunner:
         self._threads.append(threading.Thread(target=self._beats, daemon=True))
         for thread in self._threads:
             thread.start()
-        log.info("controllers %s: %d sites, broker %s", self.holder, len(self.agents), self.broker)
+        broker = "on" if self.broker else "off"
+        log.info("controllers %s: %d sites, broker %s", self.holder, len(self.agents), broker)
         return self
 
     def stop(self) -> None:

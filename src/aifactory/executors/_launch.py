@@ -89,10 +89,10 @@ class LaunchRules:
     def env(self, spec: ExecJob, backend_id: str, gpus: list[int]) -> dict[str, str]:
         """The job's whole environment: allowed platform variables, the spec's, then ours."""
         env = {k: os.environ[k] for k in self.env_passthrough if k in os.environ}
+        env["AIF_JOB_ID"] = spec.job_id  # the control plane's own job id, when it gives one
         env.update(spec.env)
         # Set last: the executor, not the job, decides which devices the job may use.
         env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in gpus)
-        env["AIF_JOB_ID"] = spec.job_id
         env["AIF_ATTEMPT"] = str(spec.attempt)
         env["AIF_BACKEND_ID"] = backend_id
         return env

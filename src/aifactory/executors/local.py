@@ -60,6 +60,16 @@ _OUTCOMES = {
 }
 
 
+def _launcher() -> dict[str, Any]:
+    """Who launches a wrapper, and when: a later process relaunches it if this one dies first."""
+    pid = os.getpid()
+    return {
+        "launched_at": time.time(),
+        "launcher_pid": pid,
+        "launcher_start": jd.process_start_time(pid),
+    }
+
+
 def _status_from_exit(record: dict[str, Any]) -> ExecStatus:
     outcome, code = record["outcome"], record.get("exit_code")
     state = _OUTCOMES.get(outcome)
@@ -285,7 +295,8 @@ class LocalExecutor(Executor):
             return ExecStatus(ExecState.QUEUED)
         state = jd.read_json(jobdir / jd.STATE)
         if state is None:
-            if time.time() - launch["launched_at"] < self._launch_grace_s:
+            starting = time.time() - launch["launched_at"] < self._launch_grace_s
+            if starting or self._orphaned(jobdir, launch):  # an orphan is started again
                 return ExecStatus(ExecState.QUEUED, message="starting")
             jd.touch_exclusive(jobdir / jd.CLAIMED)  # a wrapper starting after this will not run
             return self._lost(jobdir, None, "the job's wrapper did not start")
@@ -333,6 +344,8 @@ class LocalExecutor(Executor):
             launch = jd.read_json(self._jobs / backend_id / jd.LAUNCH)
             if launch is not None:
                 busy.update(launch["gpus"])
+                if self._orphaned(self._jobs / backend_id, launch):
+                    self._start_wrapper(backend_id, {**launch, **_launcher()})
             else:
                 queued.append((self._entry(backend_id)[0], backend_id))
         free = [i for i in range(self.gpus) if i not in busy]
@@ -359,9 +372,24 @@ class LocalExecutor(Executor):
             "time_limit_s": spec.time_limit_s,
             "kill_grace_s": self._kill_grace_s,
             "gpus": gpus,
-            "launched_at": time.time(),
+            **_launcher(),
         }
-        # Written before the wrapper starts, so the GPUs stay granted if we crash right here.
+        self._start_wrapper(backend_id, launch)
+
+    def _orphaned(self, jobdir: Path, launch: dict[str, Any]) -> bool:
+        """Launched by a process that died before its wrapper started (and nobody claimed it)."""
+        pid = launch.get("launcher_pid")
+        if pid is None or pid == os.getpid() or (jobdir / jd.STATE).exists():
+            return False
+        if (jobdir / jd.CLAIMED).exists() or (jobdir / jd.EXIT).exists():
+            return False
+        return not jd.process_alive(pid, launch.get("launcher_start"))
+
+    def _start_wrapper(self, backend_id: str, launch: dict[str, Any]) -> None:
+        """Record the launch, then start its wrapper (only one wrapper can ever claim a job)."""
+        jobdir = self._jobs / backend_id
+        # Written before the wrapper starts, so the GPUs stay granted if we crash right here;
+        # the launcher's pid lets the next process start the wrapper if we die before it does.
         jd.write_json(jobdir / jd.LAUNCH, launch)
         command = [sys.executable, "-m", "aifactory.executors._wrapper", str(jobdir)]
         try:

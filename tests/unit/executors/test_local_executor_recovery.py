@@ -6,10 +6,12 @@ import gc
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
 from exechelpers import Holder, Wait
 
 from aifactory.executors import ExecJob, ExecState, LocalExecutor
@@ -101,3 +103,37 @@ def zombie(pid: int) -> bool:
     except FileNotFoundError:
         return True
     return stat[stat.rfind(")") + 2] in "ZX"
+
+
+class _Killed(BaseException):
+    """Stands for kill -9 of the launching process at one line."""
+
+
+def test_a_launch_whose_launcher_died_before_starting_the_wrapper_runs_once_later(
+    state_dir: Path,
+    holder: Holder,
+    wait: Wait,
+    executor: LocalExecutor,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def killed(*_: object, **__: object) -> None:
+        raise _Killed
+
+    old = LocalExecutor(state_dir, gpus=1)
+    monkeypatch.setattr("aifactory.executors.local.subprocess.Popen", killed)
+    with pytest.raises(_Killed):  # launch record written, wrapper never started
+        old.submit(holder.job("interrupted", gpus=1))
+    monkeypatch.undo()
+    (jobdir,) = (state_dir / "jobs").iterdir()
+    gone = subprocess.Popen(["true"])  # the launching process: dead now
+    gone.wait()
+    launch = json.loads((jobdir / "launch.json").read_text())
+    (jobdir / "launch.json").write_text(json.dumps({**launch, "launcher_pid": gone.pid}))
+    del old
+
+    new = LocalExecutor(state_dir, gpus=1)
+    assert new.poll([jobdir.name])[jobdir.name].state is not ExecState.NODE_FAILED
+    wait(new, jobdir.name, ExecState.RUNNING)
+    holder.release("interrupted")
+    assert wait(new, jobdir.name, ExecState.COMPLETED).exit_code == 0
+    assert holder.run_count() == 1
