@@ -49,6 +49,9 @@ class Settings(BaseSettings):
         default=15.0, ge=0.5, le=600, description="a dead controller's sites move after this"
     )
     run_agents: bool = True
+    api_concurrency: int = Field(
+        default=16, ge=1, le=1000, description="requests in progress per API worker (rest wait)"
+    )
     demo_train_steps: int = Field(default=160, ge=1, le=100_000)
 
     @property

@@ -169,10 +169,12 @@ class AgentRunner:
         while not self._stop.is_set():
             woken = wake.is_set()
             wake.clear()
-            full = woken or time.monotonic() >= due
+            full = woken or agent.backlog or time.monotonic() >= due
             _guarded(agent.name, agent.lease, partial(agent.tick, full))
             if full:
                 due = time.monotonic() + resync
+            if agent.backlog and agent.lease.held:
+                continue  # more placed jobs than one pass takes: go on at once
             busy = agent.has_live and agent.lease.held
             wake.wait(self.settings.agent_interval_s if busy else self._idle_wait())
 

@@ -14,7 +14,7 @@ import getpass
 import logging
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import partial
@@ -33,7 +33,7 @@ from aifactory.domain.jobs import RETRYABLE, JobState
 from aifactory.domain.jobspec import JobSpec
 from aifactory.domain.ledger import charge_milli
 from aifactory.errors import BackendUnavailable, NotFound
-from aifactory.executors import ExecJob, ExecState, ExecStatus, Executor
+from aifactory.executors import ExecJob, ExecState, ExecStatus, ExecUsage, Executor
 from aifactory.services import jobs as job_service
 from aifactory.services import ledger
 
@@ -51,6 +51,7 @@ _LIVE = (JobState.SUBMITTED, JobState.QUEUED, JobState.RUNNING)
 ACCOUNT_SYNC_S = 15.0
 CONTACT_NOTE_S = 5.0
 HANDOVER_THREADS = 4
+HANDOVER_BATCH = 64
 
 
 class SiteAgent:
@@ -68,6 +69,7 @@ class SiteAgent:
         self.service_user = getpass.getuser()
         self._live: dict[str, tuple[int, JobState]] = {}  # backend id -> (job id, last state)
         self._synced_token: int | None = None
+        self.backlog = False  # more placed jobs wait than one pass hands over
 
     @property
     def has_live(self) -> bool:
@@ -140,13 +142,17 @@ class SiteAgent:
     def _submit_placed(self) -> None:
         """Hand placed jobs over, several at a time (sbatch waits on the controller, not on us).
 
-        A job that cannot be turned into an executor job, or that the scheduler refuses, fails
-        with the reason and frees its budget; the others go on.
+        Each hand-over is recorded as soon as its submission returns, and a pass takes at most
+        ``HANDOVER_BATCH`` jobs (``backlog`` tells the loop to come back at once). A job that
+        cannot be turned into an executor job, or that the scheduler refuses, fails with the
+        reason and frees its budget; the others go on.
         """
         todo: list[tuple[int, int, ExecJob]] = []
         broken: list[tuple[int, int, str]] = []
         with self.db.session() as s:
-            for job in self._jobs(s, JobState.PLACED):
+            placed = self._jobs(s, JobState.PLACED, limit=HANDOVER_BATCH + 1)
+            self.backlog = len(placed) > HANDOVER_BATCH
+            for job in placed[:HANDOVER_BATCH]:
                 if job.cancel_requested:
                     continue
                 try:
@@ -157,19 +163,22 @@ class SiteAgent:
             self._with_job(job_id, _placed(attempt), partial(self._refuse, why))
         if not todo:
             return
-        with ThreadPoolExecutor(max_workers=HANDOVER_THREADS) as pool:
-            outcomes = list(pool.map(self._hand_over, [spec for _, _, spec in todo]))
         unreachable = None
-        for (job_id, attempt, spec), outcome in zip(todo, outcomes, strict=True):
-            if isinstance(outcome, BackendUnavailable):
-                unreachable = outcome  # this one stays placed; the next pass tries again
-            elif isinstance(outcome, Exception):
-                self._with_job(job_id, _placed(attempt), partial(self._refuse, str(outcome)))
-            else:
-                record = partial(self._record_handover, spec, outcome)
-                if self._with_job(job_id, _placed(attempt), record):
-                    self._live[outcome] = (job_id, JobState.SUBMITTED)
+        with ThreadPoolExecutor(max_workers=HANDOVER_THREADS) as pool:
+            futures = {pool.submit(self._hand_over, spec): (i, a, spec) for i, a, spec in todo}
+            for done in as_completed(futures):
+                job_id, attempt, spec = futures[done]
+                outcome = done.result()
+                if isinstance(outcome, BackendUnavailable):
+                    unreachable = outcome  # this one stays placed; the next pass tries again
+                elif isinstance(outcome, Exception):
+                    self._with_job(job_id, _placed(attempt), partial(self._refuse, str(outcome)))
+                else:
+                    record = partial(self._record_handover, spec, outcome)
+                    if self._with_job(job_id, _placed(attempt), record):
+                        self._live[outcome] = (job_id, JobState.SUBMITTED)
         if unreachable is not None:
+            self.backlog = False
             raise unreachable
 
     def _hand_over(self, spec: ExecJob) -> str | Exception:
@@ -221,7 +230,10 @@ class SiteAgent:
             target = _STATE[status.state]
             if not job_id or target == known:
                 continue
-            ok = self._with_job(job_id, _live_as(backend_id), partial(self._apply, status))
+            # Ask the executor before the transaction: no scheduler call holds a database lock.
+            usage = self.executor.usage(backend_id) if target not in _LIVE else None
+            apply = partial(self._apply, status, usage)
+            ok = self._with_job(job_id, _live_as(backend_id), apply)
             if ok and target in _LIVE:
                 self._live[backend_id] = (job_id, target)
             elif ok:
@@ -256,7 +268,7 @@ class SiteAgent:
 
     # --- recording ---
 
-    def _apply(self, status: ExecStatus, s: Session, job: Job) -> None:
+    def _apply(self, status: ExecStatus, usage: ExecUsage | None, s: Session, job: Job) -> None:
         target = _STATE[status.state]
         attempt = next(a for a in job.attempts if a.attempt == job.attempt)
         if status.started_at and job.started_at is None:
@@ -269,12 +281,17 @@ class SiteAgent:
                 job_service.move(s, job, target, status.message, utcnow())
             attempt.state = job.state
             return
-        self._finish(s, job, attempt, target, status)
+        self._finish(s, job, attempt, target, status, usage)
 
     def _finish(
-        self, s: Session, job: Job, attempt: JobAttempt, target: JobState, status: ExecStatus
+        self,
+        s: Session,
+        job: Job,
+        attempt: JobAttempt,
+        target: JobState,
+        status: ExecStatus,
+        usage: ExecUsage | None,
     ) -> None:
-        usage = self.executor.usage(job.backend_id or "")
         elapsed = usage.elapsed_s if usage else 0.0
         factor = Decimal(str(s.get_one(Partition, job.partition_id).charge_factor))
         used = charge_milli(round(job.gpus * elapsed), factor) if job.gpus else 0
@@ -333,11 +350,13 @@ class SiteAgent:
             launcher=spec.launcher,
         )
 
-    def _jobs(self, s: Session, *states: JobState, cancel: bool = False) -> list[Job]:
+    def _jobs(
+        self, s: Session, *states: JobState, cancel: bool = False, limit: int | None = None
+    ) -> list[Job]:
         query = select(Job).where(Job.factory_id == self.factory_id, Job.state.in_(states))
         if cancel:
             query = query.where(Job.cancel_requested.is_(True))
-        return list(s.scalars(query.order_by(Job.id)))
+        return list(s.scalars(query.order_by(Job.id).limit(limit)))
 
     # --- availability ---
 

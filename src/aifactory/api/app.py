@@ -7,7 +7,7 @@ from pydantic import BaseModel
 
 import aifactory
 from aifactory.api import errors
-from aifactory.api.limits import BodySizeLimit
+from aifactory.api.limits import BodySizeLimit, ConcurrencyLimit
 from aifactory.api.routers import access, identity, jobs, projects, registry, status
 from aifactory.db.engine import Database
 from aifactory.db.types import utcnow
@@ -36,6 +36,7 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     app.state.clock = utcnow
     errors.install(app)
     app.add_middleware(BodySizeLimit)
+    app.add_middleware(ConcurrencyLimit, limit=settings.api_concurrency)
 
     api = APIRouter(prefix="/api/v1")
 

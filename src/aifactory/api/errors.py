@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
@@ -115,6 +115,14 @@ def install(app: FastAPI) -> None:
         log.info("concurrent change on %s %s: %s", request.method, request.url.path, exc)
         msg = "it changed while this request ran; nothing was stored, read it again and retry"
         return error_json(409, "conflict", msg, [])
+
+    @app.exception_handler(OperationalError)
+    async def _database(request: Request, exc: OperationalError) -> JSONResponse:
+        # The database is busy (SQLite's write lock held too long) or unreachable: nothing was
+        # stored; the client may retry. Never a 500 for a state of the backend.
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc.orig)
+        msg = "the database is busy or unreachable; nothing was stored, retry shortly"
+        return error_json(503, "backend_unavailable", msg, [], {"Retry-After": "1"})
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -1,7 +1,8 @@
-"""Request size limit (a job spec may be at most 1 MiB), enforced before parsing."""
+"""Request limits: body size (a job spec may be at most 1 MiB) and requests in progress."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -70,3 +71,29 @@ class BodySizeLimit:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+class ConcurrencyLimit:
+    """At most ``limit`` requests in progress at once; the rest wait, holding no thread.
+
+    A request takes a database connection in its dependencies and keeps it until its endpoint
+    has run in a worker thread. Without a bound, a burst of requests could take every pooled
+    connection while their endpoints wait for threads, and every thread wait for a connection:
+    a stall until the pool's timeout. Keeping the requests in progress below the pool's size
+    (``Settings.api_concurrency``) rules that out; the waiting ones queue in the event loop.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._slots = asyncio.Semaphore(limit)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # a semaphore belongs to one loop (tests start several)
+            self._loop, self._slots = loop, asyncio.Semaphore(self.limit)
+        async with self._slots:
+            await self.app(scope, receive, send)

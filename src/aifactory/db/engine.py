@@ -30,14 +30,17 @@ def make_engine(url: str) -> Engine:
     """Create an engine; SQLite gets foreign keys, WAL and a busy timeout, and its folder."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
+        pool: dict[str, int] = {}
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False})
+            pool = {"pool_size": 10, "max_overflow": 30}
+        engine = create_engine(url, connect_args={"check_same_thread": False}, **pool)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
-    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    # Per process: API requests in progress (api_concurrency, 16) plus one per controller loop.
+    return create_engine(url, pool_size=10, max_overflow=30, pool_pre_ping=True)
 
 
 def alembic_config(url: str) -> Config:

@@ -162,27 +162,30 @@ class LocalExecutor(Executor):
             )
         backend_id = self.backend_id_for(spec.job_id, spec.attempt)
         jobdir = self._jobs / backend_id
-        with self._locked():
-            existing = jd.read_json(jobdir / jd.SPEC)
-            if existing is not None:
-                if tuple(existing["key"]) != spec.key:
-                    raise Conflict(f"backend id {backend_id} is taken by {existing['key']}")
-                if not (jobdir / jd.EXIT).exists():
-                    (self._active / backend_id).touch()  # a crash may have hit before this
-                return backend_id
+        existing = jd.read_json(jobdir / jd.SPEC)
+        if existing is None:
+            # Each attempt has its own directory, so its (fsynced) record is written outside
+            # the executor's lock; only the shared queue below needs it.
             jobdir.mkdir(mode=0o700, exist_ok=True)
             record = {"key": list(spec.key), "submitted_ns": time.time_ns(), "spec": spec.as_dict()}
             jd.write_json(jobdir / jd.SPEC, record)
-            (self._active / backend_id).touch()
-            self._schedule()
+        elif tuple(existing["key"]) != spec.key:
+            raise Conflict(f"backend id {backend_id} is taken by {existing['key']}")
+        with self._locked():
+            if not (jobdir / jd.EXIT).exists():
+                (self._active / backend_id).touch()  # a crash may have hit before this
+            starts = self._schedule()
+        self._start_wrappers(starts)
         return backend_id
 
     def poll(self, backend_ids: Iterable[str]) -> dict[str, ExecStatus]:
         """Status of each known id (unknown ids are left out); starts queued jobs that fit."""
         with self._locked():
             self._reap()
-            self._schedule()
-            return {b: self._status(b) for b in backend_ids if self._known(b)}
+            starts = self._schedule()
+            statuses = {b: self._status(b) for b in backend_ids if self._known(b)}
+        self._start_wrappers(starts)
+        return statuses
 
     def cancel(self, backend_id: str) -> None:
         """Cancel: a queued job never starts; a running one gets SIGTERM, then SIGKILL.
@@ -198,13 +201,15 @@ class LocalExecutor(Executor):
             (jobdir / jd.CANCEL).touch()
             if not (jobdir / jd.LAUNCH).exists():
                 jd.write_json(jobdir / jd.EXIT, {"outcome": jd.CANCELLED, "ended_at": time.time()})
-                self._schedule()
-                return
-            state = jd.read_json(jobdir / jd.STATE)
-            # The wrapper also polls the cancel file; the signal only makes it prompt.
-            if state and jd.process_alive(state["wrapper_pid"], state["wrapper_start"]):
-                with contextlib.suppress(ProcessLookupError):  # it may have just ended
-                    os.kill(state["wrapper_pid"], signal.SIGTERM)
+                starts = self._schedule()
+            else:
+                starts = []
+                state = jd.read_json(jobdir / jd.STATE)
+                # The wrapper also polls the cancel file; the signal only makes it prompt.
+                if state and jd.process_alive(state["wrapper_pid"], state["wrapper_start"]):
+                    with contextlib.suppress(ProcessLookupError):  # it may have just ended
+                        os.kill(state["wrapper_pid"], signal.SIGTERM)
+        self._start_wrappers(starts)
 
     def usage(self, backend_id: str) -> ExecUsage | None:
         """GPUs and seconds used so far; ``None`` if the attempt never started.
@@ -228,8 +233,10 @@ class LocalExecutor(Executor):
         ones report the exit code their wrapper recorded, queued ones start when they fit.
         """
         with self._locked():
-            self._schedule()
-            return sorted(b for b in os.listdir(self._active) if self._known(b))
+            starts = self._schedule()
+            active = sorted(b for b in os.listdir(self._active) if self._known(b))
+        self._start_wrappers(starts)
+        return active
 
     def log_paths_for(self, spec: ExecJob) -> tuple[str, str] | None:
         """The attempt's log files in its job directory (or the spec's explicit paths)."""
@@ -330,8 +337,13 @@ class LocalExecutor(Executor):
             if proc.poll() is not None:
                 del self._procs[backend_id]
 
-    def _schedule(self) -> None:
-        """Start queued attempts in submit order while the head of the queue fits."""
+    def _schedule(self) -> list[str]:
+        """Grant GPUs to queued attempts in submit order while the head of the queue fits.
+
+        Returns the launches to start once the lock is released (their records are written
+        here, so the GPUs stay granted; an orphan's wrapper is started again).
+        """
+        starts: list[str] = []
         busy: set[int] = set()
         queued: list[tuple[int, str]] = []
         for backend_id in os.listdir(self._active):
@@ -345,7 +357,8 @@ class LocalExecutor(Executor):
             if launch is not None:
                 busy.update(launch["gpus"])
                 if self._orphaned(self._jobs / backend_id, launch):
-                    self._start_wrapper(backend_id, {**launch, **_launcher()})
+                    self._record_launch(backend_id, launch)
+                    starts.append(backend_id)
             else:
                 queued.append((self._entry(backend_id)[0], backend_id))
         free = [i for i in range(self.gpus) if i not in busy]
@@ -354,7 +367,9 @@ class LocalExecutor(Executor):
             if need > len(free):
                 break  # strict FIFO: the head waits for GPUs and nothing overtakes it
             self._launch(backend_id, free[:need])
+            starts.append(backend_id)
             free = free[need:]
+        return starts
 
     # ----------------------------------------------------------------- launching
 
@@ -372,9 +387,18 @@ class LocalExecutor(Executor):
             "time_limit_s": spec.time_limit_s,
             "kill_grace_s": self._kill_grace_s,
             "gpus": gpus,
-            **_launcher(),
         }
-        self._start_wrapper(backend_id, launch)
+        self._record_launch(backend_id, launch)
+
+    def _record_launch(self, backend_id: str, launch: dict[str, Any]) -> None:
+        """Write the launch record (lock held) before any wrapper starts: the GPUs stay granted
+        if we crash next, and the launcher's pid lets the next process start the wrapper."""
+        jd.write_json(self._jobs / backend_id / jd.LAUNCH, {**launch, **_launcher()})
+
+    def _start_wrappers(self, starts: list[str]) -> None:
+        """Start wrappers outside the lock (forking is slow); only one can ever claim a job."""
+        for backend_id in starts:
+            self._start_wrapper(backend_id)
 
     def _orphaned(self, jobdir: Path, launch: dict[str, Any]) -> bool:
         """Launched by a process that died before its wrapper started (and nobody claimed it)."""
@@ -385,12 +409,8 @@ class LocalExecutor(Executor):
             return False
         return not jd.process_alive(pid, launch.get("launcher_start"))
 
-    def _start_wrapper(self, backend_id: str, launch: dict[str, Any]) -> None:
-        """Record the launch, then start its wrapper (only one wrapper can ever claim a job)."""
+    def _start_wrapper(self, backend_id: str) -> None:
         jobdir = self._jobs / backend_id
-        # Written before the wrapper starts, so the GPUs stay granted if we crash right here;
-        # the launcher's pid lets the next process start the wrapper if we die before it does.
-        jd.write_json(jobdir / jd.LAUNCH, launch)
         command = [sys.executable, "-m", "aifactory.executors._wrapper", str(jobdir)]
         try:
             with (jobdir / jd.WRAPPER_LOG).open("ab") as log:
