@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
@@ -115,6 +115,18 @@ def install(app: FastAPI) -> None:
         log.info("concurrent change on %s %s: %s", request.method, request.url.path, exc)
         msg = "it changed while this request ran; nothing was stored, read it again and retry"
         return error_json(409, "conflict", msg, [])
+
+    @app.exception_handler(DataError)
+    @app.exception_handler(OverflowError)
+    async def _unstorable(request: Request, exc: Exception) -> JSONResponse:
+        # A value the database cannot hold or compare (a NUL character on PostgreSQL, an id
+        # beyond its integer range): bad input, refused before anything was stored.
+        log.info("unstorable value on %s %s: %s", request.method, request.url.path, exc)
+        msg = (
+            "invalid input: a value cannot be stored or looked up (text with a NUL character, "
+            "or a number beyond the database's range)"
+        )
+        return error_json(422, "invalid", msg, [FieldError("request", "storable", msg)])
 
     @app.exception_handler(OperationalError)
     async def _database(request: Request, exc: OperationalError) -> JSONResponse:

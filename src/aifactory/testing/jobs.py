@@ -183,13 +183,13 @@ def backend_database(
     if backend == "postgresql":
         db = postgres()
         databases.empty(db)
+    else:
+        db = Database(settings.effective_database_url)
+        db.upgrade()
+    try:
         yield db
-        db.dispose()  # close this user's connections; the engine reconnects for the next
-        return
-    db = Database(settings.effective_database_url)
-    db.upgrade()
-    yield db
-    db.dispose()
+    finally:
+        db.dispose()  # closes these connections; the shared PostgreSQL engine reconnects later
 
 
 def spec(project: str, command: list[str] | str, **extra: Any) -> dict[str, Any]:

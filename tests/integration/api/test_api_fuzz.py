@@ -1,26 +1,53 @@
-"""Schemathesis against /openapi.json: no input gives a 5xx or a response outside the schema."""
+"""Schemathesis against /openapi.json: no input gives a 5xx or a response outside the schema.
+
+Every API operation is a test, run on SQLite and on PostgreSQL.
+"""
 
 from __future__ import annotations
 
-import tempfile
+from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
+import pytest
 import schemathesis
+from fastapi import FastAPI
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from aifactory.api.app import create_app
+from aifactory.db.engine import Database
 from aifactory.domain.enums import Role
 from aifactory.domain.jobspec import MAX_SPEC_BYTES
 from aifactory.services.setup import prepare
 from aifactory.settings import Settings
-from aifactory.testing.people import make_person
+from aifactory.testing.jobs import BACKENDS, backend_database
+from aifactory.testing.people import Person, make_person
 
-_settings = Settings(data_dir=Path(tempfile.mkdtemp(prefix="aif-fuzz-")))
-_db = prepare(_settings)
-_admin = make_person(_db, "fuzzadmin", [(Role.FEDERATION_ADMIN, None)], ttl_days=1)
-app = create_app(_settings, _db)
-schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+# The operations come from the app's OpenAPI document, which needs no database; the tests call
+# an app on a real federation, once per backend.
+schema = schemathesis.openapi.from_asgi(
+    "/openapi.json", create_app(Settings(data_dir=Path("unused")), Database("sqlite://"))
+)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """One federation per backend serves every operation (the conftest's is per test)."""
+    return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def fuzzed(
+    backend: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[tuple[FastAPI, Person]]:
+    """The app on a federation that keeps what earlier operations' requests created."""
+    settings = Settings(data_dir=tmp_path_factory.mktemp("fuzz"))
+    postgres = partial(request.getfixturevalue, "postgres_db")
+    with backend_database(backend, settings, postgres) as empty:
+        db = prepare(settings, empty)
+        admin = make_person(db, "fuzzadmin", [(Role.FEDERATION_ADMIN, None)])
+        yield create_app(settings, db), admin
 
 
 @schema.parametrize()
@@ -30,14 +57,22 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     derandomize=True,
     suppress_health_check=list(HealthCheck),
 )
-def test_api_never_fails_on_generated_input(case: schemathesis.Case) -> None:
+def test_api_never_fails_on_generated_input(
+    case: schemathesis.Case, fuzzed: tuple[FastAPI, Person]
+) -> None:
+    app, admin = fuzzed
     # Business rules a JSON schema cannot state (shares summing to 1, known country codes)
     # answer schema-valid input with a documented 422, so that one check is left out.
-    response = case.call(headers=_admin.headers)
+    response = case.call(app=app, headers=admin.headers)
     if response.status_code == 413:
         # Over the 1 MiB limit: refused before parsing, in the one error shape (schemathesis
         # does not count 413 among the statuses that reject invalid data).
         assert len(response.request.body or b"") > MAX_SPEC_BYTES
         assert response.json()["error"]["code"] == "too_large"
         return
-    case.validate_response(response, excluded_checks=[positive_data_acceptance])
+    case.validate_response(
+        response,
+        excluded_checks=[positive_data_acceptance],
+        headers=admin.headers,
+        transport_kwargs={"app": app},  # checks that send probes reach the same app
+    )

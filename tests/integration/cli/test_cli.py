@@ -1,9 +1,10 @@
-"""The `aif` CLI against a real API server on loopback."""
+"""The `aif` CLI against a real API server on loopback, on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
 import stat
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -14,19 +15,29 @@ from aifactory.domain.enums import Role
 from aifactory.server import BackgroundServer, free_port
 from aifactory.services.setup import prepare
 from aifactory.settings import Settings
+from aifactory.testing.jobs import BACKENDS, backend_database
 from aifactory.testing.people import Person, make_person
 
 runner = CliRunner()
 
 
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """One server per backend serves the whole module (the conftest's is per test)."""
+    return str(request.param)
+
+
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Person]]:
+def server(
+    backend: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[tuple[str, Person]]:
     settings = Settings(data_dir=tmp_path_factory.mktemp("cli-data"))
-    db = prepare(settings)
-    admin = make_person(db, "root", [(Role.FEDERATION_ADMIN, None)])
-    with BackgroundServer(settings, db) as srv:
-        yield srv.url, admin
-    db.dispose()
+    postgres = partial(request.getfixturevalue, "postgres_db")
+    with backend_database(backend, settings, postgres) as empty:
+        db = prepare(settings, empty)
+        admin = make_person(db, "root", [(Role.FEDERATION_ADMIN, None)])
+        with BackgroundServer(settings, db) as srv:
+            yield srv.url, admin
 
 
 def aif(args: list[str], env: dict[str, str]) -> tuple[int, str]:

@@ -1,9 +1,10 @@
-"""The access path from the command line, against a real API server."""
+"""The access path from the command line, against a real API server on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
 import csv
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -15,29 +16,39 @@ from aifactory.server import BackgroundServer
 from aifactory.services.setup import prepare
 from aifactory.settings import Settings
 from aifactory.testing.access import member_of
+from aifactory.testing.jobs import BACKENDS, backend_database
 from aifactory.testing.people import make_person
 
 runner = CliRunner()
 
 
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """One server per backend serves the whole module (the conftest's is per test)."""
+    return str(request.param)
+
+
 @pytest.fixture(scope="module")
-def envs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, dict[str, str]]]:
+def envs(
+    backend: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[dict[str, dict[str, str]]]:
     settings = Settings(data_dir=tmp_path_factory.mktemp("cli-access"))
-    db = prepare(settings)
-    people = {
-        "anna": member_of(db, "anna", "Nordic Tokens Oy"),
-        "ops": make_person(db, "ops", [(Role.FACTORY_OPERATOR, "LUMI AIF")]),
-        "eve": member_of(db, "eve", "Valley Corp", country="US"),
-        "admin": make_person(db, "root", [(Role.FEDERATION_ADMIN, None)]),
-        "rev": member_of(db, "rev", "Uni Reviewers", roles=[(Role.REVIEWER, None)]),
-    }
-    cfg = str(tmp_path_factory.mktemp("cfg"))
-    with BackgroundServer(settings, db) as srv:
-        yield {
-            name: {"AIF_URL": srv.url, "AIF_TOKEN": p.token, "AIF_CONFIG_DIR": cfg}
-            for name, p in people.items()
+    postgres = partial(request.getfixturevalue, "postgres_db")
+    with backend_database(backend, settings, postgres) as empty:
+        db = prepare(settings, empty)
+        people = {
+            "anna": member_of(db, "anna", "Nordic Tokens Oy"),
+            "ops": make_person(db, "ops", [(Role.FACTORY_OPERATOR, "LUMI AIF")]),
+            "eve": member_of(db, "eve", "Valley Corp", country="US"),
+            "admin": make_person(db, "root", [(Role.FEDERATION_ADMIN, None)]),
+            "rev": member_of(db, "rev", "Uni Reviewers", roles=[(Role.REVIEWER, None)]),
         }
-    db.dispose()
+        cfg = str(tmp_path_factory.mktemp("cfg"))
+        with BackgroundServer(settings, db) as srv:
+            yield {
+                name: {"AIF_URL": srv.url, "AIF_TOKEN": p.token, "AIF_CONFIG_DIR": cfg}
+                for name, p in people.items()
+            }
 
 
 def aif(env: dict[str, str], *args: str) -> str:

@@ -1,9 +1,11 @@
-"""`aif submit`, `aif jobs ...` and `aif logs --follow` against a real server with site agents."""
+"""`aif submit`, `aif jobs ...` and `aif logs --follow` against a real server with site agents,
+on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -18,27 +20,37 @@ from aifactory.server import BackgroundServer
 from aifactory.services.setup import prepare
 from aifactory.settings import Settings
 from aifactory.testing.access import award, member_of
+from aifactory.testing.jobs import BACKENDS, backend_database
 from aifactory.testing.people import make_person
 
 runner = CliRunner()
 
 
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """One server per backend serves the whole module (the conftest's is per test)."""
+    return str(request.param)
+
+
 @pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+def env(
+    backend: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[dict[str, str]]:
     settings = Settings(data_dir=tmp_path_factory.mktemp("cli-jobs"), agent_interval_s=0.1)
-    db = prepare(settings)
-    anna = member_of(db, "anna", "Nordic Tokens Oy")
-    ops = make_person(db, "ops", [(Role.FACTORY_OPERATOR, "LUMI AIF")])
-    with TestClient(create_app(settings, db)) as api:
-        code, _ = award(api, anna, ops)
-    with BackgroundServer(settings, db, agents=True) as srv:
-        yield {
-            "AIF_URL": srv.url,
-            "AIF_TOKEN": anna.token,
-            "PROJECT": code,
-            "AIF_CONFIG_DIR": str(tmp_path_factory.mktemp("cfg")),
-        }
-    db.dispose()
+    postgres = partial(request.getfixturevalue, "postgres_db")
+    with backend_database(backend, settings, postgres) as empty:
+        db = prepare(settings, empty)
+        anna = member_of(db, "anna", "Nordic Tokens Oy")
+        ops = make_person(db, "ops", [(Role.FACTORY_OPERATOR, "LUMI AIF")])
+        with TestClient(create_app(settings, db)) as api:
+            code, _ = award(api, anna, ops)
+        with BackgroundServer(settings, db, agents=True) as srv:
+            yield {
+                "AIF_URL": srv.url,
+                "AIF_TOKEN": anna.token,
+                "PROJECT": code,
+                "AIF_CONFIG_DIR": str(tmp_path_factory.mktemp("cfg")),
+            }
 
 
 def aif(env: dict[str, str], *args: str, code: int = 0) -> str:

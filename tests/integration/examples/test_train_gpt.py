@@ -1,6 +1,7 @@
 """The example workload really trains: loss falls, resume is exact, DDP and the executor work.
 
 Runs use a tiny model so each takes a few seconds on two cores (most of it importing torch).
+Waits are on progress (a new output line, a state change), so a loaded machine only slows them.
 """
 
 from __future__ import annotations
@@ -8,14 +9,13 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from aifactory.executors import ExecJob, ExecState, LocalExecutor
+from aifactory.testing.jobs import run_watched, wait_for
 
 ROOT = Path(__file__).resolve().parents[3]
 TRAIN = ROOT / "examples" / "train_gpt" / "train.py"
@@ -24,9 +24,12 @@ TINY = [
     "--lr", "5e-3", "--warmup", "5", "--log-every", "10", "--eval-every", "0",
     "--eval-batches", "2", "--sample-chars", "20",
 ]  # fmt: skip
+STALL_S = 120.0  # seconds a run may go without a new line or state (torch imports slowly)
+SAFETY_LIMIT_S = 900  # a run a failed test leaves behind ends by then; no run needs as long
 STEP_LINE = re.compile(r"^step=(\d+) loss=([0-9.]+) ", re.MULTILINE)
 
-pytestmark = pytest.mark.slow
+# The ceiling for a whole test; each wait in it fails sooner, once its run stops progressing.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
 
 @pytest.fixture(autouse=True)
@@ -39,8 +42,7 @@ def _torch_available() -> None:
 
 
 def train(*args: str | Path, expect: int = 0) -> str:
-    cmd = [sys.executable, str(TRAIN), *TINY, *map(str, args)]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+    done = run_watched([sys.executable, TRAIN, *TINY, *args], stall=STALL_S)
     assert done.returncode == expect, done.stderr[-3000:]
     return done.stdout
 
@@ -79,15 +81,25 @@ def final(output: str) -> list[str]:
     return [line.split(" elapsed_s=")[0] for line in lines]
 
 
-def wait(ex: LocalExecutor, backend_id: str, timeout: float = 90.0) -> ExecState:
-    deadline = time.monotonic() + timeout
-    while (state := ex.poll([backend_id])[backend_id].state) in (
-        ExecState.QUEUED,
-        ExecState.RUNNING,
-    ):
-        assert time.monotonic() < deadline, f"{backend_id} still {state}"
-        time.sleep(0.1)
-    return state
+def _output(ex: LocalExecutor, backend_id: str) -> str:
+    out = ex.log_paths(backend_id)[0]
+    return out.read_text() if out.exists() else ""
+
+
+def _state(ex: LocalExecutor, backend_id: str) -> ExecState:
+    return ex.poll([backend_id])[backend_id].state
+
+
+def wait(ex: LocalExecutor, backend_id: str) -> ExecState:
+    """The attempt's end state; fails only if neither its state nor its output moves for long."""
+    wait_for(
+        lambda: _state(ex, backend_id).terminal,
+        lambda: (_state(ex, backend_id), len(_output(ex, backend_id))),
+        stall=STALL_S,
+        step=0.1,
+        what=f"end of {backend_id}",
+    )
+    return _state(ex, backend_id)
 
 
 def test_two_process_ddp_run_under_torchrun_via_the_local_executor(tmp_path: Path) -> None:
@@ -98,7 +110,7 @@ def test_two_process_ddp_run_under_torchrun_via_the_local_executor(tmp_path: Pat
         gpus_per_node=2,
         launcher="torchrun",
         workdir=str(tmp_path),
-        time_limit_s=120,  # never leave a stray run behind, whatever happens
+        time_limit_s=SAFETY_LIMIT_S,
     )
     backend_id = ex.submit(spec)
     state = wait(ex, backend_id)
@@ -113,12 +125,15 @@ def test_cancelled_attempt_checkpoints_and_the_next_attempt_resumes(tmp_path: Pa
     ex = LocalExecutor(tmp_path / "state", kill_grace_s=10)
     args = [*TINY, "--steps", "100000", "--log-every", "5", "--checkpoint-every", "1000"]
     argv = ["python", str(TRAIN), *args, "--checkpoint-dir", str(tmp_path / "ckpt")]
-    first = ex.submit(ExecJob(job_id="pre", attempt=1, argv=argv, time_limit_s=120))
+    first = ex.submit(ExecJob(job_id="pre", attempt=1, argv=argv, time_limit_s=SAFETY_LIMIT_S))
     out = ex.log_paths(first)[0]
-    deadline = time.monotonic() + 60
-    while "step=10 " not in (out.read_text() if out.exists() else ""):
-        assert time.monotonic() < deadline, "training never started"
-        time.sleep(0.1)
+    wait_for(
+        lambda: "step=10 " in _output(ex, first),
+        lambda: (_state(ex, first), len(_output(ex, first))),
+        stall=STALL_S,
+        step=0.1,
+        what="training reaching step 10",
+    )
     ex.cancel(first)  # SIGTERM: the script saves a checkpoint before it exits
     assert wait(ex, first) is ExecState.CANCELLED
     saved = re.search(r"^preempted step=(\d+)", out.read_text(), re.MULTILINE)
@@ -126,6 +141,6 @@ def test_cancelled_attempt_checkpoints_and_the_next_attempt_resumes(tmp_path: Pa
 
     retry = argv[:]
     retry[retry.index("100000")] = str(int(saved[1]) + 5)
-    second = ex.submit(ExecJob(job_id="pre", attempt=2, argv=retry, time_limit_s=120))
+    second = ex.submit(ExecJob(job_id="pre", attempt=2, argv=retry, time_limit_s=SAFETY_LIMIT_S))
     assert wait(ex, second) is ExecState.COMPLETED
     assert f"start step={saved[1]} " in ex.log_paths(second)[0].read_text()

@@ -1,8 +1,10 @@
 """The portal in a real browser (Debian's chromium via Playwright) against a real server.
 
-One server with the site agents running serves every test here, so jobs really run. Screenshots
-of the main pages land in ``test-output/screenshots/``. Without chromium the tests are skipped
-with the reason, except under ``CI=true`` where a missing browser fails the run.
+One server with the site agents running serves every test here, so jobs really run; there is one
+such server on SQLite and one on PostgreSQL. Screenshots of the main pages land in
+``test-output/screenshots/`` (the second backend's overwrite the first's). Without chromium the
+tests are skipped with the reason, except under ``CI=true`` where a missing browser fails the
+run. The wait for a job is on its progress (its state or log changing), not on a fixed time.
 """
 
 from __future__ import annotations
@@ -11,19 +13,19 @@ import os
 import re
 import sys
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 from portal_support import PASSWORD, set_password
 
-from aifactory.db.engine import Database
 from aifactory.domain.enums import Role
-from aifactory.portal import install
 from aifactory.server import BackgroundServer
 from aifactory.services.setup import prepare
 from aifactory.settings import Settings
 from aifactory.testing.access import member_of
+from aifactory.testing.jobs import BACKENDS, backend_database, wait_for
 from aifactory.testing.people import Person, make_person
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -36,6 +38,8 @@ ARGS = [
     "--no-first-run",
 ]
 SHOTS = Path(__file__).resolve().parents[3] / "test-output" / "screenshots"
+# One UI step (a click, a fragment loading) on a loaded machine; a ceiling, not a budget.
+UI_STEP_MS = 60_000
 LAPTOP = {"width": 1280, "height": 860}
 PHONE = {"width": 390, "height": 844}
 pytestmark = pytest.mark.slow
@@ -58,40 +62,61 @@ def browser() -> Iterator[Any]:
         if os.environ.get("CI") == "true":
             pytest.fail(f"browser tests need chromium under CI: {reason}", pytrace=False)
         pytest.skip(reason)
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    expect.set_options(timeout=UI_STEP_MS)
     with sync_playwright() as pw:
         chromium = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
         yield chromium
         chromium.close()
 
 
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """One server per backend serves the whole module (the conftest's is per test)."""
+    return str(request.param)
+
+
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """A migrated SQLite federation, three people, and a server with the portal and agents."""
+def site(
+    backend: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[dict[str, Any]]:
+    """A migrated federation, three people, and a server with the portal and agents."""
     settings = Settings(data_dir=tmp_path_factory.mktemp("portal") / "data", local_gpus_per_site=4)
-    db: Database = prepare(settings)
-    member_of(db, "anna", "Nordic Tokens Oy")
-    set_password(db, "anna")
-    make_person(db, "rita", [(Role.REVIEWER, None)])
-    set_password(db, "rita")
-    olli: Person = make_person(db, "olli", [(Role.FACTORY_OPERATOR, "LUMI AIF")])
-    server = BackgroundServer(settings, db, agents=True)
-    install(server.server.config.app)
-    with server:
-        yield {"url": server.url, "olli": olli, "db": db}
-    db.dispose()
+    postgres = partial(request.getfixturevalue, "postgres_db")
+    with backend_database(backend, settings, postgres) as empty:
+        db = prepare(settings, empty)
+        member_of(db, "anna", "Nordic Tokens Oy")
+        set_password(db, "anna")
+        make_person(db, "rita", [(Role.REVIEWER, None)])
+        set_password(db, "rita")
+        olli: Person = make_person(db, "olli", [(Role.FACTORY_OPERATOR, "LUMI AIF")])
+        with BackgroundServer(settings, db, agents=True) as server:  # API, portal and agents
+            yield {"url": server.url, "olli": olli, "db": db}
 
 
 def _page(browser: Any, viewport: dict[str, int] = LAPTOP) -> Any:
     context = browser.new_context(viewport=viewport, accept_downloads=True)
-    context.set_default_timeout(15_000)
+    context.set_default_timeout(UI_STEP_MS)
     return context.new_page()
 
 
 def _shot(page: Any, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def _wait_for_job(page: Any, state: str) -> None:
+    """Wait while the page shows the job moving (its state or its log changing)."""
+    shown = page.locator("#job-state")
+    wait_for(
+        lambda: shown.inner_text() == state,
+        lambda: (shown.inner_text(), page.locator("#log-stdout").inner_text()),
+        stall=60,
+        step=0,
+        between=lambda: page.wait_for_timeout(200),  # lets the page's own polling run
+        what=f"job state {state!r} on the page",
+    )
 
 
 def _sign_in(page: Any, url: str, username: str, token: str | None = None) -> None:
@@ -189,7 +214,7 @@ def _run_job(page: Any) -> None:
     page.get_by_role("button", name="Submit job").click()
     expect(page.locator(".notice")).to_contain_text("Job submitted")
     expect(page.locator("#chosen")).to_have_text("LUMI AIF/LUMI-AI/gpu")
-    expect(page.locator("#job-state")).to_have_text("completed", timeout=30_000)
+    _wait_for_job(page, "completed")
     expect(page.locator("#log-stdout")).to_contain_text("step 2\nall done")
     _shot(page, "job")
 
