@@ -15,21 +15,16 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import ColumnElement
 
 from aifactory.db.engine import Database
 from aifactory.db.models import Lease
 from aifactory.db.types import utcnow
-
-BROKER_LEASE = "broker"
-
-
-def site_lease(factory_id: int) -> str:
-    return f"site:{factory_id}"
 
 
 def new_holder() -> str:
@@ -69,13 +64,7 @@ class LeaseHandle:
         with self.db.session() as s:
             if self.token is not None:
                 renewed = s.execute(
-                    update(Lease)
-                    .where(
-                        Lease.name == self.name,
-                        Lease.holder == self.holder,
-                        Lease.token == self.token,
-                    )
-                    .values(renewed_at=now, expires_at=expires)
+                    update(Lease).where(*self._mine()).values(renewed_at=now, expires_at=expires)
                 )
                 if renewed.rowcount:  # type: ignore[attr-defined]
                     self._renewed = time.monotonic()
@@ -96,11 +85,14 @@ class LeaseHandle:
                 self.token = s.scalar(select(Lease.token).where(Lease.name == self.name))
                 self._renewed = time.monotonic()
                 return True
-        return self._create()
+        return self._create(now, expires)
 
-    def _create(self) -> bool:
+    def _mine(self) -> tuple[ColumnElement[bool], ...]:
+        """The lease row as this holder holds it (name, holder and fencing token)."""
+        return (Lease.name == self.name, Lease.holder == self.holder, Lease.token == self.token)
+
+    def _create(self, now: datetime, expires: datetime) -> bool:
         """The first holder ever inserts the row; a racing insert loses on the primary key."""
-        now = utcnow()
         try:
             with self.db.session() as s:
                 if s.get(Lease, self.name) is not None:
@@ -112,7 +104,7 @@ class LeaseHandle:
                         token=1,
                         acquired_at=now,
                         renewed_at=now,
-                        expires_at=now + timedelta(seconds=self.ttl_s),
+                        expires_at=expires,
                     )
                 )
         except IntegrityError:
@@ -127,9 +119,7 @@ class LeaseHandle:
         with self.db.session() as s:
             s.execute(
                 update(Lease)
-                .where(
-                    Lease.name == self.name, Lease.holder == self.holder, Lease.token == self.token
-                )
+                .where(*self._mine())
                 .values(expires_at=utcnow() - timedelta(seconds=1))
             )
         self.token = None
@@ -142,10 +132,9 @@ class LeaseHandle:
         """
         if self.token is not None and not self.ensure_due():
             raise LeaseLost(f"lease {self.name} was taken from {self.holder}")
-        query = select(Lease.holder, Lease.token).where(Lease.name == self.name)
+        query = select(Lease.name).where(*self._mine())
         if session.get_bind().dialect.name == "postgresql":
             query = query.with_for_update(read=True)
-        row = session.execute(query).one_or_none()
-        if row is None or (row.holder, row.token) != (self.holder, self.token):
+        if session.execute(query).first() is None:
             self.token = None
             raise LeaseLost(f"lease {self.name} is no longer held by {self.holder}")

@@ -27,7 +27,7 @@ import psycopg
 from sqlalchemy import delete, select, update
 from sqlalchemy.engine import make_url
 
-from aifactory.agents.leases import BROKER_LEASE, LeaseHandle, LeaseLost, new_holder, site_lease
+from aifactory.agents.leases import LeaseHandle, LeaseLost, new_holder
 from aifactory.agents.reconciler import place_pending
 from aifactory.agents.site_agent import SiteAgent
 from aifactory.db.engine import Database
@@ -90,12 +90,12 @@ class AgentRunner:
         capacity = {name: site.capacity_gpus for name, site in configs.items()}
         self.agents = [
             SiteAgent(
-                db, fid, name, build_executor(settings, configs[name]), self._lease(site_lease(fid))
+                db, fid, name, build_executor(settings, configs[name]), self._lease(site_topic(fid))
             )
             for fid, name in factories
             if not sites or name in sites
         ]
-        self.broker = Broker(db, capacity, self._lease(BROKER_LEASE)) if broker else None
+        self.broker = Broker(db, capacity, self._lease(BROKER)) if broker else None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._events: list[tuple[str, threading.Event]] = []
@@ -124,7 +124,8 @@ class AgentRunner:
         if self.broker is not None:
             self._spawn("aif-broker", BROKER, self._broker_loop)
         for agent in self.agents:
-            self._spawn(f"aif-site-{agent.factory_id}", site_topic(agent.factory_id), agent)
+            loop = partial(self._site_loop, agent)
+            self._spawn(f"aif-site-{agent.factory_id}", site_topic(agent.factory_id), loop)
         if self.db.dialect == "postgresql":
             self._threads.append(threading.Thread(target=self._listen, daemon=True))
         self._threads.append(threading.Thread(target=self._beats, daemon=True))
@@ -156,12 +157,11 @@ class AgentRunner:
         if self._lock_file is not None:
             self._lock_file.close()
 
-    def _spawn(self, name: str, topic: str, target: SiteAgent | Callable[..., None]) -> None:
+    def _spawn(self, name: str, topic: str, loop: Callable[[threading.Event], None]) -> None:
+        """A loop in its own thread, woken by ``topic``."""
         event = self.db.bus.subscribe(topic)
         self._events.append((topic, event))
-        loop = self._site_loop if isinstance(target, SiteAgent) else target
-        args = (target, event) if isinstance(target, SiteAgent) else (event,)
-        self._threads.append(threading.Thread(target=loop, args=args, name=name, daemon=True))
+        self._threads.append(threading.Thread(target=loop, args=(event,), name=name, daemon=True))
 
     def _site_loop(self, agent: SiteAgent, wake: threading.Event) -> None:
         resync = self.settings.controller_resync_s

@@ -256,12 +256,10 @@ class SiteAgent:
                     return False
                 act(s, job)
             return True
-        except LeaseLost:
-            raise
+        except (LeaseLost, BackendUnavailable):
+            raise  # stops the pass: the lease is gone, or the scheduler does not answer
         except (StaleDataError, IntegrityError) as exc:
             log.info("%s: job %s changed under this agent (%s); next pass", self.name, job_id, exc)
-        except BackendUnavailable:
-            raise
         except Exception:
             log.exception("%s: job %s could not be reconciled; the others go on", self.name, job_id)
         return False

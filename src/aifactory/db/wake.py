@@ -17,12 +17,13 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 CHANNEL = "aif_wake"
+#: Controller scopes: each names both the topic that wakes a controller and the lease it holds.
 BROKER = "broker"
 _PENDING = "aif_wake_topics"
 
 
 def site_topic(factory_id: int) -> str:
-    """The topic that wakes one factory's site agent."""
+    """The scope of one factory's site agent (its wake-up topic and its lease)."""
     return f"site:{factory_id}"
 
 

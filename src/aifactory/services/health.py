@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from aifactory.db.models import ControllerBeat, Factory, Job, Lease, SiteStatus
+from aifactory.db.wake import BROKER, site_topic
 from aifactory.domain.enums import Role
 from aifactory.domain.jobs import JobState
 from aifactory.errors import Forbidden
@@ -71,11 +72,53 @@ def system_health(session: Session, who: Principal, now: datetime, ttl_s: float)
         for b in session.scalars(select(ControllerBeat).order_by(ControllerBeat.started_at))
     ]
     leases = {lease.name: lease for lease in session.scalars(select(Lease))}
-    status = {row.factory_id: row for row in session.scalars(select(SiteStatus))}
     names: dict[int, str] = {i: n for i, n in session.execute(select(Factory.id, Factory.name))}
+    counts: dict[str, int] = {
+        state: n
+        for state, n in session.execute(
+            select(Job.state, func.count())
+            .where(Job.state.in_([JobState.PENDING, JobState.PLACED]))
+            .group_by(Job.state)
+        )
+    }
+    broker = leases.get(BROKER)
+    return SystemHealth(
+        checked_at=now,
+        controllers_alive=any(c.alive for c in controllers),
+        broker_lease_holder=broker.holder if broker and broker.expires_at > now else None,
+        controllers=controllers,
+        sites=_sites(session, names, leases, now),
+        pending_jobs=counts.get(JobState.PENDING, 0),
+        placed_jobs=counts.get(JobState.PLACED, 0),
+        oldest_handover=_oldest_handover(session, names, now),
+    )
+
+
+def _oldest_handover(session: Session, names: dict[int, str], now: datetime) -> WaitingJob | None:
+    oldest = session.execute(
+        select(Job.id, Job.factory_id, Job.updated_at)
+        .where(Job.state == JobState.PLACED)
+        .order_by(Job.updated_at)
+        .limit(1)
+    ).first()
+    if oldest is None:
+        return None
+    return WaitingJob(
+        job_id=oldest.id,
+        factory=names.get(oldest.factory_id) if oldest.factory_id else None,
+        since=oldest.updated_at,
+        waited_s=round((now - oldest.updated_at).total_seconds(), 1),
+    )
+
+
+def _sites(
+    session: Session, names: dict[int, str], leases: dict[str, Lease], now: datetime
+) -> list[SiteHealth]:
+    """Each factory's lease holder and whether its scheduler answered, by factory name."""
+    status = {row.factory_id: row for row in session.scalars(select(SiteStatus))}
     sites = []
     for fid, name in sorted(names.items(), key=lambda kv: kv[1]):
-        lease, row = leases.get(f"site:{fid}"), status.get(fid)
+        lease, row = leases.get(site_topic(fid)), status.get(fid)
         sites.append(
             SiteHealth(
                 factory=name,
@@ -87,38 +130,7 @@ def system_health(session: Session, who: Principal, now: datetime, ttl_s: float)
                 last_contact_at=row.last_contact_at if row else None,
             )
         )
-    counts: dict[str, int] = {
-        state: n
-        for state, n in session.execute(
-            select(Job.state, func.count())
-            .where(Job.state.in_([JobState.PENDING, JobState.PLACED]))
-            .group_by(Job.state)
-        )
-    }
-    oldest = session.execute(
-        select(Job.id, Job.factory_id, Job.updated_at)
-        .where(Job.state == JobState.PLACED)
-        .order_by(Job.updated_at)
-        .limit(1)
-    ).first()
-    broker = leases.get("broker")
-    return SystemHealth(
-        checked_at=now,
-        controllers_alive=any(c.alive for c in controllers),
-        broker_lease_holder=broker.holder if broker and broker.expires_at > now else None,
-        controllers=controllers,
-        sites=sites,
-        pending_jobs=counts.get(JobState.PENDING, 0),
-        placed_jobs=counts.get(JobState.PLACED, 0),
-        oldest_handover=WaitingJob(
-            job_id=oldest.id,
-            factory=names.get(oldest.factory_id) if oldest.factory_id else None,
-            since=oldest.updated_at,
-            waited_s=round((now - oldest.updated_at).total_seconds(), 1),
-        )
-        if oldest
-        else None,
-    )
+    return sites
 
 
 def alerts(health: SystemHealth, handover_warn_s: float = 60.0) -> list[str]:

@@ -20,10 +20,8 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -32,6 +30,7 @@ import httpx
 import pytest
 
 from aifactory.server import free_port
+from aifactory.testing.serving import stop_group, wait_healthy
 
 pytestmark = pytest.mark.slow
 
@@ -169,30 +168,15 @@ class Story:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        deadline = time.monotonic() + CEILING_S
-        while time.monotonic() < deadline:
-            assert self.server.poll() is None, f"aif serve exited:\n{self.server_log()}"
-            try:
-                if httpx.get(f"{self.url}/api/v1/health", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        pytest.fail(f"aif serve did not answer within {CEILING_S} s:\n{self.server_log()}")
+        wait_healthy(self.server, self.url, self.cwd / "serve.log", CEILING_S)
 
     def server_log(self) -> str:
         path = self.cwd / "serve.log"
         return path.read_text(errors="replace")[-5000:] if path.exists() else ""
 
     def stop_server(self) -> None:
-        if self.server is None or self.server.poll() is not None:
-            return
-        os.killpg(self.server.pid, signal.SIGTERM)
-        try:
-            self.server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.server.pid, signal.SIGKILL)
-            self.server.wait(timeout=30)
+        if self.server is not None:
+            stop_group(self.server)
 
 
 def test_readme_block_parses_into_known_commands() -> None:

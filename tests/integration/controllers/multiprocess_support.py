@@ -18,10 +18,10 @@ from typing import IO
 
 from sqlalchemy import func, select
 
-from aifactory.agents.leases import site_lease
 from aifactory.db.engine import Database
 from aifactory.db.models import ControllerBeat, Factory, Job, Lease
 from aifactory.db.types import utcnow
+from aifactory.db.wake import site_topic
 from aifactory.settings import Settings
 from aifactory.testing.jobs import PY, wait_for
 from aifactory.testing.people import Person
@@ -202,7 +202,7 @@ class World:
 
     def site_lease(self, factory: str) -> str:
         with self.db.session() as s:
-            return site_lease(s.scalars(select(Factory.id).where(Factory.name == factory)).one())
+            return site_topic(s.scalars(select(Factory.id).where(Factory.name == factory)).one())
 
     def holders(self) -> dict[str, str]:
         """Lease name -> holder, for the leases that have not expired."""

@@ -24,10 +24,10 @@ from multiprocess_support import AIF, LUMI, Fleet, Proc, World
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from aifactory.agents.leases import BROKER_LEASE
 from aifactory.api.app import create_app
 from aifactory.client import Client
 from aifactory.db.models import Allocation, Job, JobAttempt, JobTransition, LedgerRow
+from aifactory.db.wake import BROKER
 from aifactory.domain.enums import Role
 from aifactory.domain.jobs import TERMINAL, JobState
 from aifactory.server import free_port
@@ -173,7 +173,7 @@ def test_two_controllers_and_two_api_workers_run_200_jobs_each_exactly_once(worl
     a = fleet.controller("--site", LUMI, "--broker")
     fleet.wait(
         lambda: (
-            {world.holders().get(lumi), world.holders().get(BROKER_LEASE)}
+            {world.holders().get(lumi), world.holders().get(BROKER)}
             == {world.holder_of(a)}
             != {None}
         ),

@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -32,6 +31,7 @@ from aifactory.services.setup import prepare
 from aifactory.settings import Settings
 from aifactory.testing.access import award, member_of
 from aifactory.testing.people import make_person
+from aifactory.testing.serving import stop_group, wait_healthy
 
 pytestmark = pytest.mark.slow
 
@@ -117,29 +117,11 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]
     )  # fmt: skip
     fed = Federation(work, env, env["AIF_URL"], anna.token, code)
     try:
-        _wait_healthy(server, fed.url, base / "serve.log")
+        wait_healthy(server, fed.url, base / "serve.log", CEILING_S)
         yield fed
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait(timeout=30)
+        stop_group(server)
         log.close()
-
-
-def _wait_healthy(server: subprocess.Popen[bytes], url: str, log: Path) -> None:
-    deadline = time.monotonic() + CEILING_S
-    while time.monotonic() < deadline:
-        assert server.poll() is None, f"aif serve exited:\n{log.read_text(errors='replace')}"
-        try:
-            if httpx.get(f"{url}/api/v1/health", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    pytest.fail(f"aif serve did not answer within {CEILING_S} s")
 
 
 def test_hello_as_shipped_completes(federation: Federation) -> None:
