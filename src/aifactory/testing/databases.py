@@ -44,6 +44,13 @@ def empty(db: Database) -> None:
     with db.engine.begin() as conn:
         if db.engine.dialect.name == "postgresql":
             conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
-        else:
+        else:  # append-only triggers are lifted for the wipe and put back
+            triggers = conn.execute(
+                text("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'")
+            ).all()
+            for name, _ in triggers:
+                conn.execute(text(f"DROP TRIGGER {name}"))
             for table in tables:
                 conn.execute(text(f"DELETE FROM {table}"))  # noqa: S608 (names from our metadata)
+            for _, sql in triggers:
+                conn.execute(text(sql))

@@ -29,10 +29,13 @@ from aifactory.db.models.registry import (
     Partition,
     System,
 )
+from aifactory.db.models.security import AuditEvent, AuthThrottle, IdempotencyKey
 
 __all__ = [
     "Allocation",
     "ApiToken",
+    "AuditEvent",
+    "AuthThrottle",
     "Base",
     "ControllerBeat",
     "Country",
@@ -40,6 +43,7 @@ __all__ = [
     "Factory",
     "FactoryMember",
     "FundingLine",
+    "IdempotencyKey",
     "Job",
     "JobAttempt",
     "JobTransition",
