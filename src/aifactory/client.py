@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+import uuid
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -19,8 +21,10 @@ from aifactory.services.access_views import (
     ProposalView,
     Report,
 )
+from aifactory.services.audit import AuditPage
 from aifactory.services.health import SystemHealth
 from aifactory.services.job_views import JobPage, JobView, LogChunk, PlacementView
+from aifactory.services.throttle import LockoutView
 from aifactory.services.views import (
     CountryView,
     FactoryView,
@@ -32,6 +36,10 @@ from aifactory.services.views import (
 )
 
 T = TypeVar("T")
+#: Tries of a create request (same Idempotency-Key) while its outcome is unknown.
+CREATE_ATTEMPTS = 5
+#: The longest wait between two tries, seconds (a longer Retry-After is cut to this).
+MAX_BACKOFF_S = 4.0
 _BY_CODE: dict[str, type[errors.AIFactoryError]] = {
     cls.code: cls
     for cls in (
@@ -42,6 +50,7 @@ _BY_CODE: dict[str, type[errors.AIFactoryError]] = {
         errors.Invalid,
         errors.QuotaExceeded,
         errors.BackendUnavailable,
+        errors.TooManyAttempts,
     )
 }
 
@@ -81,16 +90,39 @@ class Client:
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
-            raise errors.BackendUnavailable(
-                f"cannot reach the aifactory API at {self.base_url} ({exc.__class__.__name__}); "
-                "is `aif serve` running?"
-            ) from exc
+            raise self._unreachable(exc) from exc
         if response.status_code >= 400:
             raise _error_from(response)
         return response
 
+    def _unreachable(self, exc: Exception, tries: int = 1) -> errors.BackendUnavailable:
+        times = f", {tries} tries" if tries > 1 else ""
+        return errors.BackendUnavailable(
+            f"cannot reach the aifactory API at {self.base_url} ({exc.__class__.__name__}"
+            f"{times}); is `aif serve` running?"
+        )
+
     def _call(self, method: str, path: str, model: Any, **kwargs: Any) -> Any:
         response = self._send(method, path, **kwargs)
+        return TypeAdapter(model).validate_python(response.json())
+
+    def _create(self, path: str, model: Any, body: Any, key: str | None) -> Any:
+        """POST a create request with an ``Idempotency-Key``, sent again with the same key
+        while its outcome is unknown: a dropped connection, a timeout, or a 503."""
+        headers = {"Idempotency-Key": key or str(uuid.uuid4())}
+        for attempt in range(1, CREATE_ATTEMPTS + 1):
+            try:
+                response = self._http.post(path, json=body, headers=headers)
+            except httpx.TransportError as exc:
+                if attempt == CREATE_ATTEMPTS:
+                    raise self._unreachable(exc, attempt) from exc
+                time.sleep(_backoff(attempt))
+                continue
+            if response.status_code != 503 or attempt == CREATE_ATTEMPTS:
+                break
+            time.sleep(_retry_after(response, attempt))
+        if response.status_code >= 400:
+            raise _error_from(response)
         return TypeAdapter(model).validate_python(response.json())
 
     # --- registry ---
@@ -158,8 +190,9 @@ class Client:
         result: NewToken = self._call("POST", "/tokens", NewToken, json=body)
         return result
 
-    def set_password(self, username: str, password: str) -> None:
-        self._send("PUT", f"/users/{_q(username)}/password", json={"password": password})
+    def set_password(self, username: str, password: str, current: str | None = None) -> None:
+        body = {"password": password, "current_password": current}
+        self._send("PUT", f"/users/{_q(username)}/password", json=body)
 
     def list_tokens(self) -> list[TokenView]:
         result: list[TokenView] = self._call("GET", "/tokens", list[TokenView])
@@ -167,6 +200,19 @@ class Client:
 
     def revoke_token(self, token_id: int) -> TokenView:
         result: TokenView = self._call("DELETE", f"/tokens/{token_id}", TokenView)
+        return result
+
+    def audit_log(self, **filters: Any) -> AuditPage:
+        params = {k: str(v) for k, v in filters.items() if v is not None}
+        result: AuditPage = self._call("GET", "/audit", AuditPage, params=params)
+        return result
+
+    def lockouts(self) -> list[LockoutView]:
+        result: list[LockoutView] = self._call("GET", "/lockouts", list[LockoutView])
+        return result
+
+    def unlock(self, key: str) -> LockoutView:
+        result: LockoutView = self._call("DELETE", f"/lockouts/{_q(key)}", LockoutView)
         return result
 
     # --- access ---
@@ -189,9 +235,10 @@ class Client:
         )
         return result
 
-    def create_proposal(self, **fields: Any) -> ProposalView:
-        result: ProposalView = self._call(
-            "POST", "/proposals", ProposalView, json=_jsonable(fields)
+    def create_proposal(self, idempotency_key: str | None = None, **fields: Any) -> ProposalView:
+        """A draft proposal; a dropped connection is retried without creating a second one."""
+        result: ProposalView = self._create(
+            "/proposals", ProposalView, _jsonable(fields), idempotency_key
         )
         return result
 
@@ -255,8 +302,10 @@ class Client:
 
     # --- jobs ---
 
-    def submit_job(self, spec: dict[str, Any]) -> JobView:
-        result: JobView = self._call("POST", "/jobs", JobView, json=spec)
+    def submit_job(self, spec: dict[str, Any], idempotency_key: str | None = None) -> JobView:
+        """Submit once: a dropped connection is retried with the same ``Idempotency-Key``
+        (a new UUID unless given), so the server creates one job at most."""
+        result: JobView = self._create("/jobs", JobView, spec, idempotency_key)
         return result
 
     def list_jobs(
@@ -294,6 +343,20 @@ class Client:
             params["attempt"] = attempt
         result: LogChunk = self._call("GET", f"/jobs/{job_id}/logs", LogChunk, params=params)
         return result
+
+
+def _backoff(attempt: int) -> float:
+    """0.25 s after the first try, doubling, at most ``MAX_BACKOFF_S``."""
+    return float(min(MAX_BACKOFF_S, 0.25 * 2 ** (attempt - 1)))
+
+
+def _retry_after(response: httpx.Response, attempt: int) -> float:
+    """The server's ``Retry-After`` in seconds (capped), else the backoff."""
+    try:
+        wait = float(response.headers.get("Retry-After", ""))
+    except ValueError:
+        return _backoff(attempt)
+    return min(MAX_BACKOFF_S, max(0.0, wait))
 
 
 def _report_params(group_by: str, start: str | None, end: str | None) -> dict[str, str]:

@@ -64,6 +64,12 @@ class Invalid(AIFactoryError):
         return cls(f"invalid {name}: {message}", [FieldError(name, rule, message)])
 
 
+class TooManyAttempts(AIFactoryError):
+    """Too many failed credential checks: locked out until ``extra["retry_after_s"]`` passes."""
+
+    code = "too_many_attempts"
+
+
 class QuotaExceeded(AIFactoryError):
     code = "quota_exceeded"
 

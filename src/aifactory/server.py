@@ -20,6 +20,7 @@ from aifactory.agents.runner import AgentRunner
 from aifactory.api.app import create_app
 from aifactory.db.engine import Database
 from aifactory.portal import install as install_portal
+from aifactory.portal.headers import SecurityHeaders
 from aifactory.settings import Settings, load_settings
 
 
@@ -31,9 +32,13 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def build_app(settings: Settings, db: Database | None = None) -> FastAPI:
-    """The web app users reach: the REST API under ``/api/v1`` and the portal at ``/``."""
+    """The web app users reach: the REST API under ``/api/v1`` and the portal at ``/``.
+
+    Every response gets the security headers (``portal/headers.py``).
+    """
     app = create_app(settings, db)
     install_portal(app)
+    app.add_middleware(SecurityHeaders)
     return app
 
 

@@ -32,6 +32,16 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8080
     token_ttl_days: int = Field(default=90, ge=1, le=3650)
+    auth_account_failures: int = Field(
+        default=10, ge=1, le=10_000, description="wrong passwords for one account before a lock"
+    )
+    auth_address_failures: int = Field(
+        default=50, ge=1, le=100_000, description="failed sign-ins or tokens from one address"
+    )
+    auth_window_s: int = Field(default=900, ge=1, le=86_400, description="failures counted over")
+    auth_lockout_s: int = Field(
+        default=900, ge=1, le=86_400, description="first lockout; doubles with each in a row"
+    )
     federation_file: Path | None = Field(
         default=None, description="federation YAML; default is the shipped one"
     )
@@ -51,6 +61,12 @@ class Settings(BaseSettings):
     run_agents: bool = True
     api_concurrency: int = Field(
         default=16, ge=1, le=1000, description="requests in progress per API worker (rest wait)"
+    )
+    api_queue_timeout_s: float = Field(
+        default=5.0, gt=0, le=600, description="how long a request waits for a slot, then 503"
+    )
+    api_queue_limit: int = Field(
+        default=256, ge=0, le=100_000, description="requests waiting per API worker; more get 503"
     )
     demo_train_steps: int = Field(default=160, ge=1, le=100_000)
 

@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import partial
 
@@ -31,7 +31,7 @@ from aifactory.db.types import utcnow
 from aifactory.db.wake import BROKER, wake
 from aifactory.domain.jobs import RETRYABLE, JobState
 from aifactory.domain.jobspec import JobSpec
-from aifactory.domain.ledger import charge_milli
+from aifactory.domain.ledger import usage_milli
 from aifactory.errors import BackendUnavailable, NotFound
 from aifactory.executors import ExecJob, ExecState, ExecStatus, ExecUsage, Executor
 from aifactory.services import jobs as job_service
@@ -271,7 +271,7 @@ class SiteAgent:
         attempt = next(a for a in job.attempts if a.attempt == job.attempt)
         if status.started_at and job.started_at is None:
             job.started_at = _dt(status.started_at)
-        attempt.started_at = attempt.started_at or job.started_at
+        attempt.started_at = attempt.started_at or _dt(status.started_at)
         if target == JobState(job.state):
             return
         if target in (JobState.QUEUED, JobState.RUNNING):
@@ -290,15 +290,16 @@ class SiteAgent:
         status: ExecStatus,
         usage: ExecUsage | None,
     ) -> None:
-        elapsed = usage.elapsed_s if usage else 0.0
+        job.exit_code, job.ended_at = status.exit_code, _dt(status.ended_at) or utcnow()
+        elapsed = _elapsed(attempt.started_at, job.ended_at, usage)
         factor = Decimal(str(s.get_one(Partition, job.partition_id).charge_factor))
-        used = charge_milli(round(job.gpus * elapsed), factor) if job.gpus else 0
+        used = usage_milli(job.gpus, elapsed, factor) if job.gpus else 0
         if job.allocation_id is not None:
             effect = (job.id, job.attempt)
             ledger.settle(s, job.allocation_id, job.reserved_milli, used, self.name, effect)
         job.reserved_milli, job.charged_milli = 0, job.charged_milli + used
-        job.exit_code, job.ended_at = status.exit_code, _dt(status.ended_at) or utcnow()
-        attempt.state, attempt.exit_code, attempt.elapsed_s = target, status.exit_code, elapsed
+        attempt.state, attempt.exit_code = target, status.exit_code
+        attempt.elapsed_s = elapsed.total_seconds()
         attempt.ended_at, attempt.charged_milli, attempt.message = (
             job.ended_at,
             used,
@@ -398,3 +399,14 @@ def _placed(attempt: int) -> Callable[[Job], bool]:
 
 def _dt(epoch: float | None) -> datetime | None:
     return datetime.fromtimestamp(epoch, UTC) if epoch is not None else None
+
+
+def _elapsed(started: datetime | None, ended: datetime, usage: ExecUsage | None) -> timedelta:
+    """What an attempt is charged for: its recorded start to its recorded end (exact, in
+    microseconds); the executor's own figure only when no start was recorded; 0 if it never ran.
+    """
+    if usage is None:
+        return timedelta(0)
+    if started is None:
+        return timedelta(seconds=usage.elapsed_s)
+    return max(ended - started, timedelta(0))

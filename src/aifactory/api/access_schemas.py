@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import date
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from aifactory.api.params import FederationDate
 from aifactory.domain.enums import ResearchKind
 from aifactory.settings import FactorySpec, SBool, SInt
 
@@ -23,9 +23,9 @@ class EligibilityCheckIn(_In):
     call_id: str = Field(max_length=64)
     organisation: str = Field(min_length=1, max_length=200)
     research_kind: ResearchKind
-    start_date: date | None = None
+    start_date: FederationDate | None = None
     duration_months: SInt | None = Field(default=None, ge=1, le=60)
-    pi_contract_end: date | None = None
+    pi_contract_end: FederationDate | None = None
 
 
 class HostingIn(_In):
@@ -65,8 +65,8 @@ class ProposalCreate(_In):
     research_kind: ResearchKind
     gpu_hours: Hours | None = None
     duration_months: SInt | None = Field(default=None, ge=1, le=60)
-    start_date: date | None = None
-    pi_contract_end: date | None = None
+    start_date: FederationDate | None = None
+    pi_contract_end: FederationDate | None = None
     partition: str | None = Field(default=None, max_length=201, description="SYSTEM/PARTITION")
     hosting: HostingIn | None = None
 
@@ -97,4 +97,4 @@ class DecisionIn(_In):
 
 
 class CutoffDecisionIn(_In):
-    cutoff: date
+    cutoff: FederationDate

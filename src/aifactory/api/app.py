@@ -8,7 +8,8 @@ from pydantic import BaseModel
 import aifactory
 from aifactory.api import errors
 from aifactory.api.limits import BodySizeLimit, ConcurrencyLimit
-from aifactory.api.routers import access, identity, jobs, projects, registry, status
+from aifactory.api.origin import RequestOrigin
+from aifactory.api.routers import access, audit, identity, jobs, projects, registry, status
 from aifactory.db.engine import Database
 from aifactory.db.types import utcnow
 from aifactory.settings import Settings
@@ -36,7 +37,13 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     app.state.clock = utcnow
     errors.install(app)
     app.add_middleware(BodySizeLimit)
-    app.add_middleware(ConcurrencyLimit, limit=settings.api_concurrency)
+    app.add_middleware(
+        ConcurrencyLimit,
+        limit=settings.api_concurrency,
+        queue_timeout_s=settings.api_queue_timeout_s,
+        queue_limit=settings.api_queue_limit,
+    )
+    app.add_middleware(RequestOrigin)
 
     api = APIRouter(prefix="/api/v1")
 
@@ -51,5 +58,6 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     api.include_router(projects.router)
     api.include_router(jobs.router)
     api.include_router(status.router)
+    api.include_router(audit.router)
     app.include_router(api)
     return app

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from aifactory.db.engine import Database
+from aifactory.db.types import utcnow
 from aifactory.errors import Unauthenticated
-from aifactory.services import identity
+from aifactory.services import audit, identity, throttle
+from aifactory.services.audit import AuditAction
 from aifactory.services.permissions import Principal
 from aifactory.services.sites import capacity_map
 from aifactory.settings import Settings
@@ -47,12 +49,31 @@ _bearer = HTTPBearer(auto_error=False, description="API token from `aif admin cr
 
 
 def get_principal(
-    session: SessionDep,
+    request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
+    """The token's owner, checked in a short transaction of its own.
+
+    Unknown tokens count against the caller's address (``services/throttle.py``); after too
+    many, unknown tokens from there get 429 until the lock ends. A valid token still works from
+    a locked address: 256-bit tokens cannot be guessed, and one broken script behind a shared
+    NAT must not lock out everyone else there. The count commits although the request fails.
+    """
     if credentials is None or not credentials.credentials:
         raise Unauthenticated("missing API token: send 'Authorization: Bearer <token>'")
-    return identity.authenticate(session, credentials.credentials)
+    now = utcnow()  # tokens expire and locks end in real time, whatever the app's clock says
+    with get_db(request).session() as session:
+        try:
+            return identity.authenticate(session, credentials.credentials, now)
+        except Unauthenticated as exc:
+            refused = exc
+            if exc.extra.get("guess"):
+                limits = throttle.policies(get_settings(request), audit.origin.get())
+                throttle.check(session, list(limits), now)
+                throttle.fail(session, limits, now)
+                prefix = credentials.credentials[:12]
+                audit.record(session, "anonymous", AuditAction.TOKEN_REJECTED, ("token", prefix))
+    raise refused
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
@@ -65,3 +86,29 @@ def site_capacity(request: Request, session: Session) -> dict[str, int | None]:
         cached = capacity_map(session, request.app.state.settings)
         request.app.state.capacity = cached
     return cached
+
+
+IdempotencyKeyDep = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description=(
+            "Any 1-255 printable ASCII characters unique to this create request (a UUID). "
+            "Sent again by the same user within 24 hours, it creates nothing and returns the "
+            "original object with `Idempotent-Replayed: true`; with a different body it is "
+            "refused (422). Retry a request whose answer was lost with the same key."
+        ),
+    ),
+]
+#: The 201 response's header on a replay, for the OpenAPI document.
+REPLAYED: dict[int | str, dict[str, Any]] = {
+    201: {
+        "headers": {
+            "Idempotent-Replayed": {
+                "description": "`true` when an earlier request with this Idempotency-Key "
+                "created the object returned",
+                "schema": {"type": "string"},
+            }
+        }
+    }
+}

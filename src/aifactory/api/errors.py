@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
@@ -18,6 +19,8 @@ from starlette.routing import Match
 from aifactory.errors import AIFactoryError, FieldError
 
 log = logging.getLogger(__name__)
+#: Seconds a client is asked to wait before retrying a 503 (every 503 carries Retry-After).
+RETRY_AFTER_S = 1
 
 STATUS: dict[str, int] = {
     "not_found": 404,
@@ -26,6 +29,7 @@ STATUS: dict[str, int] = {
     "unauthenticated": 401,
     "invalid": 422,
     "quota_exceeded": 409,
+    "too_many_attempts": 429,
     "backend_unavailable": 503,
 }
 HTTP_CODES: dict[int, str] = {
@@ -38,6 +42,7 @@ HTTP_CODES: dict[int, str] = {
     413: "too_large",
     415: "invalid",
     422: "invalid",
+    503: "backend_unavailable",
 }
 
 
@@ -70,6 +75,8 @@ def error_json(
     out = dict(headers or {})
     if status == 401:
         out["WWW-Authenticate"] = "Bearer"
+    if status == 503:
+        out.setdefault("Retry-After", str(RETRY_AFTER_S))
     return JSONResponse(body, status_code=status, headers=out)
 
 
@@ -86,7 +93,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(AIFactoryError)
     async def _domain(_: Request, exc: AIFactoryError) -> JSONResponse:
-        return error_json(STATUS.get(exc.code, 400), exc.code, exc.message, exc.details)
+        wait = exc.extra.get("retry_after_s")
+        headers = {"Retry-After": str(wait)} if wait is not None else None
+        return error_json(STATUS.get(exc.code, 400), exc.code, exc.message, exc.details, headers)
 
     @app.exception_handler(RequestValidationError)
     async def _request(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -134,7 +143,14 @@ def install(app: FastAPI) -> None:
         # stored; the client may retry. Never a 500 for a state of the backend.
         log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc.orig)
         msg = "the database is busy or unreachable; nothing was stored, retry shortly"
-        return error_json(503, "backend_unavailable", msg, [], {"Retry-After": "1"})
+        return error_json(503, "backend_unavailable", msg, [])
+
+    @app.exception_handler(PoolTimeout)
+    async def _pool(request: Request, exc: PoolTimeout) -> JSONResponse:
+        # Every database connection stayed in use for the pool's timeout: overloaded.
+        log.warning("no database connection free on %s %s", request.method, request.url.path)
+        msg = "the server is overloaded (no database connection free); nothing was stored, retry"
+        return error_json(503, "overloaded", msg, [])
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -170,5 +186,6 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         409: "conflict",
         413: "too_large",
         422: "invalid",
+        503: "overloaded or backend_unavailable (retry after Retry-After seconds)",
     }.items()
 }

@@ -70,3 +70,8 @@ class TokenCreate(_In):
 
 class PasswordIn(_In):
     password: str = Field(min_length=12, max_length=256)
+    current_password: str | None = Field(
+        default=None,
+        max_length=256,
+        description="your current password, needed to change your own (not for admins)",
+    )

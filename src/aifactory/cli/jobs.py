@@ -73,20 +73,29 @@ def submit(
     file: Annotated[Path, typer.Argument(help="job.yaml, job.json or train.sbatch")],
     project: Annotated[str | None, typer.Option(help="project ID (overrides the file)")] = None,
     follow: Annotated[bool, typer.Option(help="follow state and logs until it ends")] = False,
+    idempotency_key: Annotated[
+        str | None,
+        typer.Option(
+            help="reuse a key to submit at most once across runs of a script (default: new)"
+        ),
+    ] = None,
 ) -> None:
-    """Submit a job once; the broker picks the factory and says why."""
-    _submit(file, project, follow)
+    """Submit a job once; the broker picks the factory and says why.
+
+    A dropped connection is retried with the same idempotency key: one job at most.
+    """
+    _submit(file, project, follow, idempotency_key)
 
 
 @friendly
-def _submit(file: Path, project: str | None, follow: bool) -> None:
+def _submit(file: Path, project: str | None, follow: bool, key: str | None = None) -> None:
     spec, warnings = read_spec(file)
     for warning in warnings:
         console.print(f"[yellow]warning:[/yellow] {warning}")
     if project:
         spec["project"] = project
     with client() as c:
-        job = c.submit_job(spec)
+        job = c.submit_job(spec, idempotency_key=key)
         console.print(f"job [bold]{job.id}[/bold] {job.state} on {job.factory or '-'}")
         console.print(why_table(c.why_job(job.id)))
         if follow:

@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from aifactory.cli import access, jobs, ops, render, sim
+from aifactory import errors
+from aifactory.cli import access, jobs, ops, render, security, sim
 from aifactory.cli import config as cli_config
 from aifactory.cli.common import client, friendly
 from aifactory.cli.render import console
@@ -24,6 +25,7 @@ app.add_typer(sim.app, name="sim")
 access.install(app)
 jobs.install(app)
 ops.install(app)
+security.install(admin_app)
 
 
 # --- server side -----------------------------------------------------------------------------
@@ -207,11 +209,19 @@ def admin_revoke_token(token_id: int) -> None:
 def admin_set_password(
     username: Annotated[str, typer.Argument(help="user whose portal password to set")],
 ) -> None:
-    """Set a portal password (asked for twice, never echoed); your own or, as admin, anyone's."""
+    """Set a portal password (asked for twice, never echoed); your own or, as admin, anyone's.
+
+    Changing your own password asks for the current one."""
     password = typer.prompt("New password", hide_input=True, confirmation_prompt=True)
     with client() as c:
-        c.set_password(username, password)
-    console.print(f"password of {username} set")
+        try:
+            c.set_password(username, password)
+        except errors.Invalid as exc:
+            if not any(d.field == "current_password" for d in exc.details):
+                raise
+            current = typer.prompt("Current password", hide_input=True)
+            c.set_password(username, password, current)
+    console.print(f"password of {username} set; {username}'s portal sessions ended")
 
 
 @admin_app.command("tokens")

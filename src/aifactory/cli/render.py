@@ -104,16 +104,18 @@ def user_line(u: UserView) -> str:
 
 def tokens_table(tokens: list[TokenView]) -> Table:
     table = Table(title="API tokens", header_style="bold")
-    for col in ("ID", "Name", "Prefix", "User", "Expires", "Revoked"):
+    for col in ("ID", "Name", "Prefix", "User", "Expires", "Last used", "Revoked"):
         table.add_column(col)
     for t in tokens:
         revoked = t.revoked_at.isoformat(timespec="seconds") if t.revoked_at else "-"
+        used = t.last_used_at.isoformat(timespec="minutes") if t.last_used_at else "never"
         table.add_row(
             str(t.id),
             t.name,
             t.prefix + "…",
             t.username,
             t.expires_at.date().isoformat(),
+            used,
             revoked,
         )
     return table

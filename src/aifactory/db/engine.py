@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib.resources import files
 from pathlib import Path
@@ -10,37 +10,91 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from aifactory.db.wake import WakeBus, take_pending
 
+#: Seconds a session waits for a pooled connection before the request is refused (503).
+POOL_TIMEOUT_S = 5.0
+#: Seconds a SQLite write transaction waits for the database's write lock (then 503).
+SQLITE_BUSY_TIMEOUT_S = 5.0
+#: Statements that need no write lock (reads, transaction control); all others take it first.
+_NO_LOCK = frozenset(
+    {"SELECT", "PRAGMA", "EXPLAIN", "VALUES", "BEGIN", "COMMIT", "END", "ROLLBACK", "VACUUM"}
+)
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.close()
+
+def _sqlite_connect(busy_timeout_s: float) -> Callable[[Any, Any], None]:
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # The driver begins no transactions of its own; _begin_immediate does (see below).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
+        cursor.close()
+
+    return on_connect
 
 
-def make_engine(url: str) -> Engine:
-    """Create an engine; SQLite gets foreign keys, WAL and a busy timeout, and its folder."""
+def _writes(statement: str, context: Any) -> bool:
+    words = statement.lstrip(" \n\t(").split(None, 1)
+    first = words[0].upper() if words else ""
+    if first == "WITH":  # a CTE: a write only when it ends in INSERT, UPDATE or DELETE
+        return context is None or bool(context.isinsert or context.isupdate or context.isdelete)
+    return first not in _NO_LOCK
+
+
+def _begin_immediate(
+    conn: Connection, cursor: Any, statement: str, params: Any, context: Any, _many: bool
+) -> tuple[str, Any]:
+    """Before a transaction's first write (or savepoint, or DDL): ``BEGIN IMMEDIATE``.
+
+    It takes SQLite's write lock first, waiting at most the busy timeout (then "database is
+    locked", a 503), so a transaction never fails half-way on upgrading a read lock. A
+    session's reads before its first write run on their own (as with the driver's default);
+    a read-only session never takes the lock, and never blocks or waits for writers (WAL).
+    """
+    driver = conn.connection.driver_connection
+    if driver is not None and not driver.in_transaction and _writes(statement, context):
+        cursor.execute("BEGIN IMMEDIATE")
+    return statement, params
+
+
+def make_engine(
+    url: str,
+    *,
+    pool_size: int = 10,
+    max_overflow: int = 30,
+    pool_timeout_s: float = POOL_TIMEOUT_S,
+    busy_timeout_s: float = SQLITE_BUSY_TIMEOUT_S,
+) -> Engine:
+    """Create an engine; SQLite gets foreign keys, WAL, a busy timeout, and its folder.
+
+    Per process: API requests in progress (``api_concurrency``, 16) plus one per controller
+    loop stay below the pool's size; a checkout waits at most ``pool_timeout_s`` (then 503).
+    """
     parsed = make_url(url)
+    pool: dict[str, Any] = {
+        "pool_size": pool_size,
+        "max_overflow": max_overflow,
+        "pool_timeout": pool_timeout_s,
+    }
     if parsed.get_backend_name() == "sqlite":
-        pool: dict[str, int] = {}
-        if parsed.database and parsed.database != ":memory:":
+        if not parsed.database or parsed.database == ":memory:":
+            pool = {}  # one shared connection per thread: nothing to size
+        else:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-            pool = {"pool_size": 10, "max_overflow": 30}
         engine = create_engine(url, connect_args={"check_same_thread": False}, **pool)
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", _sqlite_connect(busy_timeout_s))
+        event.listen(engine, "before_cursor_execute", _begin_immediate, retval=True)
         return engine
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
-    # Per process: API requests in progress (api_concurrency, 16) plus one per controller loop.
-    return create_engine(url, pool_size=10, max_overflow=30, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True, **pool)
 
 
 def alembic_config(url: str) -> Config:
@@ -53,9 +107,9 @@ def alembic_config(url: str) -> Config:
 class Database:
     """One engine and its session factory; ``session()`` commits on success, rolls back on error."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, **engine: Any) -> None:
         self.url = url
-        self.engine = make_engine(url)
+        self.engine = make_engine(url, **engine)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.bus = WakeBus()  # wakes this process's controllers (see db/wake.py)
         event.listen(self.sessions, "after_commit", self._committed)

@@ -29,13 +29,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
-from decimal import ROUND_CEILING, Decimal, InvalidOperation
+from datetime import timedelta
+from decimal import Decimal, InvalidOperation
 
 from aifactory.domain.enums import LedgerKind as K
 from aifactory.domain.enums import ResearchKind, UsageLevel
 from aifactory.errors import Conflict, Invalid, QuotaExceeded
 
 MILLI_PER_HOUR = 1000
+SECONDS_PER_HOUR = 3600
+_MICROSECOND = timedelta(microseconds=1)
 WARNING_FRACTION = Decimal("0.8")
 _SIGN: Mapping[K, int] = {K.GRANT: 1, K.RESERVE: -1, K.CHARGE: -1, K.RELEASE: 1, K.EXPIRE: -1}
 
@@ -298,13 +301,38 @@ def settle(state: LedgerState, reserved: int, used: int) -> Settlement:
 def charge_milli(gpu_seconds: int, charge_factor: Decimal) -> int:
     """Normalised milli-GPU-hours for raw GPU-seconds on a partition, rounded up.
 
+    Exact integer arithmetic: ``ceil(gpu_seconds x charge_factor x 1000 / 3600)``.
+
     Raises:
-        Invalid: Negative seconds or a non-positive charge factor.
+        Invalid: Negative seconds or a non-positive (or non-finite) charge factor.
     """
-    if gpu_seconds < 0 or charge_factor <= 0:
+    if gpu_seconds < 0 or not charge_factor.is_finite() or charge_factor <= 0:
         raise Invalid.field("usage", "positive", f"{gpu_seconds} s at factor {charge_factor}")
-    exact = Decimal(gpu_seconds) * charge_factor * MILLI_PER_HOUR / 3600
-    return int(exact.to_integral_value(rounding=ROUND_CEILING))
+    num, den = charge_factor.as_integer_ratio()
+    return -(-gpu_seconds * num * MILLI_PER_HOUR // (den * SECONDS_PER_HOUR))
+
+
+def used_gpu_seconds(gpus: int, elapsed: timedelta) -> int:
+    """GPU-seconds an attempt used: GPUs x elapsed, rounded **up** to the next whole GPU-second.
+
+    Exact: the elapsed time is taken in whole microseconds (a ``timedelta`` holds no finer), so
+    an exact multiple of a second is never charged one more; a negative span counts as 0.
+
+    Raises:
+        Invalid: Negative GPUs.
+    """
+    if gpus < 0:
+        raise Invalid.field("usage", "non_negative", f"{gpus} GPUs")
+    micros = max(elapsed // _MICROSECOND, 0)
+    return -(-gpus * micros // 1_000_000)
+
+
+def usage_milli(gpus: int, elapsed: timedelta, charge_factor: Decimal) -> int:
+    """What an attempt is charged: ``charge_milli(used_gpu_seconds(gpus, elapsed), factor)``.
+
+    Both steps round up: to the next GPU-second, then to the next milli-GPU-hour.
+    """
+    return charge_milli(used_gpu_seconds(gpus, elapsed), charge_factor)
 
 
 _RANK = {UsageLevel.OK: 0, UsageLevel.WARNING: 1, UsageLevel.EXHAUSTED: 2}

@@ -18,7 +18,7 @@ from decimal import Decimal
 from functools import cache
 from itertools import pairwise
 
-from aifactory.domain.access_modes import AccessMode, PeerReviewRules
+from aifactory.domain.access_modes import AccessMode, GpuHourLimits, PeerReviewRules
 from aifactory.domain.enums import AssessmentStep
 from aifactory.domain.enums import ProposalStatus as S
 from aifactory.errors import Conflict, FieldError, Invalid
@@ -134,6 +134,29 @@ def _same_org(a: str, b: str) -> bool:
 def has_conflict(reviewer_organisation: str, applicant_organisation: str) -> bool:
     """Whether the reviewer belongs to the applicant's organisation (case-insensitive)."""
     return _same_org(reviewer_organisation, applicant_organisation)
+
+
+def check_grant(requested: Decimal, granted: Decimal, limits: GpuHourLimits | None) -> None:
+    """The award invariant: 0 < granted <= requested, and requested within the call's limits.
+
+    An assessment may lower what is awarded, never raise it above the request; the request was
+    checked against the call when it was made and is checked again here, so no path (an
+    operator's assessment, a decision, a changed call) can award beyond the mode's limit.
+
+    Raises:
+        Invalid: ``gpu_hours`` with rule ``within_request`` or ``gpu_hour_limits``.
+    """
+    if granted <= 0:
+        raise Invalid.field("gpu_hours", "positive", f"{granted} GPU-hours is not > 0")
+    if granted > requested:
+        msg = (
+            f"{granted} GPU-h is more than the {requested} GPU-h requested; "
+            "an award may lower the request, never raise it"
+        )
+        raise Invalid.field("gpu_hours", "within_request", msg)
+    problem = limits.violation(requested) if limits is not None else None
+    if problem:
+        raise Invalid.field("gpu_hours", "gpu_hour_limits", problem)
 
 
 def check_reviewer(reviewer: str, reviewer_organisation: str, applicant_organisation: str) -> None:

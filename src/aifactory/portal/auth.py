@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
-from aifactory.api.deps import NowDep, SessionDep
-from aifactory.errors import Unauthenticated
+from aifactory.api.deps import NowDep, SessionDep, SettingsDep
+from aifactory.errors import TooManyAttempts, Unauthenticated
 from aifactory.portal.web import (
     FORM_COOKIE,
     SESSION_COOKIE,
@@ -63,6 +63,7 @@ def login_form(request: Request, user: MaybeUser, next: str = "/") -> Response:
 def login(
     request: Request,
     session: SessionDep,
+    settings: SettingsDep,
     now: NowDep,
     method: Annotated[str, Form(max_length=16)] = "password",
     username: Annotated[str, Form(max_length=64)] = "",
@@ -70,12 +71,15 @@ def login(
     token: Annotated[str, Form(max_length=256)] = "",
     next: Annotated[str, Form(max_length=500)] = "/",
 ) -> Response:
-    """Public: checks the credentials and starts a session (a fresh cookie every time)."""
+    """Public: checks the credentials and starts a session (a fresh cookie every time).
+
+    Failures are throttled per account and per address; a locked one gets 429 and when to
+    try again, even with the right password."""
+    secret = token.strip() if method == "token" else password
     try:
-        if method == "token":
-            started = sessions.sign_in_token(session, token.strip(), now)
-        else:
-            started = sessions.sign_in_password(session, username.strip(), password, now)
+        started = sessions.sign_in(session, settings, method, username.strip(), secret, now)
+    except TooManyAttempts as exc:
+        return _login_page(request, next, exc.message, username, status=429)
     except Unauthenticated as exc:
         return _login_page(request, next, exc.message, username, status=401)
     response = redirect(safe_next(next))

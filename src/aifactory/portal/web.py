@@ -148,6 +148,13 @@ def render(
     user: SignedIn | None = None,
 ) -> HTMLResponse:
     user = user or getattr(request.state, "user", None)
+    alerts = _ops_alerts(request, user)
+    return _page(request, template, {"ops_alerts": alerts, **(context or {})}, status, user)
+
+
+def _page(
+    request: Request, template: str, context: dict[str, Any], status: int, user: SignedIn | None
+) -> HTMLResponse:
     base: dict[str, Any] = {
         "request": request,
         "user": user,
@@ -155,11 +162,11 @@ def render(
         "path": request.url.path,
         "csrf_token": user.csrf_token if user else "",
         "notice": NOTICES.get(request.query_params.get("notice", "")),
-        "ops_alerts": _ops_alerts(request, user),
+        "ops_alerts": [],
         "errors": {},
         "form_errors": [],
     }
-    html = ENV.get_template(template).render({**base, **(context or {})})
+    html = ENV.get_template(template).render({**base, **context})
     return HTMLResponse(html, status_code=status)
 
 
@@ -186,13 +193,42 @@ def login_redirect(request: Request) -> RedirectResponse:
     return redirect("/login?next=" + quote(target, safe=""))
 
 
+#: Headings of the error pages, by HTTP status.
+ERROR_TITLES = {
+    403: "Not allowed",
+    404: "Not found",
+    405: "Not allowed here",
+    409: "Conflict",
+    422: "Invalid input",
+    500: "Something went wrong",
+    503: "Try again shortly",
+}
+
+
 def error_page(request: Request, exc: AIFactoryError) -> Response:
     if isinstance(exc, Unauthenticated):
         return login_redirect(request)
     status = STATUS.get(exc.code, 400)
-    titles = {403: "Not allowed", 404: "Not found", 409: "Conflict", 422: "Invalid input"}
-    context = {"title": titles.get(status, "Error"), "status": status, "exc": exc}
-    return render(request, "error.html", context, status)
+    return render(request, "error.html", _error_context(status, exc.message, exc.details), status)
+
+
+def status_page(
+    request: Request,
+    status: int,
+    message: str,
+    user: SignedIn | None = None,
+    headers: dict[str, str] | None = None,
+) -> HTMLResponse:
+    """An error page that reads nothing from the database (unknown addresses, failures)."""
+    user = user or getattr(request.state, "user", None)
+    response = _page(request, "error.html", _error_context(status, message, []), status, user)
+    response.headers.update(headers or {})
+    return response
+
+
+def _error_context(status: int, message: str, details: list[FieldError]) -> dict[str, Any]:
+    title = ERROR_TITLES.get(status, "Error")
+    return {"title": title, "status": status, "message": message, "details": details}
 
 
 # --- CSRF and the route class ----------------------------------------------------------------

@@ -20,23 +20,37 @@ from aifactory.db.models import (
     ProjectMember,
     Proposal,
 )
+from aifactory.domain import proposals as flow
+from aifactory.domain.calls import effective_gpu_hours
 from aifactory.domain.clock import add_months, as_date
 from aifactory.domain.enums import AccessModeCode, LedgerKind, ResearchKind, Role
-from aifactory.domain.ledger import FundingSplit, attribution_for
+from aifactory.domain.ledger import FundingSplit, attribution_for, from_milli
 from aifactory.domain.project_ids import next_project_id, parse_project_id
 from aifactory.domain.registry import FactoryStatus, FundingSource
 from aifactory.errors import Conflict, Invalid
-from aifactory.services import ledger, registry
+from aifactory.services import access, audit, ledger, registry
+from aifactory.services.audit import AuditAction
 from aifactory.settings import FactorySpec
 
 
-def award(session: Session, proposal: Proposal, at: datetime) -> None:
+def award(session: Session, proposal: Proposal, at: datetime, actor: str = "system") -> None:
     """Carry out an acceptance: compute for access modes, registry changes for hosting."""
     if proposal.mode == AccessModeCode.HOSTING:
         _accept_hosting(session, proposal)
+        audit.record(session, actor, AuditAction.AWARD, ("proposal", proposal.id), hosting=True)
         return
     project = _create_project(session, proposal, at)
-    _create_allocation(session, proposal, project, at)
+    allocation = _create_allocation(session, proposal, project, at)
+    hours = proposal.assessed_gpu_hours_milli or proposal.gpu_hours_milli or 0
+    audit.record(
+        session,
+        actor,
+        AuditAction.AWARD,
+        ("proposal", proposal.id),
+        project=project.code,
+        allocation=allocation.id,
+        gpu_hours=from_milli(hours),
+    )
 
 
 def _create_project(session: Session, proposal: Proposal, at: datetime) -> Project:
@@ -69,6 +83,12 @@ def _create_allocation(
     hours = proposal.assessed_gpu_hours_milli or proposal.gpu_hours_milli
     if partition_id is None or not hours or not proposal.duration_months:
         raise Invalid.field("partition", "required", "an award needs a partition, hours, duration")
+    call = access.get_call(proposal.call_id)
+    flow.check_grant(
+        from_milli(proposal.gpu_hours_milli or 0),
+        from_milli(hours),
+        effective_gpu_hours(call, access.mode_of(call)),
+    )
     factory = session.get_one(Factory, proposal.factory_id)
     start = max(proposal.start_date or as_date(at), as_date(at))
     split = attribution_for(

@@ -4,22 +4,25 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from aifactory.db.models import Organisation, Proposal, ReviewAssignment, User
+from aifactory.db.models import Membership, Organisation, Proposal, ReviewAssignment, User
 from aifactory.domain import proposals as flow
 from aifactory.domain.access_modes import PeerReviewRules
 from aifactory.domain.clock import as_date
 from aifactory.domain.enums import ProposalStatus as S
 from aifactory.domain.enums import Role
-from aifactory.domain.ledger import to_milli
-from aifactory.errors import Conflict, Forbidden, Invalid
-from aifactory.services import access, awards
+from aifactory.domain.ledger import from_milli, to_milli
+from aifactory.errors import Conflict, FieldError, Forbidden, Invalid, NotFound
+from aifactory.services import access, audit, awards
 from aifactory.services.access_views import DecisionBatchView, ProposalView
+from aifactory.services.audit import AuditAction
 from aifactory.services.permissions import Principal
 from aifactory.services.proposals import (
+    can_see,
     earlier_in_queue,
     load_for_update,
     move,
@@ -45,7 +48,10 @@ def assess(
     """
     proposal = load_for_update(session, proposal_id)
     if not (who.is_admin or who.has(Role.FACTORY_OPERATOR, proposal.factory_id or -1)):
+        if not can_see(session, who, proposal):  # the same answer as for an unknown id
+            raise NotFound(f"proposal {proposal_id} not found")
         raise Forbidden("only an operator of the proposal's factory may assess it")
+    check_impartial(session, who.user_id, who.username, proposal, "assess")
     if proposal.status != S.TECHNICAL_ASSESSMENT:
         raise Conflict(f"proposal {proposal_id} is {proposal.status}, not in technical assessment")
     ahead = earlier_in_queue(session, proposal)
@@ -56,14 +62,25 @@ def assess(
         )
     if not feasible:
         move(proposal, S.REJECTED, who.username, now, comment or "technically infeasible")
+        _audit(session, who.username, AuditAction.ASSESSMENT, proposal, feasible=False)
         session.flush()
         return view(session, proposal, now)
     _adjust(session, proposal, gpu_hours, partition)
     mode = access.mode_of(access.get_call(proposal.call_id))
     target = flow.forward(mode, S.TECHNICAL_ASSESSMENT)
     move(proposal, target, who.username, now, comment or "technically feasible")
+    hours = proposal.assessed_gpu_hours_milli or proposal.gpu_hours_milli
+    _audit(
+        session,
+        who.username,
+        AuditAction.ASSESSMENT,
+        proposal,
+        feasible=True,
+        gpu_hours=from_milli(hours) if hours else None,
+        next=target,
+    )
     if target is S.ACCEPTED:
-        awards.award(session, proposal, now)
+        awards.award(session, proposal, now, who.username)
     session.flush()
     return view(session, proposal, now)
 
@@ -92,6 +109,7 @@ def assign_reviewer(
     if any(r.reviewer_id == user.id for r in proposal.reviews):
         raise Conflict(f"{reviewer} is already assigned to proposal {proposal_id}")
     proposal.reviews.append(ReviewAssignment(reviewer_id=user.id, assigned_at=now))
+    _audit(session, who.username, AuditAction.REVIEWER_ASSIGN, proposal, reviewer=reviewer)
     session.flush()
     return view(session, proposal, now)
 
@@ -108,13 +126,17 @@ def review(
     proposal = load_for_update(session, proposal_id)
     assignment = next((r for r in proposal.reviews if r.reviewer_id == who.user_id), None)
     if assignment is None:
+        if not can_see(session, who, proposal):  # the same answer as for an unknown id
+            raise NotFound(f"proposal {proposal_id} not found")
         raise Forbidden(f"{who.username} is not assigned to review proposal {proposal_id}")
     if proposal.status != S.PEER_REVIEW:
         raise Conflict(f"proposal {proposal_id} is {proposal.status}, not in peer review")
+    check_impartial(session, who.user_id, who.username, proposal, "review")
     rules = _review_rules(proposal)
     flow.validate_scores(rules, scores)
     assignment.scores = {k: str(v) for k, v in scores.items()}
     assignment.comment, assignment.submitted_at = comment, now
+    _audit(session, who.username, AuditAction.REVIEW, proposal, scores=list(scores.items()))
     session.flush()
     return view(session, proposal, now)
 
@@ -126,6 +148,7 @@ def decide(
     if not who.is_admin:
         raise Forbidden("only federation admins decide")
     proposal = load_for_update(session, proposal_id)
+    check_impartial(session, who.user_id, who.username, proposal, "decide")
     _decide(session, proposal, accept, who.username, now, comment)
     return view(session, proposal, now)
 
@@ -147,8 +170,12 @@ def decide_cutoff(
     out = DecisionBatchView(call_id=call_id, cutoff=cutoff, accepted=[], rejected=[], waiting={})
     for proposal in batch:
         outcome = _outcome(proposal)
-        if isinstance(outcome, str):
-            out.waiting[proposal.id] = outcome
+        if isinstance(outcome, str) or _conflicted(session, who.user_id, proposal):
+            out.waiting[proposal.id] = (
+                outcome
+                if isinstance(outcome, str)
+                else "conflict of interest: another admin decides"
+            )
             continue
         _decide(session, proposal, outcome.passed, who.username, now, outcome.reason)
         (out.accepted if outcome.passed else out.rejected).append(proposal.id)
@@ -156,6 +183,36 @@ def decide_cutoff(
 
 
 # --- helpers ---------------------------------------------------------------------------------
+
+
+def check_impartial(
+    session: Session, user_id: int, username: str, proposal: Proposal, act: str
+) -> None:
+    """Nobody assesses, reviews or decides a proposal they applied with or one of their
+    organisation's (whatever roles they hold); someone else with the role must act."""
+    if not _conflicted(session, user_id, proposal):
+        return
+    org = session.get_one(Organisation, proposal.organisation_id).name
+    msg = (
+        f"conflict of interest: {username} is the applicant of proposal {proposal.id} or a member "
+        f"of {org}, its organisation; another person with the role must {act} it"
+    )
+    raise Forbidden(msg, [FieldError("proposal", "conflict_of_interest", msg)])
+
+
+def _conflicted(session: Session, user_id: int, proposal: Proposal) -> bool:
+    if user_id == proposal.applicant_id:
+        return True
+    member = select(Membership.id).where(
+        Membership.user_id == user_id, Membership.organisation_id == proposal.organisation_id
+    )
+    return session.scalar(member) is not None
+
+
+def _audit(
+    session: Session, actor: str, action: AuditAction, proposal: Proposal, **detail: Any
+) -> None:
+    audit.record(session, actor, action, ("proposal", proposal.id), **detail)
 
 
 def _decide(
@@ -167,8 +224,9 @@ def _decide(
             "it is decided with its batch after that date"
         )
     move(proposal, S.ACCEPTED if accept else S.REJECTED, actor, at, comment)
+    _audit(session, actor, AuditAction.DECISION, proposal, accept=accept, comment=comment)
     if accept:
-        awards.award(session, proposal, at)
+        awards.award(session, proposal, at, actor)
     session.flush()
 
 
@@ -195,8 +253,8 @@ def _adjust(
     session: Session, proposal: Proposal, gpu_hours: Decimal | None, partition: str | None
 ) -> None:
     if gpu_hours is not None:
-        if gpu_hours <= 0:
-            raise Invalid.field("gpu_hours", "positive", f"{gpu_hours} GPU-hours is not > 0")
+        requested = from_milli(proposal.gpu_hours_milli or 0)
+        flow.check_grant(requested, gpu_hours, None)
         proposal.assessed_gpu_hours_milli = to_milli(gpu_hours)
     if partition is not None:
         proposal.assessed_partition_id = resolve_partition(session, proposal.factory_id, partition)

@@ -23,10 +23,13 @@ from aifactory.db.models import (
 from aifactory.db.types import utcnow
 from aifactory.domain.enums import OrganisationType, Role
 from aifactory.errors import Conflict, Invalid, NotFound, Unauthenticated
+from aifactory.services import audit
+from aifactory.services.audit import AuditAction
 from aifactory.services.permissions import Principal
 from aifactory.services.views import NewToken, OrganisationView, RoleView, TokenView, UserView
 
 TOKEN_PREFIX = "aif_"  # noqa: S105 (a label, not a secret)
+LAST_USED_GRAIN = timedelta(minutes=1)  # last_used_at is written at most this often per token
 _hasher = PasswordHasher()
 
 
@@ -58,6 +61,7 @@ def create_user(
     full_name: str = "",
     password: str | None = None,
     roles: list[tuple[Role, str | None]] | None = None,
+    actor: str = "system",
 ) -> UserView:
     if session.scalar(select(User.id).where(User.username == username)) is not None:
         raise Conflict(f"user {username!r} already exists")
@@ -69,8 +73,9 @@ def create_user(
     )
     session.add(user)
     session.flush()
+    audit.record(session, actor, AuditAction.USER_CREATE, ("user", username), email=email)
     for role, factory in roles or []:
-        grant_role(session, username, role, factory)
+        grant_role(session, username, role, factory, actor)
     return user_view(session, _user(session, username))
 
 
@@ -82,7 +87,9 @@ def list_users(session: Session) -> list[UserView]:
     return [user_view(session, u) for u in session.scalars(select(User).order_by(User.username))]
 
 
-def grant_role(session: Session, username: str, role: Role, factory: str | None) -> UserView:
+def grant_role(
+    session: Session, username: str, role: Role, factory: str | None, actor: str = "system"
+) -> UserView:
     """Give a role; factory operators need a factory, other roles must not name one."""
     user = _user(session, username)
     if (role == Role.FACTORY_OPERATOR) != (factory is not None):
@@ -94,6 +101,9 @@ def grant_role(session: Session, username: str, role: Role, factory: str | None)
     if not exists:
         user.roles.append(RoleGrant(role=role, factory_id=factory_id))
         session.flush()
+        audit.record(
+            session, actor, AuditAction.ROLE_GRANT, ("user", username), role=role, factory=factory
+        )
     return user_view(session, user)
 
 
@@ -129,7 +139,9 @@ def list_organisations(session: Session) -> list[OrganisationView]:
     return [OrganisationView.model_validate(o) for o in rows]
 
 
-def add_membership(session: Session, username: str, organisation: str) -> UserView:
+def add_membership(
+    session: Session, username: str, organisation: str, actor: str = "system"
+) -> UserView:
     user = _user(session, username)
     org = session.scalar(select(Organisation).where(Organisation.name == organisation))
     if org is None:
@@ -137,6 +149,13 @@ def add_membership(session: Session, username: str, organisation: str) -> UserVi
     if not any(m.organisation_id == org.id for m in user.memberships):
         user.memberships.append(Membership(organisation_id=org.id))
         session.flush()
+        audit.record(
+            session,
+            actor,
+            AuditAction.MEMBERSHIP_ADD,
+            ("user", username),
+            organisation=organisation,
+        )
     return user_view(session, user)
 
 
@@ -160,22 +179,56 @@ def user_view(session: Session, user: User) -> UserView:
 
 
 def create_token(
-    session: Session, username: str, name: str, ttl_days: int, now: datetime | None = None
+    session: Session,
+    username: str,
+    name: str,
+    ttl_days: int,
+    now: datetime | None = None,
+    *,
+    actor: str = "system",
+    parent_id: int | None = None,
+    ttl_asked: bool = True,
 ) -> NewToken:
-    """Make a random token; only its hash is stored and the secret is returned this once."""
+    """Make a random token; only its hash is stored and the secret is returned this once.
+
+    A token minted with another token of the same user (``parent_id``) never outlives it: an
+    explicit longer lifetime is refused, the default one is cut to the parent's, and revoking
+    the parent revokes it.
+    """
     user = _user(session, username)
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
     created = now or utcnow()
+    expires = created + timedelta(days=ttl_days)
+    parent = session.get(ApiToken, parent_id) if parent_id is not None else None
+    if parent is not None and expires > parent.expires_at:
+        if ttl_asked:
+            msg = (
+                f"{ttl_days} days would outlive the token minting it (expires "
+                f"{parent.expires_at:%Y-%m-%d %H:%M} UTC)"
+            )
+            raise Invalid.field("ttl_days", "within_parent", msg)
+        expires = parent.expires_at
     row = ApiToken(
         user_id=user.id,
         name=name,
         prefix=secret[:12],
         token_hash=hash_token(secret),
         created_at=created,
-        expires_at=created + timedelta(days=ttl_days),
+        expires_at=expires,
+        parent_id=parent.id if parent is not None else None,
     )
     session.add(row)
     session.flush()
+    audit.record(
+        session,
+        actor,
+        AuditAction.TOKEN_MINT,
+        ("token", row.id),
+        user=username,
+        name=name,
+        expires_at=expires.isoformat(),
+        parent=row.parent_id,
+    )
     return NewToken(**token_view(row).model_dump(), token=secret)
 
 
@@ -193,13 +246,22 @@ def get_token(session: Session, token_id: int) -> TokenView:
     return token_view(row)
 
 
-def revoke_token(session: Session, token_id: int) -> TokenView:
+def revoke_token(session: Session, token_id: int, actor: str = "system") -> TokenView:
+    """Revoke a token and every token minted from it, at any depth."""
     row = session.get(ApiToken, token_id)
     if row is None:
         raise NotFound(f"token {token_id} not found")
-    if row.revoked_at is None:
-        row.revoked_at = utcnow()
-        session.flush()
+    moment, revoked, frontier = utcnow(), [], [row]
+    while frontier:
+        for token in frontier:
+            if token.revoked_at is None:
+                token.revoked_at = moment
+                revoked.append(token.id)
+        ids = [t.id for t in frontier]
+        frontier = list(session.scalars(select(ApiToken).where(ApiToken.parent_id.in_(ids))))
+    session.flush()
+    if revoked:
+        audit.record(session, actor, AuditAction.TOKEN_REVOKE, ("token", token_id), revoked=revoked)
     return token_view(row)
 
 
@@ -207,20 +269,25 @@ def authenticate(session: Session, token: str, now: datetime | None = None) -> P
     """Resolve a bearer token to a principal; unknown, revoked or expired tokens are refused."""
     row = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
     moment = now or utcnow()
-    if row is None or not row.user.is_active:
+    if row is None:  # only unknown tokens count as guesses (see services/throttle.py)
+        raise Unauthenticated("invalid API token", extra={"guess": True})
+    if not row.user.is_active:
         raise Unauthenticated("invalid API token")
     if row.revoked_at is not None:
         raise Unauthenticated("API token revoked")
     if row.expires_at <= moment:
         raise Unauthenticated("API token expired")
-    return principal_of(row.user)
+    if row.last_used_at is None or moment - row.last_used_at >= LAST_USED_GRAIN:
+        row.last_used_at = moment
+    return principal_of(row.user, row.id)
 
 
-def principal_of(user: User) -> Principal:
+def principal_of(user: User, token_id: int | None = None) -> Principal:
     return Principal(
         user_id=user.id,
         username=user.username,
         roles=frozenset((Role(g.role), g.factory_id) for g in user.roles),
+        token_id=token_id,
     )
 
 
@@ -257,7 +324,10 @@ def bootstrap_admin(session: Session, username: str, ttl_days: int) -> NewToken:
     This is the one identity operation that bypasses the API: the first admin has no token to
     call it with. It runs on the server's own database (``aif admin bootstrap``).
     """
+    actor = "local:bootstrap"
     if session.scalar(select(User.id).where(User.username == username)) is None:
-        create_user(session, username, f"{username}@localhost", "Federation administrator")
-    grant_role(session, username, Role.FEDERATION_ADMIN, None)
-    return create_token(session, username, "bootstrap", ttl_days)
+        create_user(
+            session, username, f"{username}@localhost", "Federation administrator", actor=actor
+        )
+    grant_role(session, username, Role.FEDERATION_ADMIN, None, actor)
+    return create_token(session, username, "bootstrap", ttl_days, actor=actor)

@@ -14,7 +14,7 @@ from aifactory.db.wake import BROKER, site_topic, wake
 from aifactory.domain.enums import Role
 from aifactory.domain.jobs import TERMINAL, JobState
 from aifactory.domain.ledger import from_milli
-from aifactory.errors import Conflict, Forbidden, Invalid, NotFound
+from aifactory.errors import Conflict, Invalid, NotFound
 from aifactory.services.job_views import (
     JobAttemptView,
     JobPage,
@@ -224,6 +224,6 @@ def _visible(session: Session, who: Principal, job_id: int) -> Job:
             ProjectMember.project_code == job.project_code, ProjectMember.user_id == who.user_id
         )
     )
-    if member is None:
-        raise Forbidden(f"job {job_id} belongs to project {job.project_code}, not yours")
+    if member is None:  # the same answer as for an unknown id: nothing about the job leaks
+        raise NotFound(f"job {job_id} not found")
     return job

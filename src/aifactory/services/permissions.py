@@ -24,6 +24,7 @@ class Principal:
     user_id: int
     username: str
     roles: frozenset[tuple[Role, int | None]]
+    token_id: int | None = None  # the API token this request came with (None: a portal session)
 
     def has(self, role: Role, factory_id: int | None = None) -> bool:
         return any(r == role and (factory_id is None or f == factory_id) for r, f in self.roles)

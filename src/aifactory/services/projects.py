@@ -17,7 +17,7 @@ from aifactory.db.models import (
 )
 from aifactory.domain.enums import Role
 from aifactory.domain.ledger import from_milli
-from aifactory.errors import Forbidden, NotFound
+from aifactory.errors import NotFound
 from aifactory.services import ledger
 from aifactory.services.access_views import (
     AllocationView,
@@ -46,10 +46,9 @@ def can_see_project(session: Session, who: Principal, project: Project) -> bool:
 
 def get_project(session: Session, who: Principal, code: str) -> ProjectView:
     project = session.get(Project, code)
-    if project is None:
+    if project is None or not can_see_project(session, who, project):
+        # one answer for unknown and unseen projects: the code's existence is not revealed
         raise NotFound(f"project {code!r} not found")
-    if not can_see_project(session, who, project):
-        raise Forbidden(f"project {code} is not yours to see")
     names = {
         uid: name
         for uid, name in session.execute(
@@ -125,8 +124,8 @@ def allocation_view(session: Session, a: Allocation) -> AllocationView:
 
 def _visible(session: Session, who: Principal, allocation_id: int) -> Allocation:
     allocation = session.get(Allocation, allocation_id)
-    if allocation is None:
+    visible = visible_allocations(who).where(Allocation.id == allocation_id)
+    if allocation is None or session.scalar(visible) is None:
+        # one answer for unknown and unseen allocations: the id's existence is not revealed
         raise NotFound(f"allocation {allocation_id} not found")
-    if allocation_id not in session.scalars(visible_allocations(who)).all():
-        raise Forbidden(f"allocation {allocation_id} is not yours to see")
     return allocation

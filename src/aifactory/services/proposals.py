@@ -136,8 +136,8 @@ def withdraw(
 
 def get(session: Session, who: Principal, proposal_id: int, now: datetime) -> ProposalView:
     proposal = _load(session, proposal_id)
-    if not can_see(session, who, proposal):
-        raise Forbidden(f"proposal {proposal_id} is not yours to see")
+    if not can_see(session, who, proposal):  # the same answer as for an unknown id
+        raise NotFound(f"proposal {proposal_id} not found")
     return view(session, proposal, now)
 
 
@@ -278,10 +278,14 @@ def _load(session: Session, proposal_id: int) -> Proposal:
 
 
 def _own(session: Session, who: Principal, proposal_id: int) -> Proposal:
+    """The proposal, for its applicant (or an admin) to change: 404 to whoever may not see it,
+    403 to those who may see it but not change it (its factory's operators, its reviewers)."""
     proposal = load_for_update(session, proposal_id)
-    if proposal.applicant_id != who.user_id and not who.is_admin:
-        raise Forbidden(f"only the applicant may change proposal {proposal_id}")
-    return proposal
+    if proposal.applicant_id == who.user_id or who.is_admin:
+        return proposal
+    if not can_see(session, who, proposal):
+        raise NotFound(f"proposal {proposal_id} not found")
+    raise Forbidden(f"only the applicant may change proposal {proposal_id}")
 
 
 def _visible_query(who: Principal) -> Select[Proposal]:

@@ -11,7 +11,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cache
 
 from sqlalchemy import delete, select
@@ -19,8 +19,10 @@ from sqlalchemy.orm import Session
 
 from aifactory.db.models import PortalSession, User
 from aifactory.errors import Invalid, Unauthenticated
-from aifactory.services import identity
+from aifactory.services import audit, identity, throttle
+from aifactory.services.audit import AuditAction
 from aifactory.services.permissions import Principal
+from aifactory.settings import Settings
 
 SESSION_TTL = timedelta(hours=12)
 MIN_PASSWORD_LENGTH = 10
@@ -50,6 +52,34 @@ def csrf_for(secret: str) -> str:
 def same_token(expected: str, given: str) -> bool:
     """Constant-time comparison of two tokens."""
     return bool(expected) and hmac.compare_digest(expected.encode(), given.encode())
+
+
+def sign_in(
+    session: Session, settings: Settings, method: str, username: str, secret: str, now: datetime
+) -> NewSession:
+    """Sign in with a password (``method="password"``) or an API token, throttled and audited.
+
+    While the account or the address is locked, even the right credentials are refused
+    (``TooManyAttempts``). A failure is counted and committed before it is raised, so the
+    request's rollback does not undo the count.
+    """
+    name = username if method == "password" else ""
+    limits = throttle.policies(settings, audit.origin.get(), name)
+    throttle.check(session, list(limits), now)
+    try:
+        if method == "password":
+            started = sign_in_password(session, username, secret, now)
+        else:
+            started = sign_in_token(session, secret, now)
+    except Unauthenticated:
+        throttle.fail(session, limits, now)
+        audit.record(session, name or "anonymous", AuditAction.LOGIN, ("user", name), "failed")
+        session.commit()
+        raise
+    throttle.succeeded(session, [throttle.account_key(started.principal.username)])
+    who = started.principal.username
+    audit.record(session, who, AuditAction.LOGIN, ("user", who), method=method)
+    return started
 
 
 def sign_in_password(session: Session, username: str, password: str, now: datetime) -> NewSession:
@@ -109,12 +139,51 @@ def end(session: Session, secret: str) -> None:
     )
 
 
-def set_password(session: Session, username: str, password: str) -> None:
-    """Set a user's portal password (argon2id hash); short passwords are refused."""
+def set_password(
+    session: Session,
+    username: str,
+    password: str,
+    *,
+    actor: str = "system",
+    current: str | None = None,
+    limits: dict[str, throttle.Policy] | None = None,
+    now: datetime | None = None,
+) -> None:
+    """Set a user's portal password (argon2id hash) and end their portal sessions.
+
+    With ``limits`` (the user changes their own password) the current password must be given
+    and right, checked and throttled like a sign-in; a federation admin (or the local CLI)
+    passes none. Short passwords are refused.
+    """
     if len(password) < MIN_PASSWORD_LENGTH:
         raise Invalid.field("password", "min_length", f"at least {MIN_PASSWORD_LENGTH} characters")
     user = session.scalar(select(User).where(User.username == username))
     if user is None:
         raise Invalid.field("username", "known_user", f"no user {username!r}")
+    if limits is not None and user.password_hash is not None:
+        _check_current(session, user, current, limits, now or datetime.now(UTC))
     user.password_hash = identity.hash_password(password)
+    session.execute(delete(PortalSession).where(PortalSession.user_id == user.id))
+    audit.record(session, actor, AuditAction.PASSWORD_SET, ("user", username))
     session.flush()
+
+
+def _check_current(
+    session: Session,
+    user: User,
+    current: str | None,
+    limits: dict[str, throttle.Policy],
+    now: datetime,
+) -> None:
+    if not current:
+        msg = "give your current password to change it"
+        raise Invalid.field("current_password", "required", msg)
+    throttle.check(session, list(limits), now)
+    if identity.verify_password(user.password_hash, current):
+        return
+    throttle.fail(session, limits, now)
+    audit.record(
+        session, user.username, AuditAction.PASSWORD_SET, ("user", user.username), "failed"
+    )
+    session.commit()  # the failure counts although the change is refused
+    raise Invalid.field("current_password", "matches", "the current password given is wrong")

@@ -185,8 +185,11 @@ def test_others_cannot_see_or_touch_a_proposal(db: Database, api: TestClient) ->
     anna = member_of(db, "anna", "Nordic Tokens Oy")
     eve = member_of(db, "eve", "Eve Labs")
     p = ok(api.post(f"{API}/proposals", headers=anna.headers, json=GOOD), 201)
-    assert api.get(f"{API}/proposals/{p['id']}", headers=eve.headers).status_code == 403
-    assert api.post(f"{API}/proposals/{p['id']}/submit", headers=eve.headers).status_code == 403
+    unseen = api.get(f"{API}/proposals/{p['id']}", headers=eve.headers)
+    unknown = api.get(f"{API}/proposals/{p['id'] + 1000}", headers=eve.headers)
+    assert unseen.status_code == unknown.status_code == 404  # one answer: nothing leaks
+    assert unseen.json()["error"]["message"] == f"proposal {p['id']} not found"
+    assert api.post(f"{API}/proposals/{p['id']}/submit", headers=eve.headers).status_code == 404
     assert api.get(f"{API}/proposals", headers=eve.headers).json() == []
     bad = api.post(f"{API}/proposals", headers=eve.headers, json=GOOD)
     assert bad.status_code == 403  # not a member of Nordic Tokens Oy

@@ -95,7 +95,7 @@ def test_other_projects_jobs_are_invisible(env: dict[str, Any], db: Database) ->
         201,
     )
     eve = member_of(db, "eve", "Eve Labs")
-    assert env["api"].get(f"{API}/jobs/{job['id']}", headers=eve.headers).status_code == 403
+    assert env["api"].get(f"{API}/jobs/{job['id']}", headers=eve.headers).status_code == 404
     assert env["api"].get(f"{API}/jobs", headers=eve.headers).json()["jobs"] == []
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -14,7 +15,7 @@ from aifactory.api.app import create_app
 from aifactory.db.engine import Database
 from aifactory.db.models import Job, LedgerRow
 from aifactory.domain.enums import LedgerKind
-from aifactory.domain.ledger import charge_milli
+from aifactory.domain.ledger import usage_milli
 from aifactory.settings import Settings
 from aifactory.testing.access import award, member_of, ok
 from aifactory.testing.jobs import PY, run_until, spec
@@ -65,7 +66,7 @@ def test_job_runs_to_completion_with_logs_and_exact_charge(env: dict) -> None:  
     assert [t["to_state"] for t in done["transitions"]][:3] == ["pending", "placed", "submitted"]
     (attempt,) = done["attempts"]
     assert attempt["elapsed_s"] >= 0.5
-    expected = charge_milli(round(2 * attempt["elapsed_s"]), Decimal("1.0"))
+    expected = usage_milli(2, timedelta(seconds=attempt["elapsed_s"]), Decimal("1.0"))
     assert Decimal(done["charged_gpu_hours"]) * 1000 == expected
     logs = ok(api.get(f"{API}/jobs/{job['id']}/logs", headers=anna.headers))
     assert logs["text"].strip() == "gpus 0,1" and logs["finished"] is True
@@ -102,7 +103,8 @@ def test_sum_of_charges_equals_sum_over_jobs(env: dict) -> None:  # type: ignore
         )
         jobs = s.scalars(select(Job)).all()
         expected = sum(
-            charge_milli(round(j.gpus * j.attempts[0].elapsed_s), Decimal("1.0")) for j in jobs
+            usage_milli(j.gpus, timedelta(seconds=j.attempts[0].elapsed_s), Decimal("1.0"))
+            for j in jobs
         )
     assert charges == expected > 0
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Iterator
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from slurmreal import HARNESS
 from aifactory.agents.runner import AgentRunner
 from aifactory.api.app import create_app
 from aifactory.domain.enums import Role
-from aifactory.domain.ledger import charge_milli
+from aifactory.domain.ledger import usage_milli
 from aifactory.executors.slurm.accounts import SiteAccounts
 from aifactory.executors.slurm.transport import LocalTransport
 from aifactory.services import registry
@@ -139,8 +140,10 @@ def test_jobs_run_on_both_clusters_and_usage_is_charged(fed: dict[str, Any]) -> 
         history = [t["to_state"] for t in done["transitions"]]
         assert history[:3] == ["pending", "placed", "submitted"] and history[-1] == "completed"
         assert attempt["elapsed_s"] >= 1
-        expected = charge_milli(
-            round(gpus * attempt["elapsed_s"]), Decimal("1.0") if job is one else Decimal("1.2")
+        expected = usage_milli(
+            gpus,
+            timedelta(seconds=attempt["elapsed_s"]),
+            Decimal("1.0") if job is one else Decimal("1.2"),
         )
         assert Decimal(done["charged_gpu_hours"]) * 1000 == expected
         logs = ok(fed["api"].get(f"{API}/jobs/{job['id']}/logs", headers=fed["anna"].headers))

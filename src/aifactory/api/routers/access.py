@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
 from aifactory.api.access_schemas import (
     AssessmentIn,
@@ -16,13 +16,14 @@ from aifactory.api.access_schemas import (
     ReviewerIn,
     ReviewIn,
 )
-from aifactory.api.deps import CurrentPrincipal, NowDep, SessionDep
+from aifactory.api.deps import REPLAYED, CurrentPrincipal, IdempotencyKeyDep, NowDep, SessionDep
 from aifactory.api.errors import ERROR_RESPONSES
+from aifactory.api.params import IdPath
 from aifactory.domain.access_modes import AccessMode
 from aifactory.domain.clock import as_date
 from aifactory.domain.enums import ProposalStatus
 from aifactory.errors import NotFound
-from aifactory.services import access, decisions, proposals
+from aifactory.services import access, decisions, idempotency, proposals
 from aifactory.services.access_views import (
     CallView,
     DecisionBatchView,
@@ -85,15 +86,33 @@ def check_eligibility(
     return access.eligibility_view(result)
 
 
-@router.post("/proposals", status_code=201)
+@router.post("/proposals", status_code=201, responses=REPLAYED)
 def create_proposal(
-    body: ProposalCreate, session: SessionDep, who: CurrentPrincipal, now: NowDep
+    body: ProposalCreate,
+    response: Response,
+    session: SessionDep,
+    who: CurrentPrincipal,
+    now: NowDep,
+    idempotency_key: IdempotencyKeyDep = None,
 ) -> ProposalView:
+    """Create a draft; with an `Idempotency-Key` already used for it, 201 with the original."""
     data = proposals.ProposalInput(
         **body.model_dump(exclude={"hosting"}),
         hosting=body.hosting.stored() if body.hosting else None,
     )
-    return proposals.create(session, who, data, now)
+    view, replayed = idempotency.once(
+        session,
+        who.user_id,
+        idempotency.PROPOSALS,
+        idempotency_key,
+        body.model_dump(mode="json"),
+        now,
+        lambda: proposals.create(session, who, data, now),
+        lambda proposal_id: proposals.get(session, who, proposal_id, now),
+    )
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return view
 
 
 @router.get("/proposals")
@@ -105,28 +124,28 @@ def list_proposals(
 
 @router.get("/proposals/{proposal_id}")
 def get_proposal(
-    proposal_id: int, session: SessionDep, who: CurrentPrincipal, now: NowDep
+    proposal_id: IdPath, session: SessionDep, who: CurrentPrincipal, now: NowDep
 ) -> ProposalView:
     return proposals.get(session, who, proposal_id, now)
 
 
 @router.post("/proposals/{proposal_id}/submit")
 def submit_proposal(
-    proposal_id: int, session: SessionDep, who: CurrentPrincipal, now: NowDep
+    proposal_id: IdPath, session: SessionDep, who: CurrentPrincipal, now: NowDep
 ) -> ProposalView:
     return proposals.submit(session, who, proposal_id, now)
 
 
 @router.post("/proposals/{proposal_id}/withdraw")
 def withdraw_proposal(
-    proposal_id: int, body: CommentIn, session: SessionDep, who: CurrentPrincipal, now: NowDep
+    proposal_id: IdPath, body: CommentIn, session: SessionDep, who: CurrentPrincipal, now: NowDep
 ) -> ProposalView:
     return proposals.withdraw(session, who, proposal_id, now, body.comment)
 
 
 @router.post("/proposals/{proposal_id}/assessment")
 def assess_proposal(
-    proposal_id: int, body: AssessmentIn, session: SessionDep, who: CurrentPrincipal, now: NowDep
+    proposal_id: IdPath, body: AssessmentIn, session: SessionDep, who: CurrentPrincipal, now: NowDep
 ) -> ProposalView:
     return decisions.assess(
         session, who, proposal_id, body.feasible, now, body.gpu_hours, body.partition, body.comment
@@ -135,20 +154,20 @@ def assess_proposal(
 
 @router.post("/proposals/{proposal_id}/reviewers")
 def assign_reviewer(
-    proposal_id: int, body: ReviewerIn, session: SessionDep, who: CurrentPrincipal, now: NowDep
+    proposal_id: IdPath, body: ReviewerIn, session: SessionDep, who: CurrentPrincipal, now: NowDep
 ) -> ProposalView:
     return decisions.assign_reviewer(session, who, proposal_id, body.username, now)
 
 
 @router.post("/proposals/{proposal_id}/reviews")
 def review_proposal(
-    proposal_id: int, body: ReviewIn, session: SessionDep, who: CurrentPrincipal, now: NowDep
+    proposal_id: IdPath, body: ReviewIn, session: SessionDep, who: CurrentPrincipal, now: NowDep
 ) -> ProposalView:
     return decisions.review(session, who, proposal_id, body.scores, now, body.comment)
 
 
 @router.post("/proposals/{proposal_id}/decision")
 def decide_proposal(
-    proposal_id: int, body: DecisionIn, session: SessionDep, who: CurrentPrincipal, now: NowDep
+    proposal_id: IdPath, body: DecisionIn, session: SessionDep, who: CurrentPrincipal, now: NowDep
 ) -> ProposalView:
     return decisions.decide(session, who, proposal_id, body.accept, now, body.comment)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from aifactory.api.deps import CurrentPrincipal, SessionDep, SettingsDep
+from aifactory.api.deps import CurrentPrincipal, NowDep, SessionDep, SettingsDep
 from aifactory.api.errors import ERROR_RESPONSES
+from aifactory.api.params import IdPath
 from aifactory.api.schemas import (
     MembershipIn,
     OrganisationCreate,
@@ -15,7 +16,7 @@ from aifactory.api.schemas import (
     UserCreate,
 )
 from aifactory.errors import Forbidden
-from aifactory.services import identity, sessions
+from aifactory.services import audit, identity, sessions, throttle
 from aifactory.services.permissions import Action, authorize
 from aifactory.services.views import NewToken, OrganisationView, TokenView, UserView
 
@@ -44,9 +45,10 @@ def create_user(body: UserCreate, session: SessionDep, who: CurrentPrincipal) ->
         body.full_name,
         body.password,
         [(r.role, r.factory) for r in body.roles],
+        actor=who.username,
     )
     if body.organisation:
-        user = identity.add_membership(session, body.username, body.organisation)
+        user = identity.add_membership(session, body.username, body.organisation, who.username)
     return user
 
 
@@ -59,19 +61,34 @@ def get_user(username: str, session: SessionDep, who: CurrentPrincipal) -> UserV
 
 @router.put("/users/{username}/password", status_code=204)
 def set_password(
-    username: str, body: PasswordIn, session: SessionDep, who: CurrentPrincipal
+    username: str,
+    body: PasswordIn,
+    session: SessionDep,
+    who: CurrentPrincipal,
+    settings: SettingsDep,
+    now: NowDep,
 ) -> None:
-    """Set a portal password: your own, or anyone's as a federation admin."""
+    """Set a portal password: your own (giving the current one, if you have one), or anyone's
+    as a federation admin. The user's portal sessions end."""
     if username != who.username:
         authorize(who, Action.MANAGE_IDENTITY)
     identity.get_user(session, username)  # 404 for an unknown user
-    sessions.set_password(session, username, body.password)
+    own = not who.is_admin
+    sessions.set_password(
+        session,
+        username,
+        body.password,
+        actor=who.username,
+        current=body.current_password,
+        limits=throttle.policies(settings, audit.origin.get(), username) if own else None,
+        now=now,
+    )
 
 
 @router.post("/users/{username}/roles", status_code=201)
 def grant_role(username: str, body: RoleIn, session: SessionDep, who: CurrentPrincipal) -> UserView:
     authorize(who, Action.MANAGE_IDENTITY)
-    return identity.grant_role(session, username, body.role, body.factory)
+    return identity.grant_role(session, username, body.role, body.factory, who.username)
 
 
 @router.post("/users/{username}/memberships", status_code=201)
@@ -79,7 +96,7 @@ def add_membership(
     username: str, body: MembershipIn, session: SessionDep, who: CurrentPrincipal
 ) -> UserView:
     authorize(who, Action.MANAGE_IDENTITY)
-    return identity.add_membership(session, username, body.organisation)
+    return identity.add_membership(session, username, body.organisation, who.username)
 
 
 @router.get("/organisations")
@@ -106,16 +123,25 @@ def list_tokens(session: SessionDep, who: CurrentPrincipal) -> list[TokenView]:
 def create_token(
     body: TokenCreate, session: SessionDep, who: CurrentPrincipal, settings: SettingsDep
 ) -> NewToken:
+    """Mint a token. One you mint for yourself with a token never outlives that token, and
+    revoking that token revokes this one; tokens an admin mints for others stand alone."""
     username = body.username or who.username
     if username != who.username:
         authorize(who, Action.MANAGE_IDENTITY)
-    ttl = body.ttl_days or settings.token_ttl_days
-    return identity.create_token(session, username, body.name, ttl)
+    return identity.create_token(
+        session,
+        username,
+        body.name,
+        body.ttl_days or settings.token_ttl_days,
+        actor=who.username,
+        parent_id=who.token_id if username == who.username else None,
+        ttl_asked=body.ttl_days is not None,
+    )
 
 
 @router.delete("/tokens/{token_id}")
-def revoke_token(token_id: int, session: SessionDep, who: CurrentPrincipal) -> TokenView:
+def revoke_token(token_id: IdPath, session: SessionDep, who: CurrentPrincipal) -> TokenView:
     token = identity.get_token(session, token_id)
     if token.username != who.username and not who.is_admin:
         raise Forbidden("only the token's owner or a federation admin may revoke it")
-    return identity.revoke_token(session, token_id)
+    return identity.revoke_token(session, token_id, who.username)

@@ -4,25 +4,58 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 
-from aifactory.api.deps import CurrentPrincipal, NowDep, SessionDep, site_capacity
+from aifactory.api.deps import (
+    REPLAYED,
+    CurrentPrincipal,
+    IdempotencyKeyDep,
+    NowDep,
+    SessionDep,
+    site_capacity,
+)
 from aifactory.api.errors import ERROR_RESPONSES
+from aifactory.api.params import IdPath, IdQuery
 from aifactory.domain.jobs import JobState
 from aifactory.domain.jobspec import JobSpec
-from aifactory.services import job_queries, jobs
+from aifactory.services import idempotency, job_queries, jobs
 from aifactory.services.job_views import JobPage, JobView, LogChunk, PlacementView
 
 router = APIRouter(tags=["jobs"], responses=ERROR_RESPONSES)
 
 
-@router.post("/jobs", status_code=201)
+@router.post("/jobs", status_code=201, responses=REPLAYED)
 def submit_job(
-    body: JobSpec, request: Request, session: SessionDep, who: CurrentPrincipal, now: NowDep
+    body: JobSpec,
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    who: CurrentPrincipal,
+    now: NowDep,
+    idempotency_key: IdempotencyKeyDep = None,
 ) -> JobView:
-    """Submit a job; 201 with state placed or pending, 409 when no factory could ever run it."""
-    job = jobs.submit(session, who, body, now, site_capacity(request, session))
-    return job_queries.view(session, job, detail=False)
+    """Submit a job; 201 with state placed or pending, 409 when no factory could ever run it.
+
+    With an `Idempotency-Key` already used for this request, 201 with the original job.
+    """
+
+    def create() -> JobView:
+        job = jobs.submit(session, who, body, now, site_capacity(request, session))
+        return job_queries.view(session, job, detail=False)
+
+    view, replayed = idempotency.once(
+        session,
+        who.user_id,
+        idempotency.JOBS,
+        idempotency_key,
+        body.model_dump(mode="json"),
+        now,
+        create,
+        lambda job_id: job_queries.get(session, who, job_id, detail=False),
+    )
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return view
 
 
 @router.get("/jobs")
@@ -32,29 +65,29 @@ def list_jobs(
     project: Annotated[str | None, Query(max_length=32)] = None,
     state: JobState | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    before: Annotated[int | None, Query(ge=1)] = None,
+    before: IdQuery = None,
 ) -> JobPage:
     return job_queries.list_jobs(session, who, project, state, limit, before)
 
 
 @router.get("/jobs/{job_id}")
-def get_job(job_id: int, session: SessionDep, who: CurrentPrincipal) -> JobView:
+def get_job(job_id: IdPath, session: SessionDep, who: CurrentPrincipal) -> JobView:
     return job_queries.get(session, who, job_id)
 
 
 @router.get("/jobs/{job_id}/why")
-def why_job(job_id: int, session: SessionDep, who: CurrentPrincipal) -> PlacementView:
+def why_job(job_id: IdPath, session: SessionDep, who: CurrentPrincipal) -> PlacementView:
     return job_queries.why(session, who, job_id)
 
 
 @router.post("/jobs/{job_id}/cancel")
-def cancel_job(job_id: int, session: SessionDep, who: CurrentPrincipal) -> JobView:
+def cancel_job(job_id: IdPath, session: SessionDep, who: CurrentPrincipal) -> JobView:
     return job_queries.cancel(session, who, job_id)
 
 
 @router.get("/jobs/{job_id}/logs")
 def job_logs(
-    job_id: int,
+    job_id: IdPath,
     session: SessionDep,
     who: CurrentPrincipal,
     stream: Annotated[str, Query(pattern="^(stdout|stderr)$")] = "stdout",

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import date
-from typing import Annotated, Literal
+from typing import Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 from fastapi.responses import Response
 
 from aifactory.api.deps import CurrentPrincipal, NowDep, SessionDep
 from aifactory.api.errors import ERROR_RESPONSES
+from aifactory.api.params import DateQuery, IdPath
 from aifactory.domain.clock import as_date
 from aifactory.errors import Forbidden
 from aifactory.services import ledger, projects, reports
@@ -31,16 +31,17 @@ def get_project(code: str, session: SessionDep, who: CurrentPrincipal) -> Projec
     return projects.get_project(session, who, code)
 
 
-@router.get("/allocations/{allocation_id}")
+# ``:int`` so that /allocations/expire is never read as an id (a GET there is 405, not 422).
+@router.get("/allocations/{allocation_id:int}")
 def get_allocation(
-    allocation_id: int, session: SessionDep, who: CurrentPrincipal
+    allocation_id: IdPath, session: SessionDep, who: CurrentPrincipal
 ) -> AllocationView:
     return projects.get_allocation(session, who, allocation_id)
 
 
-@router.get("/allocations/{allocation_id}/ledger")
+@router.get("/allocations/{allocation_id:int}/ledger")
 def get_ledger(
-    allocation_id: int, session: SessionDep, who: CurrentPrincipal
+    allocation_id: IdPath, session: SessionDep, who: CurrentPrincipal
 ) -> list[LedgerEntryView]:
     return projects.get_ledger(session, who, allocation_id)
 
@@ -58,8 +59,8 @@ def usage_report(
     session: SessionDep,
     who: CurrentPrincipal,
     group_by: GroupBy = "factory",
-    start: Annotated[date | None, Query()] = None,
-    end: Annotated[date | None, Query()] = None,
+    start: DateQuery = None,
+    end: DateQuery = None,
 ) -> Report:
     authorize(who, Action.READ_SELF)
     return reports.usage_report(session, who, group_by, start, end)
@@ -74,8 +75,8 @@ def usage_report_csv(
     session: SessionDep,
     who: CurrentPrincipal,
     group_by: GroupBy = "factory",
-    start: Annotated[date | None, Query()] = None,
-    end: Annotated[date | None, Query()] = None,
+    start: DateQuery = None,
+    end: DateQuery = None,
 ) -> Response:
     authorize(who, Action.READ_SELF)
     report = reports.usage_report(session, who, group_by, start, end)
