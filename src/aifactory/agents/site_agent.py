@@ -402,11 +402,7 @@ def _dt(epoch: float | None) -> datetime | None:
 
 
 def _elapsed(started: datetime | None, ended: datetime, usage: ExecUsage | None) -> timedelta:
-    """What an attempt is charged for: its recorded start to its recorded end (exact, in
-    microseconds); the executor's own figure only when no start was recorded; 0 if it never ran.
-    """
-    if usage is None:
-        return timedelta(0)
-    if started is None:
-        return timedelta(seconds=usage.elapsed_s)
+    """Recorded start to end, exact (the executor's figure only if no start was recorded)."""
+    if usage is None or started is None:
+        return timedelta(seconds=usage.elapsed_s if usage else 0)
     return max(ended - started, timedelta(0))

@@ -299,9 +299,8 @@ def settle(state: LedgerState, reserved: int, used: int) -> Settlement:
 
 
 def charge_milli(gpu_seconds: int, charge_factor: Decimal) -> int:
-    """Normalised milli-GPU-hours for raw GPU-seconds on a partition, rounded up.
-
-    Exact integer arithmetic: ``ceil(gpu_seconds x charge_factor x 1000 / 3600)``.
+    """Normalised milli-GPU-hours for raw GPU-seconds on a partition, rounded up, in integers:
+    ``ceil(gpu_seconds x charge_factor x 1000 / 3600)``.
 
     Raises:
         Invalid: Negative seconds or a non-positive (or non-finite) charge factor.
@@ -313,10 +312,8 @@ def charge_milli(gpu_seconds: int, charge_factor: Decimal) -> int:
 
 
 def used_gpu_seconds(gpus: int, elapsed: timedelta) -> int:
-    """GPU-seconds an attempt used: GPUs x elapsed, rounded **up** to the next whole GPU-second.
-
-    Exact: the elapsed time is taken in whole microseconds (a ``timedelta`` holds no finer), so
-    an exact multiple of a second is never charged one more; a negative span counts as 0.
+    """GPUs x elapsed rounded **up** to the next whole GPU-second, exactly (in microseconds, so
+    an exact multiple is never charged one more); a negative span counts as 0.
 
     Raises:
         Invalid: Negative GPUs.
@@ -328,10 +325,7 @@ def used_gpu_seconds(gpus: int, elapsed: timedelta) -> int:
 
 
 def usage_milli(gpus: int, elapsed: timedelta, charge_factor: Decimal) -> int:
-    """What an attempt is charged: ``charge_milli(used_gpu_seconds(gpus, elapsed), factor)``.
-
-    Both steps round up: to the next GPU-second, then to the next milli-GPU-hour.
-    """
+    """An attempt's charge: rounded up to the GPU-second, then up to the milli-GPU-hour."""
     return charge_milli(used_gpu_seconds(gpus, elapsed), charge_factor)
 
 
