@@ -81,9 +81,9 @@ def security_headers(path: str) -> dict[str, str]:
 
 
 def route_path(scope: Scope) -> str:
-    """The path the app routes on (without a proxy's ``root_path`` prefix)."""
+    """The path the app routes on: without a proxy's ``root_path``, the same inside a mount."""
     path: str = scope.get("path", "")
-    root: str = scope.get("root_path", "")
+    root: str = scope.get("app_root_path", scope.get("root_path", ""))
     return path[len(root) :] if root and path.startswith(root) else path
 
 

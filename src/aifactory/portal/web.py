@@ -135,7 +135,7 @@ def nav(user: SignedIn | None) -> list[tuple[str, str]]:
     gates = [("/review", "Review", Role.REVIEWER), ("/operate", "Operate", Role.FACTORY_OPERATOR)]
     items += [(href, text) for href, text, role in gates if who.is_admin or who.has(role)]
     if who.is_admin:
-        items.append(("/decisions", "Decisions"))
+        items += [("/decisions", "Decisions"), ("/audit", "Audit")]
     items.append(("/sim", "Simulator"))
     return items
 
