@@ -139,8 +139,13 @@ def place(
         "waiting": waiting,
     }
     for name in ready:
-        if _try_reserve(session, job, by_name[name], now):
+        short = _try_reserve(session, job, by_name[name], now)
+        if short is None:
             return True
+        rejected[name] = short
+    if ready:  # concurrent submissions took the budget this read still saw: wait, re-placed later
+        waiting = _waits_for(policy, request, candidates, rejected, now)
+        job.placement = {**job.placement, "rejected": rejected, "waiting": waiting}
     job.reason = waiting or "no site can run this job: " + "; ".join(
         f"{k}: {v}" for k, v in rejected.items()
     )
@@ -280,14 +285,15 @@ def release_reservation(session: Session, job: Job, actor: str) -> None:
     job.reserved_milli = 0
 
 
-def _try_reserve(session: Session, job: Job, site: Candidate, now: datetime) -> bool:
+def _try_reserve(session: Session, job: Job, site: Candidate, now: datetime) -> str | None:
+    """Reserve the job's budget on ``site`` and place it there; or say why the budget is short."""
     amount = charge_milli(job.gpus * job.time_limit_s, _decimal(site.charge_factor))
     try:
         with session.begin_nested():
             if amount:
                 ledger.reserve(session, site.allocation_id, amount, "broker", (job.id, job.attempt))
-    except QuotaExceeded:
-        return False
+    except QuotaExceeded as exc:
+        return exc.message
     job.allocation_id, job.partition_id, job.factory_id = (
         site.allocation_id,
         site.partition_id,
@@ -295,7 +301,7 @@ def _try_reserve(session: Session, job: Job, site: Candidate, now: datetime) -> 
     )
     job.reserved_milli = amount
     move(session, job, JobState.PLACED, f"placed on {site.view.name}", now)
-    return True
+    return None
 
 
 def _may_wait(job: Job) -> bool:
