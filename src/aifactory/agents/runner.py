@@ -35,7 +35,7 @@ from aifactory.db.models import ControllerBeat, Factory, Lease
 from aifactory.db.types import utcnow
 from aifactory.db.wake import BROKER, CHANNEL, site_topic
 from aifactory.errors import Conflict, Invalid
-from aifactory.services import ledger
+from aifactory.services import housekeeping, ledger
 from aifactory.services.sites import build_executor, load_sites
 from aifactory.settings import Settings
 
@@ -44,7 +44,7 @@ EXPIRY_CHECK_S = 60.0
 
 
 class Broker:
-    """Expires ended allocations and places pending jobs, under the broker lease."""
+    """Expires ended allocations, forgets expired rows and places pending jobs (broker lease)."""
 
     def __init__(self, db: Database, capacity: dict[str, int | None], lease: LeaseHandle) -> None:
         self.db, self.capacity, self.lease = db, capacity, lease
@@ -55,8 +55,11 @@ class Broker:
             with self.db.session() as s:
                 self.lease.fence(s)
                 expired = ledger.expire_due(s, utcnow().date())
+                purged = housekeeping.purge(s, utcnow())
             if expired:
                 log.info("expired allocations %s", expired)
+            if any(purged.values()):
+                log.info("forgot expired rows: %s", purged)
             self._expiry_due = time.monotonic() + EXPIRY_CHECK_S
         return place_pending(self.db, self.capacity, self.lease.fence)
 
