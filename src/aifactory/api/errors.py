@@ -167,13 +167,16 @@ def install(app: FastAPI) -> None:
 
 
 def allowed_methods(request: Request) -> list[str]:
-    """Every method any route serves on this path (Starlette only names the matched route's)."""
-    methods: set[str] = set()
-    for route in request.app.router.routes:
-        match, _ = route.matches(request.scope)
-        if match != Match.NONE:
-            methods |= set(getattr(route, "methods", None) or ())
-    return sorted(methods)
+    """Every method any route serves on this path (Starlette only names the matched route's).
+
+    Each method is tried against the routes: included routers hide their routes' methods.
+    """
+    routes = request.app.router.routes
+    return [
+        method
+        for method in ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+        if any(r.matches({**request.scope, "method": method})[0] == Match.FULL for r in routes)
+    ]
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -186,6 +189,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         409: "conflict",
         413: "too_large",
         422: "invalid",
+        429: "too_many_attempts (failed sign-ins; retry after Retry-After seconds)",
         503: "overloaded or backend_unavailable (retry after Retry-After seconds)",
     }.items()
 }

@@ -118,7 +118,8 @@ def build_world(db: Database, api: TestClient) -> World:
     set_clock(api, NOW)
     people = {"applicant": member_of(db, "applicant", ORG)}
     for name, roles in PEOPLE.items():
-        people.setdefault(name, make_person(db, username(name), roles))
+        if name not in people:
+            people[name] = make_person(db, username(name), roles)
     make_person(db, "zed", [(Role.APPLICANT, None)])
     world = World(api, db, people)
     world.as_(

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import pytest
 from fastapi.testclient import TestClient
 from matrix_support import API, CALLERS, NOW, ORG, PEOPLE, SMALL, World, build_world
 
@@ -223,6 +224,12 @@ ROWS: dict[tuple[str, str], Row] = {
 }
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
 UNKNOWN: dict[type, Any] = {int: MAX_ID, str: "EHPC-AIF-2099PG99-9999"}
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Room at every site for all the jobs the rows submit: each is placed, none waits."""
+    return Settings(data_dir=tmp_path / "data", local_gpus_per_site=1024)
 
 
 def _path(template: str, params: dict[str, Any]) -> str:

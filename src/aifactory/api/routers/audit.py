@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
 from aifactory.api.deps import CurrentPrincipal, NowDep, SessionDep
 from aifactory.api.errors import ERROR_RESPONSES
+from aifactory.api.params import DateTimeQuery
 from aifactory.services import audit, throttle
 from aifactory.services.audit import AuditPage
 from aifactory.services.permissions import Action, authorize
@@ -26,8 +26,8 @@ def audit_log(
     action: Text = None,
     object_type: Text = None,
     object_id: Text = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: DateTimeQuery = None,
+    until: DateTimeQuery = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     before: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
 ) -> AuditPage:
