@@ -38,7 +38,7 @@ from aifactory.domain.jobs import ACTIVE, JobState, check_move
 from aifactory.domain.jobspec import JobSpec
 from aifactory.domain.ledger import charge_milli
 from aifactory.domain.registry import FactoryStatus
-from aifactory.errors import Conflict, FieldError, Forbidden, Invalid, QuotaExceeded
+from aifactory.errors import Conflict, FieldError, Invalid, QuotaExceeded
 from aifactory.services import ledger
 from aifactory.services.permissions import Principal
 
@@ -67,16 +67,16 @@ def submit(
 ) -> Job:
     """Store a job and try to place it; refuse at once when no site could ever run it."""
     project = session.get(Project, spec.project)
-    if project is None:
-        raise Invalid.field("project", "known_project", f"no project {spec.project!r}")
+    member = project is not None and any(m.user_id == who.user_id for m in project.members)
+    if project is None or not (who.is_admin or member):  # one answer: existence is not told
+        msg = f"{spec.project!r} is not a project you are a member of"
+        raise Invalid.field("project", "your_project", msg)
     if spec.allowed_countries:
         known = set(session.scalars(select(Country.code)))
         unknown = sorted(set(spec.allowed_countries) - known)
         if unknown:
             msg = f"unknown country codes {unknown}"
             raise Invalid.field("allowed_countries", "known_country", msg)
-    if not who.is_admin and not any(m.user_id == who.user_id for m in project.members):
-        raise Forbidden(f"{who.username} is not a member of project {spec.project}")
     job = Job(
         name=spec.name,
         project_code=spec.project,

@@ -310,11 +310,11 @@ def _require_any(who: Principal, *roles: Role) -> None:
 
 def organisation_of(session: Session, who: Principal, name: str) -> Organisation:
     org = session.scalar(select(Organisation).where(Organisation.name == name))
-    if org is None:
-        raise Invalid.field("organisation", "known_organisation", f"no organisation {name!r}")
     user = session.get_one(User, who.user_id)
-    if not who.is_admin and all(m.organisation_id != org.id for m in user.memberships):
-        raise Forbidden(f"{who.username} is not a member of {name!r}")
+    member = org is not None and any(m.organisation_id == org.id for m in user.memberships)
+    if org is None or not (who.is_admin or member):  # one answer: existence is not told
+        msg = f"{name!r} is not an organisation you belong to"
+        raise Invalid.field("organisation", "your_organisation", msg)
     return org
 
 

@@ -43,7 +43,7 @@ def _count(db: Database) -> int:
         ({"partition": "MIMER/gpu"}, 422, "known_partition"),
         ({"start_date": "2026-01-01"}, 422, "not_past"),
         ({"start_date": "2026-12-10", "pi_contract_end": "2026-12-01"}, 422, "date_order"),
-        ({"organisation": "Nobody Ltd"}, 422, "known_organisation"),
+        ({"organisation": "Nobody Ltd"}, 422, "your_organisation"),
         ({"research_kind": "espionage"}, 422, "enum"),
     ],
 )
@@ -192,4 +192,6 @@ def test_others_cannot_see_or_touch_a_proposal(db: Database, api: TestClient) ->
     assert api.post(f"{API}/proposals/{p['id']}/submit", headers=eve.headers).status_code == 404
     assert api.get(f"{API}/proposals", headers=eve.headers).json() == []
     bad = api.post(f"{API}/proposals", headers=eve.headers, json=GOOD)
-    assert bad.status_code == 403  # not a member of Nordic Tokens Oy
+    nobody = api.post(f"{API}/proposals", headers=eve.headers, json={**GOOD, "organisation": "X"})
+    assert bad.status_code == nobody.status_code == 422  # not hers, or none: the same answer
+    assert bad.json()["error"]["details"][0]["rule"] == "your_organisation"

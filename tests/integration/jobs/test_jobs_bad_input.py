@@ -34,7 +34,7 @@ def _count(db: Database) -> int:
 
 
 CASES: list[tuple[dict[str, Any], int, str, str]] = [
-    ({"project": "EHPC-AIF-2026PG11-9999"}, 422, "project", "known_project"),
+    ({"project": "EHPC-AIF-2026PG11-9999"}, 422, "project", "your_project"),
     ({"resources": {"nodes": 0}}, 422, "resources.nodes", "greater_than_equal"),
     ({"resources": {"gpus_per_node": -1}}, 422, "resources.gpus_per_node", "greater_than_equal"),
     ({"resources": {"time_limit": 0}}, 422, "resources.time_limit", "value_error"),
@@ -75,7 +75,12 @@ def test_bad_spec_is_refused_naming_the_field(
 def test_non_member_cannot_submit_to_a_project(env: dict[str, Any], db: Database) -> None:
     eve = member_of(db, "eve", "Eve Labs")
     response = env["api"].post(f"{API}/jobs", headers=eve.headers, json=spec(env["code"], ["true"]))
-    assert response.status_code == 403
+    unknown = env["api"].post(f"{API}/jobs", headers=eve.headers, json=spec("EHPC-X", ["true"]))
+    assert response.status_code == unknown.status_code == 422  # not hers, or none: one answer
+    assert response.json()["error"]["details"] == [
+        {**d, "message": d["message"].replace("EHPC-X", env["code"])}
+        for d in unknown.json()["error"]["details"]
+    ]
     assert _count(env["db"]) == 0
 
 

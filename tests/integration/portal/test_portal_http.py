@@ -202,7 +202,7 @@ def test_eligibility_is_checked_rule_by_rule_for_members_only(
         data={"csrf_token": token, "organisation": "Big Corp AG", "research_kind": "commercial"},
         headers={"X-Fragment": "eligibility"},
     )
-    assert "not a member" in other.text and "Eligible" not in other.text
+    assert "not an organisation you belong to" in other.text and "Eligible" not in other.text
 
 
 def test_user_text_is_escaped_everywhere(db: Database, portal: TestClient) -> None:

@@ -15,7 +15,7 @@ from aifactory.api.schemas import (
     TokenCreate,
     UserCreate,
 )
-from aifactory.errors import Forbidden
+from aifactory.errors import NotFound
 from aifactory.services import audit, identity, sessions, throttle
 from aifactory.services.permissions import Action, authorize
 from aifactory.services.views import NewToken, OrganisationView, TokenView, UserView
@@ -142,6 +142,6 @@ def create_token(
 @router.delete("/tokens/{token_id}")
 def revoke_token(token_id: IdPath, session: SessionDep, who: CurrentPrincipal) -> TokenView:
     token = identity.get_token(session, token_id)
-    if token.username != who.username and not who.is_admin:
-        raise Forbidden("only the token's owner or a federation admin may revoke it")
+    if token.username != who.username and not who.is_admin:  # others' tokens: as if unknown
+        raise NotFound(f"token {token_id} not found")
     return identity.revoke_token(session, token_id, who.username)
