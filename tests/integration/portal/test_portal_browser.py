@@ -9,7 +9,6 @@ run. The wait for a job is on its progress (its state or log changing), not on a
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from portal_support import PASSWORD, set_password
+from portal_support import PASSWORD, UI_STEP_MS, set_password
 
 from aifactory.domain.enums import Role
 from aifactory.server import BackgroundServer
@@ -28,47 +27,10 @@ from aifactory.testing.access import member_of
 from aifactory.testing.jobs import BACKENDS, backend_database, wait_for
 from aifactory.testing.people import Person, make_person
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SHOTS = Path(__file__).resolve().parents[3] / "test-output" / "screenshots"
-# One UI step (a click, a fragment loading) on a loaded machine; a ceiling, not a budget.
-UI_STEP_MS = 60_000
 LAPTOP = {"width": 1280, "height": 860}
 PHONE = {"width": 390, "height": 844}
 pytestmark = pytest.mark.slow
-
-
-def _missing() -> str | None:
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "the playwright package is not installed (pip install playwright)"
-    if not CHROMIUM.exists():
-        return f"{CHROMIUM} is missing (apt-get install chromium); browsers are never downloaded"
-    return None
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    reason = _missing()
-    if reason is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"browser tests need chromium under CI: {reason}", pytrace=False)
-        pytest.skip(reason)
-    from playwright.sync_api import expect, sync_playwright
-
-    expect.set_options(timeout=UI_STEP_MS)
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture(scope="module", params=BACKENDS)

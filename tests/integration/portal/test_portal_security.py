@@ -9,8 +9,6 @@ previous user's data from the cache.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -178,24 +176,6 @@ document.addEventListener("securitypolicyviolation", (e) =>
 """
 
 
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Any]:
-    from test_portal_browser import ARGS, CHROMIUM, UI_STEP_MS, _missing
-
-    reason = _missing()
-    if reason is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"browser tests need chromium under CI: {reason}", pytrace=False)
-        pytest.skip(reason)
-    from playwright.sync_api import expect, sync_playwright
-
-    expect.set_options(timeout=UI_STEP_MS)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
-        yield browser
-        browser.close()
-
-
 def _console(page: Any) -> list[str]:
     messages: list[str] = []
     page.on("console", lambda message: messages.append(message.text))
@@ -209,13 +189,13 @@ def _violations(messages: list[str]) -> list[str]:
 
 @pytest.mark.slow
 def test_back_after_sign_out_refetches_and_no_page_breaks_the_policy(
-    chromium: Any, db: Database, settings: Settings, anna: tuple[Person, str], operator: Person
+    browser: Any, db: Database, settings: Settings, anna: tuple[Person, str], operator: Person
 ) -> None:
     from playwright.sync_api import expect
 
     _, code = anna
     with BackgroundServer(settings, db) as server:
-        context = chromium.new_context()
+        context = browser.new_context()
         page = context.new_page()
         messages = _console(page)
         url = server.url

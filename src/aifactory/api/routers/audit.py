@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Query
 
 from aifactory.api.deps import CurrentPrincipal, NowDep, SessionDep
 from aifactory.api.errors import ERROR_RESPONSES
-from aifactory.api.params import DateTimeQuery
+from aifactory.api.params import DateTimeQuery, IdQuery
 from aifactory.services import audit, throttle
 from aifactory.services.audit import AuditPage
 from aifactory.services.permissions import Action, authorize
@@ -29,7 +29,7 @@ def audit_log(
     since: DateTimeQuery = None,
     until: DateTimeQuery = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    before: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+    before: IdQuery = None,
 ) -> AuditPage:
     """Newest first: awards, assessments, decisions, role grants, tokens, sign-ins (failed ones
     too) and lockouts. Page with ``before=next_before``."""
