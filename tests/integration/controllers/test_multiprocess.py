@@ -311,7 +311,10 @@ def test_kill_9_of_controllers_at_random_moments_loses_and_repeats_nothing(world
         f"{drained - trials_done:.1f} s; lease tokens {world.tokens()}; "
         f"jobs that needed a second attempt: {retried}"
     )
-    assert world.tokens()[lumi] > TRIALS  # every trial's controller took the lease over
+    # The first take, then one take-over per trial after the first (its holder was killed in
+    # the trial before); the last controller's take-over is not waited for when every job
+    # already ended, so it may or may not be counted.
+    assert world.tokens()[lumi] >= TRIALS
     _assert_each_ran_once_and_books_balance(world, ids)
 
 
