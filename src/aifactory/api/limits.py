@@ -3,26 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aifactory.api.errors import error_json
 from aifactory.domain.jobspec import MAX_SPEC_BYTES
-
-
-def _body(limit: int) -> bytes:
-    return json.dumps(
-        {
-            "error": {
-                "code": "too_large",
-                "message": (f"request body over {limit} bytes (a job spec may be at most 1 MiB)"),
-                "details": [
-                    {"field": "body", "rule": "max_size", "message": f"at most {limit} bytes"}
-                ],
-            }
-        }
-    ).encode()
+from aifactory.errors import FieldError
 
 
 class BodySizeLimit:
@@ -45,9 +31,9 @@ class BodySizeLimit:
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await _refuse(send, self.limit)
+            await _refuse(scope, receive, send, self.limit)
             return
-        guard = _CountedBody(receive, send, self.limit)
+        guard = _CountedBody(scope, receive, send, self.limit)
         try:
             await self.app(scope, guard.receive, guard.send)
         except Exception:
@@ -59,8 +45,8 @@ class BodySizeLimit:
 class _CountedBody:
     """One request's body, counted as the app reads it; past the limit the 413 goes out."""
 
-    def __init__(self, receive: Receive, send: Send, limit: int) -> None:
-        self._receive, self._send, self.limit = receive, send, limit
+    def __init__(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        self._scope, self._receive, self._send, self.limit = scope, receive, send, limit
         self.seen, self.refused, self.started = 0, False, False
 
     async def receive(self) -> Message:
@@ -72,7 +58,7 @@ class _CountedBody:
             if self.seen > self.limit:
                 self.refused = True
                 if not self.started:
-                    await _refuse(self._send, self.limit)
+                    await _refuse(self._scope, self._receive, self._send, self.limit)
                 return {"type": "http.disconnect"}
         return message
 
@@ -84,19 +70,11 @@ class _CountedBody:
         await self._send(message)
 
 
-async def _refuse(send: Send, limit: int) -> None:
-    body = _body(limit)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+async def _refuse(scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+    """413 in the API's one error shape."""
+    msg = f"request body over {limit} bytes (a job spec may be at most 1 MiB)"
+    details = [FieldError("body", "max_size", f"at most {limit} bytes")]
+    await error_json(413, "too_large", msg, details)(scope, receive, send)
 
 
 class ConcurrencyLimit:

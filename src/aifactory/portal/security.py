@@ -8,6 +8,7 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import Response
 
 from aifactory.api.deps import NowDep, SessionDep
+from aifactory.api.params import IdQuery
 from aifactory.domain.enums import Role
 from aifactory.portal.web import CurrentUser, PortalRoute, redirect, render, require_role
 from aifactory.services import audit, throttle
@@ -25,7 +26,7 @@ def audit_page(
     now: NowDep,
     actor: Filter = "",
     action: Filter = "",
-    before: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+    before: IdQuery = None,
 ) -> Response:
     """Federation admins: the audit log (filtered by actor and action) and current lockouts."""
     require_role(user, Role.FEDERATION_ADMIN)

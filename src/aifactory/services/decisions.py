@@ -170,12 +170,10 @@ def decide_cutoff(
     out = DecisionBatchView(call_id=call_id, cutoff=cutoff, accepted=[], rejected=[], waiting={})
     for proposal in batch:
         outcome = _outcome(proposal)
-        if isinstance(outcome, str) or _conflicted(session, who.user_id, proposal):
-            out.waiting[proposal.id] = (
-                outcome
-                if isinstance(outcome, str)
-                else "conflict of interest: another admin decides"
-            )
+        if _conflicted(session, who.user_id, proposal):
+            outcome = "conflict of interest: another admin decides"
+        if isinstance(outcome, str):
+            out.waiting[proposal.id] = outcome
             continue
         _decide(session, proposal, outcome.passed, who.username, now, outcome.reason)
         (out.accepted if outcome.passed else out.rejected).append(proposal.id)

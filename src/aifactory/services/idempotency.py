@@ -22,9 +22,9 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import delete, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from aifactory.db.inserts import insert_or_skip
 from aifactory.db.models import IdempotencyKey
 from aifactory.errors import Conflict, Invalid
 
@@ -35,10 +35,6 @@ JOBS = "jobs"
 PROPOSALS = "proposals"
 
 _PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]*")
-_INSERTS: dict[str, Callable[..., Any]] = {
-    "postgresql": postgresql.insert,
-    "sqlite": sqlite.insert,
-}
 
 
 class HasId(Protocol):
@@ -106,9 +102,9 @@ def claim(
         return None, _original(found, key, digest)
     if found is not None:  # expired: forget it, the key is free again
         session.execute(delete(IdempotencyKey).where(IdempotencyKey.id == found.id))
-    insert = _INSERTS[session.get_bind().dialect.name](IdempotencyKey)
     statement = (
-        insert.values(
+        insert_or_skip(session, IdempotencyKey)
+        .values(
             user_id=user_id,
             scope=scope,
             key=key,

@@ -119,33 +119,31 @@ def place(
     by_name = {c.view.name: c for c in candidates}
     ready = [n for n in decision.ranked if by_name[n].view.free_gpus >= request.gpus]
     rejected = dict(decision.rejected)
-    waiting = None
-    if decision.ranked and not ready:
-        waiting = "no free capacity now: " + "; ".join(
-            f"{n} has {by_name[n].view.free_gpus} of {by_name[n].view.total_gpus} GPUs free"
-            for n in decision.ranked
-        )
-    elif not decision.ranked:
-        waiting = _waits_for(policy, request, candidates, rejected, now)
     if not candidates:
         rejected["(none)"] = f"project {job.project_code} has no active allocation"
     job.placement = {
         "policy": POLICY,
         "at": now.isoformat(),
-        "chosen": ready[0] if ready else None,
+        "chosen": None,
         "ranked": list(decision.ranked),
         "rejected": rejected,
         "est_start_s": {k: round(v - now.timestamp(), 1) for k, v in decision.est_start_s.items()},
-        "waiting": waiting,
+        "waiting": None,
     }
     for name in ready:
         short = _try_reserve(session, job, by_name[name], now)
         if short is None:
+            job.placement = {**job.placement, "chosen": name}
             return True
-        rejected[name] = short
-    if ready:  # concurrent submissions took the budget this read still saw: wait, re-placed later
+        rejected[name] = short  # concurrent submissions took the budget this read still saw
+    if decision.ranked and not ready:
+        waiting: str | None = "no free capacity now: " + "; ".join(
+            f"{n} has {by_name[n].view.free_gpus} of {by_name[n].view.total_gpus} GPUs free"
+            for n in decision.ranked
+        )
+    else:  # none fits now, or the budget went: may it still run later?
         waiting = _waits_for(policy, request, candidates, rejected, now)
-        job.placement = {**job.placement, "rejected": rejected, "waiting": waiting}
+    job.placement = {**job.placement, "rejected": rejected, "waiting": waiting}
     job.reason = waiting or "no site can run this job: " + "; ".join(
         f"{k}: {v}" for k, v in rejected.items()
     )

@@ -16,9 +16,9 @@ from datetime import datetime, timedelta
 
 from pydantic import BaseModel
 from sqlalchemy import delete, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from aifactory.db.inserts import insert_or_skip
 from aifactory.db.models import AuthThrottle
 from aifactory.errors import NotFound, TooManyAttempts
 from aifactory.services import audit
@@ -116,10 +116,8 @@ def unlock(session: Session, actor: str, key: str) -> LockoutView:
 
 def _count(session: Session, key: str, policy: Policy, now: datetime) -> None:
     values = {"key": key, "failures": 0, "window_start": now, "last_failure_at": now}
-    if session.get_bind().dialect.name == "postgresql":  # a concurrent first failure may race
-        session.execute(postgresql.insert(AuthThrottle).values(values).on_conflict_do_nothing())
-    else:
-        session.execute(sqlite.insert(AuthThrottle).values(values).on_conflict_do_nothing())
+    # A concurrent first failure may insert the same key: the second insert does nothing.
+    session.execute(insert_or_skip(session, AuthThrottle).values(values).on_conflict_do_nothing())
     row = session.get_one(AuthThrottle, key, with_for_update=True, populate_existing=True)
     if now - row.window_start > policy.window:
         row.failures, row.window_start = 0, now
