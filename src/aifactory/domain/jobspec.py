@@ -23,6 +23,12 @@ _DURATION = re.compile(r"^(?:(?P<d>\d+)-)?(?:(?P<h>\d+):)?(?P<m>\d+):(?P<s>\d+)$
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
 _SAFE_TEXT = r"^[^\x00-\x1f\x7f]*$"  # one line, no control characters
+# Slurm feature expressions: names joined by & | , with [] () * and counts; no spaces or quotes.
+_CONSTRAINT = r"^[A-Za-z0-9_.&|,\[\]()*:!-]+$"
+# Slurm array syntax: 0-9, 1,3,5-7, 0-15:4, each optionally with %N (tasks at a time).
+_ARRAY = re.compile(r"^(\d+(-\d+(:\d+)?)?)(,\d+(-\d+(:\d+)?)?)*(%\d+)?$")
+MAX_ARRAY_TASKS = 1000
+MAX_ARRAY_INDEX = 1_000_000
 SInt = Annotated[int, Strict()]
 SFloat = Annotated[float, Strict()]
 Line = Annotated[str, Field(max_length=4096, pattern=_SAFE_TEXT)]
@@ -57,25 +63,83 @@ def parse_duration(value: str | int) -> int:
     return seconds
 
 
+def array_tasks(text: str) -> tuple[list[int], int | None]:
+    """Task indices and concurrency limit of a Slurm ``--array`` value (``"0-9%2"``).
+
+    Raises:
+        ValueError: Not Slurm array syntax, more than ``MAX_ARRAY_TASKS`` tasks, an index over
+            ``MAX_ARRAY_INDEX``, a range that runs backwards, or a ``%0`` limit.
+    """
+    value = text.strip()
+    if not _ARRAY.match(value):
+        raise ValueError(f"{text!r} is not an array like 0-9, 1,3,5-7, 0-15:4 or 0-9%2")
+    ranges, _, limit_text = value.partition("%")
+    indices: set[int] = set()
+    for part in ranges.split(","):
+        bounds, _, step_text = part.partition(":")
+        first, _, last = bounds.partition("-")
+        lo, hi, step = int(first), int(last or first), int(step_text or 1)
+        if hi < lo or step < 1:
+            raise ValueError(f"{part!r}: a range runs upwards with a step of at least 1")
+        if hi > MAX_ARRAY_INDEX:
+            raise ValueError(f"task indices go up to {MAX_ARRAY_INDEX}")
+        indices.update(range(lo, hi + 1, step))
+        if len(indices) > MAX_ARRAY_TASKS:
+            raise ValueError(f"an array has at most {MAX_ARRAY_TASKS} tasks")
+    limit = int(limit_text) if limit_text else None
+    if limit == 0:
+        raise ValueError("%0 would never run a task; the limit is at least 1")
+    return sorted(indices), limit
+
+
 class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
 class Resources(_Spec):
+    """What one job (one array task) holds; ``None`` leaves a value to the site's default.
+
+    ``tasks_per_node`` is how many tasks the job's own ``srun``/``torchrun`` may start per node
+    (the batch script itself runs once, as Slurm runs it); memory is given one way at most.
+    """
+
     nodes: SInt = Field(default=1, ge=1, le=4096)
     gpus_per_node: SInt = Field(default=1, ge=0, le=64)
     gpu_model: str | None = Field(default=None, max_length=64, pattern=r"^[A-Za-z0-9._\-]+$")
     min_gpu_memory_gb: SFloat | None = Field(default=None, gt=0, le=10_000)
-    cpus: SInt = Field(default=1, ge=1, le=100_000)
-    memory_gb: SFloat = Field(default=4, gt=0, le=1_000_000)
+    tasks_per_node: SInt | None = Field(default=None, ge=1, le=1024)
+    cpus_per_task: SInt | None = Field(default=None, ge=1, le=10_000)
+    cpus: SInt | None = Field(default=None, ge=1, le=100_000)
+    memory_gb: SFloat | None = Field(default=None, gt=0, le=1_000_000)
+    memory_per_cpu_gb: SFloat | None = Field(default=None, gt=0, le=100_000)
+    memory_per_gpu_gb: SFloat | None = Field(default=None, gt=0, le=100_000)
+    whole_node_memory: bool = False
+    exclusive: bool = False
+    constraint: str | None = Field(default=None, max_length=256, pattern=_CONSTRAINT)
     time_limit: Annotated[int, Field(ge=1, le=366 * 86400)] = 3600
+    time_min: Annotated[int, Field(ge=1, le=366 * 86400)] | None = None
 
-    @field_validator("time_limit", mode="before")
+    @field_validator("time_limit", "time_min", mode="before")
     @classmethod
-    def _duration(cls, value: Any) -> int:
+    def _duration(cls, value: Any) -> int | None:
+        if value is None:
+            return None
         if not isinstance(value, str | int):
             raise ValueError("a duration: seconds or text like 90m or 01:30:00")
         return parse_duration(value)
+
+    @model_validator(mode="after")
+    def _one_memory(self) -> Resources:
+        given = [
+            name
+            for name in ("memory_gb", "memory_per_cpu_gb", "memory_per_gpu_gb")
+            if getattr(self, name) is not None
+        ] + (["whole_node_memory"] if self.whole_node_memory else [])
+        if len(given) > 1:
+            raise ValueError(f"give memory one way only, not {' and '.join(given)}")
+        if self.time_min is not None and self.time_min > self.time_limit:
+            raise ValueError("time_min must not exceed time_limit")
+        return self
 
     @property
     def gpus(self) -> int:
@@ -113,6 +177,27 @@ class JobSpec(_Spec):
     allowed_countries: list[Annotated[str, Field(pattern=r"^[A-Z]{2}$")]] | None = None
     checkpoint_dir: str | None = Field(default=None, max_length=1024, pattern=_SAFE_TEXT)
     retry: Retry = Field(default_factory=Retry)
+    args: list[Line] = Field(
+        default_factory=list, max_length=256, description="arguments given to the script"
+    )
+    array: str | None = Field(
+        default=None, max_length=1024, description="Slurm array syntax, e.g. 0-9%2 or 1,3,5-7"
+    )
+
+    @field_validator("workdir", "checkpoint_dir")
+    @classmethod
+    def _relative(cls, value: str | None) -> str | None:
+        # Paths are inside the job's own directory: never absolute, never climbing out of it.
+        if value is not None and (value.startswith("/") or ".." in value.split("/")):
+            raise ValueError("must be a path relative to the job directory, without '..'")
+        return value
+
+    @field_validator("array")
+    @classmethod
+    def _array(cls, value: str | None) -> str | None:
+        if value is not None:
+            array_tasks(value)  # raises with the rule broken
+        return value
 
     @field_validator("command", mode="before")
     @classmethod
@@ -140,7 +225,13 @@ class JobSpec(_Spec):
             raise ValueError("command must name a program")
         if self.script is not None and "\x00" in self.script:
             raise ValueError("script must not contain NUL")
+        if self.args and self.script is None:
+            raise ValueError("args are given to a script; put a command's arguments in command")
         return self
+
+    def tasks(self) -> tuple[list[int], int | None]:
+        """The array's task indices and its ``%`` limit; ``([], None)`` for a plain job."""
+        return array_tasks(self.array) if self.array else ([], None)
 
     def argv(self) -> list[str] | None:
         """The command as an argument vector (a string is split with shell-like quoting)."""

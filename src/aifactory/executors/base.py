@@ -69,6 +69,7 @@ class ExecState(StrEnum):
     CANCELLED = "cancelled"
     TIMED_OUT = "timed_out"
     NODE_FAILED = "node_failed"
+    PREEMPTED = "preempted"
 
     @property
     def terminal(self) -> bool:
@@ -83,6 +84,7 @@ TERMINAL_STATES: frozenset[ExecState] = frozenset(
         ExecState.CANCELLED,
         ExecState.TIMED_OUT,
         ExecState.NODE_FAILED,
+        ExecState.PREEMPTED,
     }
 )
 
@@ -113,6 +115,20 @@ class ExecJob:
             ``torch.distributed.run`` with one process per GPU.
         project: Project id (a Slurm site charges the project's account).
         partition: The platform's partition name at this site (mapped by the site's config).
+        args: Arguments given to ``script`` (``$1`` ...), as ``sbatch script.sh ARGS`` does.
+        tasks_per_node: Tasks the job's own ``srun``/``torchrun`` may start per node;
+            ``None`` is one. The script itself runs once, as Slurm's batch step.
+        cpus_per_task: CPUs per task; ``None`` is the site's default.
+        memory_mb: Memory per node in MiB; ``0`` is the whole node; ``None`` the default.
+        memory_per_cpu_mb: Memory per CPU in MiB (instead of ``memory_mb``).
+        memory_per_gpu_mb: Memory per GPU in MiB (instead of ``memory_mb``).
+        exclusive: Whole nodes, shared with no other job.
+        constraint: Slurm node features the job needs (``"a100&ib"``).
+        time_min_s: The least time the job accepts (Slurm may start it sooner with it).
+        array_task: This attempt is task ``array_task`` of a job array
+            (``SLURM_ARRAY_TASK_ID`` on every executor).
+        run_as: The site account (a person's login) the attempt runs under; ``None`` is the
+            executor's own job identity.
     """
 
     job_id: str
@@ -130,11 +146,23 @@ class ExecJob:
     launcher: Launcher = "none"
     project: str | None = None
     partition: str | None = None
+    args: Sequence[str] = ()
+    tasks_per_node: int | None = None
+    cpus_per_task: int | None = None
+    memory_mb: int | None = None
+    memory_per_cpu_mb: int | None = None
+    memory_per_gpu_mb: int | None = None
+    exclusive: bool = False
+    constraint: str | None = None
+    time_min_s: float | None = None
+    array_task: int | None = None
+    run_as: str | None = None
 
     def __post_init__(self) -> None:
         # Normalise to immutable containers so a frozen spec really cannot change after submit.
         if self.argv is not None:
             object.__setattr__(self, "argv", tuple(self.argv))
+        object.__setattr__(self, "args", tuple(self.args))
         object.__setattr__(self, "env", MappingProxyType(dict(self.env)))
         self._check_identity()
         self._check_command()
@@ -156,6 +184,10 @@ class ExecJob:
                 raise _invalid("argv", "strings", "every argument must be a string without NUL")
         if self.script is not None and (not self.script.strip() or "\0" in self.script):
             raise _invalid("script", "non_empty", "must be non-empty text without NUL")
+        if self.args and self.script is None:
+            raise _invalid("args", "script_only", "arguments are given to a script")
+        if not all(isinstance(a, str) and "\0" not in a for a in self.args):
+            raise _invalid("args", "strings", "every argument must be a string without NUL")
         for key, value in self.env.items():
             if not isinstance(key, str) or not _ENV_NAME.match(key):
                 raise _invalid(f"env.{key}", "name", "must match [A-Za-z_][A-Za-z0-9_]*")
@@ -175,6 +207,20 @@ class ExecJob:
             raise _invalid("gpus_per_node", "min", "must be >= 0")
         if self.time_limit_s is not None and not self.time_limit_s > 0:
             raise _invalid("time_limit_s", "positive", "must be > 0 seconds")
+        for name in ("tasks_per_node", "cpus_per_task", "memory_per_cpu_mb", "memory_per_gpu_mb"):
+            value = getattr(self, name)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 1
+            ):
+                raise _invalid(name, "min", "must be an integer >= 1")
+        if self.memory_mb is not None and (
+            not isinstance(self.memory_mb, int) or self.memory_mb < 0
+        ):
+            raise _invalid("memory_mb", "min", "must be an integer >= 0 (0: the whole node)")
+        if self.array_task is not None and (
+            not isinstance(self.array_task, int) or self.array_task < 0
+        ):
+            raise _invalid("array_task", "min", "must be an integer >= 0")
 
     @property
     def gpus(self) -> int:
@@ -204,6 +250,17 @@ class ExecJob:
             "launcher": self.launcher,
             "project": self.project,
             "partition": self.partition,
+            "args": list(self.args),
+            "tasks_per_node": self.tasks_per_node,
+            "cpus_per_task": self.cpus_per_task,
+            "memory_mb": self.memory_mb,
+            "memory_per_cpu_mb": self.memory_per_cpu_mb,
+            "memory_per_gpu_mb": self.memory_per_gpu_mb,
+            "exclusive": self.exclusive,
+            "constraint": self.constraint,
+            "time_min_s": self.time_min_s,
+            "array_task": self.array_task,
+            "run_as": self.run_as,
         }
 
     @classmethod

@@ -11,7 +11,14 @@ from aifactory.db.models.access import (
     ReviewAssignment,
 )
 from aifactory.db.models.base import Base
-from aifactory.db.models.identity import ApiToken, Membership, Organisation, RoleGrant, User
+from aifactory.db.models.identity import (
+    ApiToken,
+    Membership,
+    Organisation,
+    RoleGrant,
+    SiteAccount,
+    User,
+)
 from aifactory.db.models.jobs import (
     ControllerBeat,
     Job,
@@ -59,6 +66,7 @@ __all__ = [
     "ProposalTransition",
     "ReviewAssignment",
     "RoleGrant",
+    "SiteAccount",
     "SiteStatus",
     "System",
     "User",

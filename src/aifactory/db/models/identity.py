@@ -94,3 +94,22 @@ class ApiToken(Base):
     )
 
     user: Mapped[User] = relationship(lazy="joined")
+
+
+class SiteAccount(Base):
+    """A person's own login at one factory (one per person per system, the EuroHPC practice).
+
+    Jobs run under it; the project's Slurm account holds exactly its members' site accounts.
+    """
+
+    __tablename__ = "site_accounts"
+    __table_args__ = (
+        UniqueConstraint("user_id", "factory_id", name="one_login_per_site"),
+        UniqueConstraint("factory_id", "username", name="login_of_one_person"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    factory_id: Mapped[int] = mapped_column(ForeignKey("factories.id"), index=True)
+    username: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -30,6 +30,7 @@ class Job(Base):
         Index("ix_jobs_project_id", "project_code", "id"),
         Index("ix_jobs_state_id", "state", "id"),
         Index("ix_jobs_allocation_id", "allocation_id"),
+        Index("ix_jobs_array_id", "array_id", "state"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -62,6 +63,12 @@ class Job(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A job array is one submission of many task jobs: each task is a job of its own (placed,
+    # charged and retried on its own); array_id is the id of the array's first task.
+    array_id: Mapped[int | None] = mapped_column(Integer)
+    array_task: Mapped[int | None] = mapped_column(Integer)
+    # When the scheduler stopped reporting the job (state lost); cleared when it reappears.
+    lost_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     @property
     def exec_id(self) -> str:
