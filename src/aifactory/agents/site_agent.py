@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import partial
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -334,19 +335,22 @@ class SiteAgent:
         )
         if spec.checkpoint_dir:
             env["AIF_CHECKPOINT_DIR"] = spec.checkpoint_dir
+        if job.array_id is not None:
+            env["AIF_ARRAY_ID"] = str(job.array_id)
         return ExecJob(
             job_id=job.exec_id,
             attempt=job.attempt,
             argv=spec.argv(),
             script=spec.script,
+            args=spec.args,
             env=env,
             workdir=spec.workdir,
-            nodes=spec.resources.nodes,
-            gpus_per_node=spec.resources.gpus_per_node,
             time_limit_s=float(job.time_limit_s),
             project=job.project_code,
             partition=partition,
             launcher=spec.launcher,
+            array_task=job.array_task,
+            **exec_resources(spec),
         )
 
     def _jobs(
@@ -385,6 +389,27 @@ class SiteAgent:
             row.available, row.reason, row.checked_at = available, reason, utcnow()
             if contact:
                 row.last_contact_at = row.checked_at
+
+
+def exec_resources(spec: JobSpec) -> dict[str, Any]:
+    """The spec's resources as :class:`ExecJob` fields (memory in MiB, 0 for the whole node)."""
+    r = spec.resources
+
+    def mib(gb: float | None) -> int | None:
+        return None if gb is None else max(1, round(gb * 1024))
+
+    return {
+        "nodes": r.nodes,
+        "gpus_per_node": r.gpus_per_node,
+        "tasks_per_node": r.tasks_per_node,
+        "cpus_per_task": r.cpus_per_task,
+        "memory_mb": 0 if r.whole_node_memory else mib(r.memory_gb),
+        "memory_per_cpu_mb": mib(r.memory_per_cpu_gb),
+        "memory_per_gpu_mb": mib(r.memory_per_gpu_gb),
+        "exclusive": r.exclusive,
+        "constraint": r.constraint,
+        "time_min_s": None if r.time_min is None else float(r.time_min),
+    }
 
 
 def _live_as(backend_id: str) -> Callable[[Job], bool]:
