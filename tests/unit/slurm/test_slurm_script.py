@@ -137,15 +137,26 @@ def test_argv_and_env_reach_srun_exactly(tmp_path: Path) -> None:
     assert seen["cwd"] == str(tmp_path / "job-1")
 
 
-def test_user_script_travels_encoded_and_runs_from_the_job_dir(tmp_path: Path) -> None:
-    user = "#!/bin/bash\n#SBATCH --uid=0\necho 'hi'\n"
-    r = render_script(spec(argv=None, script=user), options(tmp_path))
+def test_user_script_travels_encoded_and_runs_once_as_the_batch_step(tmp_path: Path) -> None:
+    # sbatch semantics: the script is the batch step, run once under its own interpreter line
+    # with its arguments; its own srun lines (not ours) launch the parallel steps.
+    user = (
+        "#!/bin/bash -e\n#SBATCH --uid=0\n"
+        'printf "%s|" "$-" "$#" "$@" >> ran.txt\nsrun --ntasks=8 hostname\n'
+    )
+    job = spec(argv=None, script=user, args=("a b", "$(touch PWNED)"), nodes=2)
+    r = render_script(job, options(tmp_path))
     assert len(sbatch_lines(r.text)) == len(header(r.text))
     assert "--uid" not in r.text
     seen = run_rendered(tmp_path, r.text)
-    script_file = Path(seen["argv"][-1])
-    assert script_file.parent == tmp_path / "job-1"
+    assert seen["argv"] == ["--ntasks=8", "hostname"]  # the user's own srun, once
+    job_dir = tmp_path / "job-1"
+    ran = (job_dir / "ran.txt").read_text().split("|")
+    assert ran[1:4] == ["2", "a b", "$(touch PWNED)"]  # two arguments, passed verbatim
+    assert "e" in ran[0]  # the interpreter line's own flag (-e) was kept
+    script_file = next(job_dir.glob(".aif-attempt-*.sh"))
     assert script_file.read_text() == user
+    assert script_file.stat().st_mode & 0o777 == 0o700
 
 
 def test_torchrun_takes_rendezvous_from_the_first_node(tmp_path: Path) -> None:
@@ -202,9 +213,15 @@ def test_injection_through_argv_and_env_values_stays_data(tmp_path: Path, payloa
 
 @pytest.mark.parametrize("payload", PAYLOADS)
 def test_injection_through_script_text_stays_data(tmp_path: Path, payload: str) -> None:
-    r = render_script(spec(argv=None, script=f"echo {payload}\n"), options(tmp_path))
+    text = f"echo {payload}\n"
+    r = render_script(spec(argv=None, script=text), options(tmp_path))
     assert len(sbatch_lines(r.text)) == len(header(r.text))
-    run_rendered(tmp_path, r.text)
+    # Everything up to the hand-over to the user's own script runs no part of its text.
+    before_exec = r.text[: r.text.rindex("\nexec ")]
+    proc = subprocess.run(["bash", "-c", before_exec], cwd=tmp_path, check=False)
+    assert proc.returncode == 0
+    assert not list(tmp_path.rglob("PWNED")), "a payload was executed"
+    assert next((tmp_path / "job-1").glob(".aif-attempt-*.sh")).read_bytes().decode() == text
 
 
 @pytest.mark.parametrize("payload", ["X;Y", "A B", "1X", "X\nY", "X=1"])
@@ -229,3 +246,49 @@ def test_job_files_are_private(tmp_path: Path) -> None:
     r = render_script(spec(), options(tmp_path))
     run_rendered(tmp_path, r.text)
     assert oct(os.stat(tmp_path / "job-1").st_mode & 0o777) == "0o700"
+
+
+def test_every_resource_the_job_asked_for_reaches_sbatch(tmp_path: Path) -> None:
+    job = spec(
+        nodes=2,
+        gpus_per_node=4,
+        tasks_per_node=4,
+        cpus_per_task=8,
+        memory_per_gpu_mb=81920,
+        exclusive=True,
+        constraint="a100&[ib|roce]",
+        time_limit_s=7200,
+        time_min_s=61,
+        array_task=7,
+    )
+    lines = sbatch_lines(render_script(job, options(tmp_path)).text)
+    for expected in (
+        "--nodes=2",
+        "--ntasks-per-node=4",
+        "--cpus-per-task=8",
+        "--gpus-per-node=4",
+        "--mem-per-gpu=81920M",
+        "--exclusive",
+        "--constraint=a100&[ib|roce]",
+        "--time=120",
+        "--time-min=2",
+        "--array=7",
+        "--no-requeue",
+    ):
+        assert f"#SBATCH {expected}" in lines
+
+
+def test_whole_node_memory_is_mem_0_and_unasked_values_are_left_to_the_site(
+    tmp_path: Path,
+) -> None:
+    lines = sbatch_lines(render_script(spec(memory_mb=0), options(tmp_path)).text)
+    assert "#SBATCH --mem=0" in lines
+    plain = "\n".join(sbatch_lines(render_script(spec(), options(tmp_path)).text))
+    for absent in ("--mem", "--cpus-per-task", "--ntasks-per-node", "--exclusive", "--array"):
+        assert absent not in plain
+
+
+@pytest.mark.parametrize("payload", [*PAYLOADS, "a b", "a%j", "$(id)"])
+def test_injection_through_constraint_is_refused(tmp_path: Path, payload: str) -> None:
+    with pytest.raises(Invalid):
+        render_script(spec(constraint=payload), options(tmp_path))

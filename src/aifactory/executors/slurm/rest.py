@@ -37,7 +37,7 @@ def job_properties(
         "name": rendered.name,
         # A [min, max] list is accepted but ignored by 22.05 (one node); a string works.
         "nodes": str(rendered.nodes),
-        "tasks_per_node": 1,
+        "requeue": False,  # managed retry owns recovery (see script.py)
         "current_working_directory": posixpath_dir(rendered.stdout),
         "standard_output": rendered.stdout,
         "standard_error": rendered.stderr,
@@ -48,6 +48,15 @@ def job_properties(
         "account": rendered.account,
         "gpus_per_node": rendered.gpu_spec,
         "time_limit": rendered.time_limit_min,
+        "time_minimum": rendered.time_min_min,
+        "tasks_per_node": rendered.tasks_per_node,
+        "cpus_per_task": rendered.cpus_per_task,
+        "memory_per_node": rendered.memory_mb,
+        "memory_per_cpu": rendered.memory_per_cpu_mb,
+        "memory_per_gpu": rendered.memory_per_gpu_mb,
+        "constraints": rendered.constraint,
+        "array": None if rendered.array_task is None else str(rendered.array_task),
+        "exclusive": "true" if rendered.exclusive else None,
     }
     job.update({k: v for k, v in optional.items() if v is not None})
     return job

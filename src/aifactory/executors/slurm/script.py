@@ -38,6 +38,8 @@ GpuRequest = Literal["gpus-per-node", "gres"]
 
 JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 SLURM_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+# Node feature expressions (a&b, [a|b], a*2): no whitespace, quotes, % or $.
+CONSTRAINT = re.compile(r"^[A-Za-z0-9_.&|,\[\]()*:!-]{1,256}$")
 # Characters allowed in a path that reaches an #SBATCH line or the rendered body.
 _PATH = re.compile(r"^/[A-Za-z0-9._/+=@,-]*$")
 _NAME_PREFIX = "aif-"
@@ -81,6 +83,15 @@ class RenderedScript:
     account: str | None
     gpu_spec: str | None
     explicit_paths: tuple[str, ...] = field(default=())
+    tasks_per_node: int | None = None
+    cpus_per_task: int | None = None
+    memory_mb: int | None = None
+    memory_per_cpu_mb: int | None = None
+    memory_per_gpu_mb: int | None = None
+    exclusive: bool = False
+    constraint: str | None = None
+    time_min_min: int | None = None
+    array_task: int | None = None
 
 
 def quote(value: str) -> str:
@@ -152,6 +163,11 @@ def _check_options(options: ScriptOptions) -> str:
     return root
 
 
+def _minutes(seconds: float | None) -> int | None:
+    """Slurm limits are whole minutes: round up, never below one."""
+    return None if seconds is None else max(1, math.ceil(seconds / 60))
+
+
 def _gpu_spec(spec: ExecJob, options: ScriptOptions) -> str | None:
     if spec.gpus_per_node == 0:
         return None
@@ -159,38 +175,69 @@ def _gpu_spec(spec: ExecJob, options: ScriptOptions) -> str | None:
     return f"{typed}{spec.gpus_per_node}"
 
 
+def _resource_lines(r: RenderedScript, options: ScriptOptions) -> list[str]:
+    """The resource directives, each only when the job asked (else the site's default)."""
+    lines = [f"--nodes={r.nodes}"]
+    if r.tasks_per_node is not None:
+        lines.append(f"--ntasks-per-node={r.tasks_per_node}")
+    if r.cpus_per_task is not None:
+        lines.append(f"--cpus-per-task={r.cpus_per_task}")
+    if r.gpu_spec and options.gpu_request == "gres":
+        lines.append(f"--gres=gpu:{r.gpu_spec}")
+    elif r.gpu_spec:
+        lines.append(f"--gpus-per-node={r.gpu_spec}")
+    memory = {"mem": r.memory_mb, "mem-per-cpu": r.memory_per_cpu_mb}
+    memory["mem-per-gpu"] = r.memory_per_gpu_mb
+    # --mem=0 is the whole node's memory; other values are MiB.
+    lines += [f"--{k}={v}M" if v else f"--{k}=0" for k, v in memory.items() if v is not None]
+    if r.exclusive:
+        lines.append("--exclusive")
+    if r.constraint:
+        lines.append(f"--constraint={r.constraint}")
+    if r.time_limit_min is not None:
+        lines.append(f"--time={r.time_limit_min}")
+    if r.time_min_min is not None:
+        lines.append(f"--time-min={r.time_min_min}")
+    return lines
+
+
 def _directives(r: RenderedScript, options: ScriptOptions) -> list[str]:
-    lines = [f"--job-name={r.name}", f"--nodes={r.nodes}", "--ntasks-per-node=1"]
+    # --no-requeue: managed retry owns recovery, so every run is a platform attempt, charged.
+    lines = [f"--job-name={r.name}", "--no-requeue", *_resource_lines(r, options)]
+    if r.array_task is not None:
+        # A one-task array: Slurm itself sets SLURM_ARRAY_TASK_ID and shows ArrayTaskId.
+        lines.append(f"--array={r.array_task}")
     lines += [f"--output={r.stdout}", f"--error={r.stderr}", "--open-mode=append"]
     lines.append(f"--chdir={posixpath.normpath(options.job_root)}")
     if r.partition:
         lines.append(f"--partition={r.partition}")
     if r.account:
         lines.append(f"--account={r.account}")
-    if r.gpu_spec and options.gpu_request == "gres":
-        lines.append(f"--gres=gpu:{r.gpu_spec}")
-    elif r.gpu_spec:
-        lines.append(f"--gpus-per-node={r.gpu_spec}")
-    if r.time_limit_min is not None:
-        lines.append(f"--time={r.time_limit_min}")
     return ["#!/bin/bash", *(f"#SBATCH {line}" for line in lines)]
 
 
 def _launch(spec: ExecJob, r: RenderedScript) -> list[str]:
-    srun = ["srun", f"--nodes={r.nodes}", "--ntasks-per-node=1", "--kill-on-bad-exit=1"]
     if spec.script is not None:
+        # The user's script is the batch step, as sbatch runs it: once, under its own
+        # interpreter line, with its arguments; its own srun/torchrun lines launch the tasks.
         script_file = posixpath.join(r.job_dir, f".aif-attempt-{spec.attempt}.sh")
         encoded = base64.b64encode(spec.script.encode()).decode()
+        run = [script_file] if spec.script.startswith("#!") else ["/bin/bash", script_file]
         # base64 text cannot contain quotes or newlines: the user's script is never shell here.
         return [
             f"printf '%s' {shlex.quote(encoded)} | base64 -d > {shlex.quote(script_file)}",
-            _join([*srun, "/bin/bash", script_file]),
+            f"chmod 700 {shlex.quote(script_file)}",
+            "exec " + _join([*run, *spec.args]),
         ]
+    tasks = r.tasks_per_node or 1
+    srun = ["srun", f"--nodes={r.nodes}", f"--ntasks-per-node={tasks}", "--kill-on-bad-exit=1"]
     argv: Sequence[str] = spec.argv or ()
     if spec.launcher == "torchrun":
+        srun[2] = "--ntasks-per-node=1"  # one torchrun per node starts the per-GPU workers
         rdzv = ["--rdzv-backend=c10d", '--rdzv-endpoint="$MASTER_ADDR:$MASTER_PORT"']
         torch = ["python3", "-m", "torch.distributed.run", f"--nnodes={r.nodes}"]
-        torch += [f"--nproc-per-node={max(spec.gpus_per_node, 1)}", "--rdzv-id=$SLURM_JOB_ID"]
+        per_node = spec.tasks_per_node or max(spec.gpus_per_node, 1)
+        torch += [f"--nproc-per-node={per_node}", "--rdzv-id=$SLURM_JOB_ID"]
         # The endpoint must expand in the batch shell, so it is the one unquoted word.
         return [
             'MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n1)',
@@ -231,7 +278,8 @@ def render_script(spec: ExecJob, options: ScriptOptions) -> RenderedScript:
     if spec.launcher == "torchrun" and spec.argv is None:
         raise Invalid.field("launcher", "needs_argv", "torchrun runs argv, not a script")
     workdir, stdout, stderr, explicit = _paths(spec, root, job_dir)
-    limit = None if spec.time_limit_s is None else max(1, math.ceil(spec.time_limit_s / 60))
+    if spec.constraint is not None:
+        check_name("constraint", spec.constraint, CONSTRAINT)
     rendered = RenderedScript(
         text="",
         name=name,
@@ -241,11 +289,20 @@ def render_script(spec: ExecJob, options: ScriptOptions) -> RenderedScript:
         stderr=stderr,
         nodes=spec.nodes,
         gpus_per_node=spec.gpus_per_node,
-        time_limit_min=limit,
+        time_limit_min=_minutes(spec.time_limit_s),
         partition=options.partition,
         account=options.account,
         gpu_spec=_gpu_spec(spec, options),
         explicit_paths=explicit,
+        tasks_per_node=spec.tasks_per_node,
+        cpus_per_task=spec.cpus_per_task,
+        memory_mb=spec.memory_mb,
+        memory_per_cpu_mb=spec.memory_per_cpu_mb,
+        memory_per_gpu_mb=spec.memory_per_gpu_mb,
+        exclusive=spec.exclusive,
+        constraint=spec.constraint,
+        time_min_min=_minutes(spec.time_min_s),
+        array_task=spec.array_task,
     )
     body = [
         "set -eu",
