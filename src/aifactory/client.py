@@ -314,11 +314,11 @@ class Client:
         state: str | None = None,
         limit: int = 50,
         before: int | None = None,
+        array: int | None = None,
     ) -> JobPage:
         params: dict[str, Any] = {"limit": limit}
-        params.update(
-            {k: v for k, v in {"project": project, "state": state, "before": before}.items() if v}
-        )
+        wanted = {"project": project, "state": state, "before": before, "array": array}
+        params.update({k: v for k, v in wanted.items() if v is not None})
         result: JobPage = self._call("GET", "/jobs", JobPage, params=params)
         return result
 

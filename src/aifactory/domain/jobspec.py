@@ -184,10 +184,11 @@ class JobSpec(_Spec):
         default=None, max_length=1024, description="Slurm array syntax, e.g. 0-9%2 or 1,3,5-7"
     )
 
-    @field_validator("workdir", "checkpoint_dir")
+    @field_validator("workdir")
     @classmethod
     def _relative(cls, value: str | None) -> str | None:
-        # Paths are inside the job's own directory: never absolute, never climbing out of it.
+        # The job works inside its own directory: never absolute, never climbing out of it.
+        # (A checkpoint directory may be absolute: shared project storage at the site.)
         if value is not None and (value.startswith("/") or ".." in value.split("/")):
             raise ValueError("must be a path relative to the job directory, without '..'")
         return value

@@ -39,6 +39,7 @@ def list_jobs(
     state: JobState | None = None,
     limit: int = 50,
     before: int | None = None,
+    array: int | None = None,
 ) -> JobPage:
     """Newest first, ``limit`` at a time; pass ``next_before`` back for the next page."""
     query = select(Job)
@@ -58,6 +59,8 @@ def list_jobs(
         query = query.where(Job.state == state)
     if before:
         query = query.where(Job.id < before)
+    if array is not None:
+        query = query.where(Job.array_id == array)
     rows = list(session.scalars(query.order_by(Job.id.desc()).limit(limit + 1)))
     more = len(rows) > limit
     page = rows[:limit]
@@ -185,6 +188,8 @@ def view(session: Session, job: Job, detail: bool = True, names: _Names | None =
         created_at=job.created_at,
         started_at=job.started_at,
         ended_at=job.ended_at,
+        array_id=job.array_id,
+        array_task=job.array_task,
     )
     if not detail:
         return out

@@ -47,6 +47,8 @@ class JobView(BaseModel):
     created_at: datetime
     started_at: datetime | None
     ended_at: datetime | None
+    array_id: int | None = None
+    array_task: int | None = None
     spec: dict[str, Any] | None = None
     attempts: list[JobAttemptView] = []
     transitions: list[JobTransitionView] = []

@@ -77,6 +77,29 @@ def submit(
         if unknown:
             msg = f"unknown country codes {unknown}"
             raise Invalid.field("allowed_countries", "known_country", msg)
+    indices, _ = spec.tasks()
+    first = _new_job(session, who, spec, now, indices[0] if indices else None)
+    if indices:
+        first.array_id = first.id
+    jobs = [first]
+    jobs += [_new_job(session, who, spec, now, i, array_id=first.id) for i in indices[1:]]
+    for job in jobs:
+        placed = place(session, job, spec, now, capacity)
+        if not placed and not _may_wait(job):
+            raise _no_candidate(job)  # the request's transaction rolls back: nothing is stored
+        session.flush()
+        wake(session, site_topic(job.factory_id) if placed and job.factory_id else BROKER)
+    return first
+
+
+def _new_job(
+    session: Session,
+    who: Principal,
+    spec: JobSpec,
+    now: datetime,
+    task: int | None,
+    array_id: int | None = None,
+) -> Job:
     job = Job(
         name=spec.name,
         project_code=spec.project,
@@ -87,15 +110,12 @@ def submit(
         time_limit_s=spec.resources.time_limit,
         created_at=now,
         updated_at=now,
+        array_id=array_id,
+        array_task=task,
     )
     session.add(job)
     session.flush()
     _record(session, job, "", JobState.PENDING, "submitted", now)
-    placed = place(session, job, spec, now, capacity)
-    if not placed and not _may_wait(job):
-        raise _no_candidate(job)  # the request's transaction rolls back: nothing is stored
-    session.flush()
-    wake(session, site_topic(job.factory_id) if placed and job.factory_id else BROKER)
     return job
 
 
@@ -112,6 +132,19 @@ def place(
     later (a site busy, down, or the project's budget held by its running jobs); when it is
     empty the job can never run as asked.
     """
+    held = _array_limit_reached(session, job, spec)
+    if held:
+        job.placement = {
+            "policy": POLICY,
+            "at": now.isoformat(),
+            "chosen": None,
+            "ranked": [],
+            "rejected": {},
+            "est_start_s": {},
+            "waiting": held,
+        }
+        job.reason = held
+        return False
     candidates = site_candidates(session, job.project_code, now, capacity)
     request = job_request(spec)
     policy = get_placement_policy(POLICY)
@@ -300,6 +333,21 @@ def _try_reserve(session: Session, job: Job, site: Candidate, now: datetime) -> 
     job.reserved_milli = amount
     move(session, job, JobState.PLACED, f"placed on {site.view.name}", now)
     return None
+
+
+def _array_limit_reached(session: Session, job: Job, spec: JobSpec) -> str | None:
+    """Why an array task waits for its siblings (the ``%`` limit), or None."""
+    _, limit = spec.tasks()
+    if job.array_id is None or limit is None:
+        return None
+    active = session.scalar(
+        select(func.count()).where(
+            Job.array_id == job.array_id, Job.id != job.id, Job.state.in_(list(ACTIVE))
+        )
+    )
+    if int(active or 0) < limit:
+        return None
+    return f"array limit: at most {limit} of array {job.array_id}'s tasks run at a time"
 
 
 def _may_wait(job: Job) -> bool:

@@ -66,8 +66,9 @@ def list_jobs(
     state: JobState | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     before: IdQuery = None,
+    array: IdQuery = None,
 ) -> JobPage:
-    return job_queries.list_jobs(session, who, project, state, limit, before)
+    return job_queries.list_jobs(session, who, project, state, limit, before, array)
 
 
 @router.get("/jobs/{job_id}")
