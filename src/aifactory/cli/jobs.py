@@ -108,10 +108,11 @@ def jobs_list(
     project: Annotated[str | None, typer.Option(help="project ID")] = None,
     state: Annotated[str | None, typer.Option(help="e.g. running")] = None,
     limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
+    array: Annotated[int | None, typer.Option(help="only the tasks of this job array")] = None,
 ) -> None:
     """Newest jobs first."""
     with client() as c:
-        console.print(jobs_table(c.list_jobs(project, state, limit).jobs))
+        console.print(jobs_table(c.list_jobs(project, state, limit, array=array).jobs))
 
 
 @jobs_app.command("show")
@@ -251,7 +252,7 @@ def jobs_table(items: list[JobView]) -> Table:
         where = f"{j.factory}: {j.partition}" if j.factory else "-"
         table.add_row(
             str(j.id),
-            j.name,
+            j.name if j.array_task is None else f"{j.name}[{j.array_task}]",
             j.project,
             j.state,
             where,

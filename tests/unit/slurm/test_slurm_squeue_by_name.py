@@ -11,7 +11,7 @@ from aifactory.executors.slurm.commands import SqueueByName
 
 def test_argv_filters_by_name_in_plain_format() -> None:
     assert SqueueByName("aif-7-ab12cd34-1").build() == [
-        "squeue", "--noheader", "--states=all", "--name=aif-7-ab12cd34-1", "--format=%i|%T|%N|%j",
+        "squeue", "--noheader", "--states=all", "--name=aif-7-ab12cd34-1", "--format=%A|%T|%N|%j",
     ]  # fmt: skip
 
 

@@ -174,8 +174,9 @@ class SqueueByName:
 
     def build(self) -> list[str]:
         """Argv."""
+        # %A, not %i: %i lists a one-task array job (--array=3) as 42_[3], %A as 42.
         return ["squeue", "--noheader", "--states=all", f"--name={self.name}",
-                "--format=%i|%T|%N|%j"]  # fmt: skip
+                "--format=%A|%T|%N|%j"]  # fmt: skip
 
     def parse(self, stdout: str, stderr: str, returncode: int) -> list[SlurmJob]:
         """One job per line: id, state, node list, name."""
