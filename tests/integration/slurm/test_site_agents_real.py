@@ -200,3 +200,52 @@ def test_controller_outage_marks_the_site_unavailable_and_loses_nothing(
     assert _until(fed, running["id"], "completed", timeout=120)["exit_code"] == 0
     done = _until(fed, waiting["id"], "completed", timeout=60)
     assert len(done["attempts"]) == 1
+
+
+def _logs(fed: dict[str, Any], job_id: int) -> str:
+    path = f"{API}/jobs/{job_id}/logs"
+    return str(ok(fed["api"].get(path, headers=fed["anna"].headers))["text"])
+
+
+def test_a_batch_script_runs_once_and_its_own_srun_launches_the_tasks(fed: dict[str, Any]) -> None:
+    # Before: the whole script ran once per node, so its own srun started nodes x tasks copies.
+    script = (
+        "#!/bin/bash -l\n"
+        'echo "batch step on $SLURMD_NODENAME args=$# first=$1 login=$(shopt -q login_shell'
+        ' && echo yes)"\n'
+        "srun bash -c 'echo task $SLURM_PROCID of $SLURM_NTASKS'\n"
+    )
+    body = spec(fed["lumi"], "x", resources={"nodes": 2, "gpus_per_node": 1, "tasks_per_node": 2})
+    body.pop("command")
+    job = _submit(fed, {**body, "script": script, "args": ["a b", "c"]})
+    assert _until(fed, job["id"], "completed", "failed")["state"] == "completed"
+    text = _logs(fed, job["id"])
+    assert text.count("batch step on") == 1, text
+    assert "args=2 first=a b login=yes" in text
+    assert sorted(line for line in text.splitlines() if line.startswith("task ")) == [
+        f"task {i} of 4" for i in range(4)
+    ]
+
+
+def test_an_array_runs_each_task_as_a_slurm_array_task(fed: dict[str, Any]) -> None:
+    body = spec(
+        fed["mimer"], ["bash", "-c", "echo index=$SLURM_ARRAY_TASK_ID; sleep 1"], array="3,5%1"
+    )
+    first = _submit(fed, body)
+    tasks = ok(fed["api"].get(f"{API}/jobs?array={first['id']}", headers=fed["anna"].headers))
+    ids = sorted((t["array_task"], t["id"]) for t in tasks["jobs"])
+    assert [task for task, _ in ids] == [3, 5]
+    for task, job_id in ids:
+        done = _until(fed, job_id, "completed", "failed")
+        assert done["state"] == "completed", done["reason"]
+        assert f"index={task}" in _logs(fed, job_id)
+        backend_id = done["attempts"][-1]["backend_id"]
+        shown = subprocess.run(
+            ["scontrol", "show", "job", "-o", backend_id],
+            env={"SLURM_CONF": fed["harness"]["FACTORY2_CONF"], "PATH": "/usr/bin:/bin"},
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout
+        assert shown == "" or f"ArrayTaskId={task}" in shown  # gone after MinJobAge
+        assert float(done["charged_gpu_hours"]) > 0
