@@ -3,7 +3,7 @@
 "use strict";
 
 (function () {
-  const TERMINAL = ["completed", "failed", "cancelled", "timed_out", "node_failed"];
+  const TERMINAL = ["completed", "failed", "cancelled", "timed_out", "node_failed", "preempted"];
 
   function liveEligibility() {
     const form = document.getElementById("apply-form");
