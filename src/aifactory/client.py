@@ -326,8 +326,9 @@ class Client:
         result: JobView = self._call("GET", f"/jobs/{job_id}", JobView)
         return result
 
-    def cancel_job(self, job_id: int) -> JobView:
-        result: JobView = self._call("POST", f"/jobs/{job_id}/cancel", JobView)
+    def cancel_job(self, job_id: int, whole_array: bool = False) -> JobView:
+        params = {"array": "true"} if whole_array else None
+        result: JobView = self._call("POST", f"/jobs/{job_id}/cancel", JobView, params=params)
         return result
 
     def why_job(self, job_id: int) -> PlacementView:

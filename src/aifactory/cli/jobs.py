@@ -148,11 +148,15 @@ def jobs_show(job_id: int) -> None:
 
 @jobs_app.command("cancel")
 @friendly
-def jobs_cancel(job_id: int) -> None:
-    """Cancel a job (its whole process group / Slurm job)."""
+def jobs_cancel(
+    job_id: int,
+    array: Annotated[bool, typer.Option(help="cancel every unfinished task of its array")] = False,
+) -> None:
+    """Cancel a job (its whole process group / Slurm job), or with --array its whole array."""
     with client() as c:
-        job = c.cancel_job(job_id)
-    console.print(f"cancellation of job {job.id} requested (state now {job.state})")
+        job = c.cancel_job(job_id, whole_array=array)
+    which = f"array {job.array_id}" if array else f"job {job.id}"
+    console.print(f"cancellation of {which} requested (state of job {job.id} now {job.state})")
 
 
 @jobs_app.command("why")

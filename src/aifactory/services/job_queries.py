@@ -87,14 +87,21 @@ def why(session: Session, who: Principal, job_id: int) -> PlacementView:
     )
 
 
-def cancel(session: Session, who: Principal, job_id: int) -> JobView:
-    """Ask for cancellation; the site agent stops it (its whole process group) shortly."""
+def cancel(session: Session, who: Principal, job_id: int, whole_array: bool = False) -> JobView:
+    """Ask for cancellation; the site agent stops it (its whole process group) shortly.
+
+    With ``whole_array`` every unfinished task of the job's array is cancelled (``scancel`` of
+    an array job id).
+    """
     job = _visible(session, who, job_id)
+    if whole_array and job.array_id is None:
+        raise Invalid.field("array", "is_array", f"job {job_id} is not part of a job array")
+    which = Job.array_id == job.array_id if whole_array else Job.id == job_id
     # A flag, not a transition: set without taking the job's version, so it never makes a
     # controller's concurrent compare-and-set fail; the site agent acts on it in its next pass.
     flagged = session.execute(
         update(Job)
-        .where(Job.id == job_id, Job.state.not_in(list(TERMINAL)))
+        .where(which, Job.state.not_in(list(TERMINAL)))
         .values(cancel_requested=True)
         .execution_options(synchronize_session=False)
     )
@@ -102,7 +109,9 @@ def cancel(session: Session, who: Principal, job_id: int) -> JobView:
         session.refresh(job)
         raise Conflict(f"job {job_id} is already {job.state}")
     session.refresh(job)
-    wake(session, site_topic(job.factory_id) if job.factory_id else BROKER)
+    sites = set(session.scalars(select(Job.factory_id).where(which))) - {None}
+    for topic in [BROKER, *(site_topic(f) for f in sorted(s for s in sites if s))]:
+        wake(session, topic)
     return view(session, job, True)
 
 

@@ -108,3 +108,19 @@ def test_bad_array_is_refused_naming_the_field(env: dict[str, Any], array: str, 
     assert response.status_code == 422
     assert "array" in response.text and rule in response.text
     assert ok(api.get(f"{API}/jobs", headers=anna.headers))["jobs"] == []
+
+
+def test_cancelling_the_array_cancels_every_unfinished_task(env: dict[str, Any]) -> None:
+    api, anna = env["api"], env["anna"]
+    body = spec(env["code"], ["sleep", "60"], name="long-sweep", array="0-3%1")
+    first = ok(api.post(f"{API}/jobs", headers=anna.headers, json=body), 201)
+    run_until(env["runner"], lambda: _tasks(api, anna, first["id"])[0]["state"] == "running")
+    alone = api.post(f"{API}/jobs/{first['id']}/cancel?array=true", headers=anna.headers)
+    assert alone.status_code == 200
+    run_until(
+        env["runner"], lambda: all(t["state"] in TERMINAL for t in _tasks(api, anna, first["id"]))
+    )
+    assert {t["state"] for t in _tasks(api, anna, first["id"])} == {"cancelled"}
+    plain = ok(api.post(f"{API}/jobs", headers=anna.headers, json=spec(env["code"], ["true"])), 201)
+    refused = api.post(f"{API}/jobs/{plain['id']}/cancel?array=true", headers=anna.headers)
+    assert refused.status_code == 422 and "not part of a job array" in refused.text

@@ -82,8 +82,10 @@ def why_job(job_id: IdPath, session: SessionDep, who: CurrentPrincipal) -> Place
 
 
 @router.post("/jobs/{job_id}/cancel")
-def cancel_job(job_id: IdPath, session: SessionDep, who: CurrentPrincipal) -> JobView:
-    return job_queries.cancel(session, who, job_id)
+def cancel_job(
+    job_id: IdPath, session: SessionDep, who: CurrentPrincipal, array: bool = False
+) -> JobView:
+    return job_queries.cancel(session, who, job_id, whole_array=array)
 
 
 @router.get("/jobs/{job_id}/logs")
