@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-import re
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 import yaml
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from aifactory.cli.common import client, friendly
@@ -19,28 +19,39 @@ from aifactory.client import Client
 from aifactory.domain.jobs import TERMINAL, JobState
 from aifactory.domain.jobspec import MAX_SPEC_BYTES
 from aifactory.errors import Invalid
-from aifactory.executors.slurm.sbatch_import import import_sbatch
 from aifactory.services.job_views import JobView, LogChunk, PlacementView
 
 jobs_app = typer.Typer(help="Your jobs: state, placement reasons, cancel.", no_args_is_help=True)
 
 
-def read_spec(path: Path) -> tuple[dict[str, Any], list[str]]:
-    """A job spec from YAML/JSON, or from an existing Slurm batch script (``#SBATCH``)."""
+def read_spec(
+    path: Path, args: list[str] | None = None
+) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    """A job spec from YAML/JSON, or from an existing Slurm batch script (``#!`` and
+    ``#SBATCH``), with the notes on the script's directives; ``args`` (after ``--`` on the
+    command line) become the script's arguments, replacing any in the file."""
     if not path.is_file():
         raise Invalid.field("file", "exists", f"{path} is not a readable file")
     if path.stat().st_size > MAX_SPEC_BYTES:
         raise Invalid.field("file", "max_size", f"{path} is over 1 MiB")
     text = path.read_text(encoding="utf-8")
     if path.suffix in (".sbatch", ".slurm", ".sh") or text.startswith("#!"):
-        return spec_from_sbatch(text, path.stem)
+        spec, notes = spec_from_sbatch(text, path.name)
+    else:
+        spec, notes = _spec_file(path, text), []
+    if args:
+        spec["args"] = list(args)
+    return spec, notes
+
+
+def _spec_file(path: Path, text: str) -> dict[str, Any]:
     try:
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         raise Invalid.field("file", "syntax", f"{path}: {exc}") from None
     if not isinstance(data, dict):
         raise Invalid.field("file", "mapping", f"{path} must hold a mapping of spec fields")
-    return _bare_on(data), []
+    return _bare_on(data)
 
 
 def _bare_on(data: dict[Any, Any]) -> dict[Any, Any]:
@@ -52,25 +63,27 @@ def _bare_on(data: dict[Any, Any]) -> dict[Any, Any]:
     return data
 
 
-def spec_from_sbatch(text: str, stem: str) -> tuple[dict[str, Any], list[str]]:
-    """A job spec from an existing batch script: its ``#SBATCH`` directives and its body."""
-    imported, warnings = import_sbatch(text)
-    res = dict(imported.get("resources") or {})
-    if "time_limit_s" in res:
-        res["time_limit"] = res.pop("time_limit_s")
-    resources = {k: v for k, v in res.items() if v is not None}
-    for key in ("output", "error"):
-        if imported.get(key):
-            warnings.append(f"--{key}={imported[key]} ignored: the platform keeps job logs")
-    name = imported.get("name") or re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip("-") or "job"
-    body = str(imported.get("command") or "").strip()
-    if not body:
-        raise Invalid.field("script", "non_empty", "the batch script has no commands")
-    return {"name": name, "resources": resources, "script": "#!/bin/bash\n" + body + "\n"}, warnings
+def spec_from_sbatch(text: str, file_name: str) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    """A job spec from an existing batch script, read as sbatch reads it (see
+    :func:`~aifactory.executors.slurm.sbatch_import.import_sbatch`): the whole script runs as
+    the job, its ``#SBATCH`` directives become the spec's resources.
+
+    Raises:
+        Invalid: sbatch would refuse the script, or a directive asks for what the platform
+            cannot do (every refused directive is listed).
+    """
+    from aifactory.executors.slurm.sbatch_import import import_sbatch  # only for scripts
+
+    imported = import_sbatch(text, default_name=file_name)
+    return imported.spec, [note.as_dict() for note in imported.notes]
 
 
 def submit(
     file: Annotated[Path, typer.Argument(help="job.yaml, job.json or train.sbatch")],
+    args: Annotated[
+        list[str] | None,
+        typer.Argument(help="arguments for the script, after -- (aif submit train.sbatch -- a b)"),
+    ] = None,
     project: Annotated[str | None, typer.Option(help="project ID (overrides the file)")] = None,
     follow: Annotated[bool, typer.Option(help="follow state and logs until it ends")] = False,
     idempotency_key: Annotated[
@@ -79,21 +92,78 @@ def submit(
             help="reuse a key to submit at most once across runs of a script (default: new)"
         ),
     ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="submit nothing: print the spec, the notes and the Slurm script (no server)",
+        ),
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="with --dry-run: print one JSON object")
+    ] = False,
 ) -> None:
     """Submit a job once; the broker picks the factory and says why.
 
     A dropped connection is retried with the same idempotency key: one job at most.
+
+    A batch script is read as sbatch reads it; a refused directive exits with status 2.
     """
-    _submit(file, project, follow, idempotency_key)
+    if as_json and not dry_run:
+        raise typer.BadParameter("--json goes with --dry-run", param_hint="--json")
+    spec, notes = _read_or_exit(file, args or [], as_json)
+    if project:
+        spec["project"] = project
+    if dry_run:
+        _dry_run(spec, notes, as_json)
+        return
+    _submit(spec, notes, follow, idempotency_key)
+
+
+def _dry_run(spec: dict[str, Any], notes: list[dict[str, str]], as_json: bool) -> None:
+    from aifactory.cli.dry_run import dry_run
+
+    try:
+        dry_run(spec, notes, as_json)
+    except Invalid as exc:
+        _refused(exc, as_json)
+
+
+def _read_or_exit(
+    file: Path, args: list[str], as_json: bool
+) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    """The spec and notes; a file that cannot be read as a spec exits with status 2."""
+    try:
+        return read_spec(file, args)
+    except Invalid as exc:
+        _refused(exc, as_json)
+
+
+def _refused(exc: Invalid, as_json: bool) -> NoReturn:
+    """Print why the file cannot be submitted (like ``friendly``, with the script's other
+    notes first) and exit with status 2."""
+    notes = exc.extra.get("notes", [])
+    if as_json:
+        errors = [d.as_dict() for d in exc.details]
+        print(json.dumps({"error": exc.message, "details": errors, "notes": notes}, indent=2))
+        raise typer.Exit(2)
+    for note in notes:
+        if note.get("action") != "refused":
+            console.print(f"[yellow]note:[/yellow] {escape(note['message'])}")
+    console.print(f"[red]error ({exc.code}):[/red] {escape(exc.message)}")
+    for d in exc.details:
+        console.print(
+            f"  [red]•[/red] {escape(d.field)}: {escape(d.message)} [dim]({escape(d.rule)})[/dim]"
+        )
+    raise typer.Exit(2)
 
 
 @friendly
-def _submit(file: Path, project: str | None, follow: bool, key: str | None = None) -> None:
-    spec, warnings = read_spec(file)
-    for warning in warnings:
-        console.print(f"[yellow]warning:[/yellow] {warning}")
-    if project:
-        spec["project"] = project
+def _submit(
+    spec: dict[str, Any], notes: list[dict[str, str]], follow: bool, key: str | None = None
+) -> None:
+    for note in notes:
+        console.print(f"[yellow]note:[/yellow] {escape(note['message'])}")
     with client() as c:
         job = c.submit_job(spec, idempotency_key=key)
         console.print(f"job [bold]{job.id}[/bold] {job.state} on {job.factory or '-'}")

@@ -80,17 +80,25 @@ def test_submit_yaml_and_follow_logs_to_completion(env: dict[str, str], tmp_path
     assert "hello" in aif(env, "jobs", "list")
 
 
-def test_import_of_a_batch_script_warns_about_unknown_directives(
+def test_sbatch_script_import_notes_ignored_directives_and_passes_args(
     env: dict[str, str], tmp_path: Path
 ) -> None:
     script = tmp_path / "train.sbatch"
     script.write_text(
         "#!/bin/bash\n#SBATCH --job-name=imported\n#SBATCH --gpus-per-node=1\n"
-        "#SBATCH --time=00:05:00\n#SBATCH --mail-user=me@x.eu\necho from-sbatch\n"
+        '#SBATCH --time=00:05:00\n#SBATCH --mail-user=me@x.eu\necho from-sbatch "$1"\n'
     )
-    out = aif(env, "submit", str(script), "--project", env["PROJECT"], "--follow")
-    assert "warning" in out and "mail-user" in out
-    assert "from-sbatch" in out and "completed" in out
+    out = aif(env, "submit", str(script), "--project", env["PROJECT"], "--follow", "--", "a b")
+    assert "ignored" in out and "--mail-user=me@x.eu" in out
+    assert "from-sbatch a b" in out and "completed" in out
+
+
+def test_a_refused_sbatch_script_is_not_submitted(env: dict[str, str], tmp_path: Path) -> None:
+    script = tmp_path / "chain.sbatch"
+    script.write_text("#!/bin/bash\n#SBATCH --dependency=afterok:1 --time=5\necho no\n")
+    out = aif(env, "submit", str(script), "--project", env["PROJECT"], code=2)
+    assert "sbatch.--dependency" in out and "Traceback" not in out
+    assert "chain.sbatch" not in aif(env, "jobs", "list")
 
 
 def test_bad_spec_file_is_a_clear_error(env: dict[str, str], tmp_path: Path) -> None:

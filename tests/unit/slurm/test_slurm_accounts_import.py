@@ -60,7 +60,7 @@ def test_ensure_account_creates_sets_limit_and_adds_users_with_safe_names() -> N
     rec = Recorder()
     accounts = SiteAccounts(rec, account_prefix="aif-")
     assert accounts.ensure_account("EHPC-1", 120, ["alice"]) == "aif-ehpc-1"
-    assert [c[3] for c in rec.calls] == ["account", "account", "user"]
+    assert [c[3] for c in rec.calls] == ["account", "account", "show", "user"]
     with pytest.raises(Invalid):
         accounts.add_user("EHPC-1", "alice account=root")
     with pytest.raises(Invalid):
@@ -81,21 +81,24 @@ srun python train.py
 
 
 def test_import_reads_directives_until_the_first_command() -> None:
-    spec, warnings = import_sbatch(SCRIPT)
+    spec, notes = import_sbatch(SCRIPT)
     assert spec["name"] == "train"
     assert spec["resources"] == {
         "nodes": 2,
         "gpus_per_node": 4,
-        "gpu_model": "h100",
-        "cpus": 32,
+        "gpu_model": "H100",
+        "tasks_per_node": 4,
+        "cpus_per_task": 8,
         "memory_gb": 64.0,
-        "time_limit_s": 95400,
+        "exclusive": True,
+        "time_limit": 95400,
     }
-    assert spec["output"] == "out.%j" and spec["error"] == "err.%j"
-    assert spec["command"].startswith("srun python train.py")
-    assert warnings == [
-        "#SBATCH --exclusive is not supported; ignored",
-        "#SBATCH --qos=high is not supported; ignored",
+    assert spec["script"] == SCRIPT  # the whole script runs, as under sbatch
+    assert [(n.directive, n.action) for n in notes] == [
+        ("--output=out.%j", "replaced"),
+        ("--error=err.%j", "replaced"),
+        ("--qos=high", "ignored"),
+        ("--gres=gpu:h100:4", "adjusted"),
     ]
 
 
@@ -106,12 +109,13 @@ def test_import_reads_directives_until_the_first_command() -> None:
         ("#SBATCH -N4", "nodes", 4),
         ("#SBATCH --gpus-per-node=2", "gpus_per_node", 2),
         ("#SBATCH -N 2 --gpus=8", "gpus_per_node", 4),
-        ("#SBATCH -G a100:2", "gpu_model", "a100"),
+        ("#SBATCH -G a100:2", "gpu_model", "A100"),
         ("#SBATCH --gres=gpu", "gpus_per_node", 1),
-        ("#SBATCH -n 8 -c 2", "cpus", 16),
-        ("#SBATCH -t 90", "time_limit_s", 5400),
-        ("#SBATCH --time=UNLIMITED", "time_limit_s", None),
+        ("#SBATCH -n 8 -c 2", "cpus_per_task", 2),
+        ("#SBATCH -n 8 -c 2", "tasks_per_node", 8),
+        ("#SBATCH -t 90", "time_limit", 5400),
         ("#SBATCH --mem 2048", "memory_gb", 2.0),
+        ("#SBATCH --mem=0", "whole_node_memory", True),
     ],
 )
 def test_import_option_forms(lines: str, key: str, value: object) -> None:
@@ -119,9 +123,10 @@ def test_import_option_forms(lines: str, key: str, value: object) -> None:
     assert spec["resources"][key] == value
 
 
-def test_uneven_gpus_over_nodes_warns() -> None:
-    spec, warnings = import_sbatch("#SBATCH -N 2 --gpus=3\ntrue\n")
-    assert spec["resources"]["gpus_per_node"] == 2 and "rounded up" in warnings[0]
+def test_uneven_gpus_over_nodes_are_refused() -> None:
+    with pytest.raises(Invalid) as info:
+        import_sbatch("#!/bin/bash\n#SBATCH -N 2 --gpus=3\ntrue\n")
+    assert [d.field for d in info.value.details] == ["sbatch.--gpus"]
 
 
 @pytest.mark.parametrize(
@@ -142,11 +147,17 @@ def test_all_slurm_time_formats(text: str, seconds: int | None) -> None:
 
 @pytest.mark.parametrize(
     "bad",
-    ["#SBATCH --time=soon", "#SBATCH --mem=lots", "#SBATCH --nodes=two", "#SBATCH --gres=fpga:1"],
+    [
+        "#SBATCH --time=soon",
+        "#SBATCH --mem=lots",
+        "#SBATCH --nodes=two",
+        "#SBATCH --gres=fpga:1",
+        "#SBATCH --time=UNLIMITED",
+    ],
 )
 def test_bad_values_are_invalid(bad: str) -> None:
     with pytest.raises(Invalid):
-        import_sbatch(f"{bad}\ntrue\n")
+        import_sbatch(f"#!/bin/bash\n{bad}\ntrue\n")
 
 
 def test_memory_units() -> None:

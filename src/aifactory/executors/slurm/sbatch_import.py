@@ -1,190 +1,150 @@
 """Import an existing batch script: its ``#SBATCH`` directives become a platform job spec.
 
-Users bring the scripts they have (``aif submit train.sbatch``). Like sbatch itself, directives
-are read only up to the first command line; options the platform cannot honour are returned as
-warnings rather than silently dropped.
+Users bring the scripts they have (``aif submit train.sbatch``). The directives are read
+exactly as sbatch 22.05 reads them (:mod:`.sbatch_options`); the script itself, interpreter
+line included, becomes the job's ``script`` and runs once as the batch step, as under sbatch.
+
+Nothing is dropped silently: every directive is honoured, or it comes back as a :class:`Note`
+saying what happened to it — ``replaced`` (the platform owns account, partition and log
+paths), ``ignored`` (it changes nothing the job relies on), ``adjusted`` (honoured in the
+platform's terms, e.g. a node range becomes its minimum), ``defaulted`` (no ``--time``) or
+``refused``. One refused directive fails the import; :class:`~aifactory.errors.Invalid` then
+lists every refused directive, and ``extra["notes"]`` all the notes.
 """
 
 from __future__ import annotations
 
-import math
+import posixpath
 import re
-import shlex
-from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
+from pydantic import ValidationError
+
+from aifactory.domain.jobspec import Resources, array_tasks
 from aifactory.errors import Invalid
+from aifactory.executors.slurm.sbatch_options import read_directives
+from aifactory.executors.slurm.sbatch_resources import (
+    DEFAULT_TIME_LIMIT_S,
+    Note,
+    Reading,
+    resources,
+)
+from aifactory.executors.slurm.sbatch_values import parse_memory_gb, parse_time_limit
 
-__all__ = ["import_sbatch", "parse_memory_gb", "parse_time_limit"]
+__all__ = [
+    "DEFAULT_TIME_LIMIT_S",
+    "Note",
+    "SbatchImport",
+    "import_sbatch",
+    "parse_memory_gb",
+    "parse_time_limit",
+]
 
-_SHORT = {"-N": "nodes", "-n": "ntasks", "-t": "time", "-J": "job-name", "-o": "output"}
-_SHORT |= {"-e": "error", "-c": "cpus-per-task", "-G": "gpus"}
-_KNOWN = {
-    "job-name",
-    "nodes",
-    "ntasks",
-    "ntasks-per-node",
-    "gpus",
-    "gpus-per-node",
-    "gres",
-    "time",
-    "mem",
-    "cpus-per-task",
-    "output",
-    "error",
-}
-_MEM_UNITS = {"K": 1 / 1024 / 1024, "M": 1 / 1024, "G": 1.0, "T": 1024.0}
-_UNLIMITED = {"INFINITE", "UNLIMITED", "-1"}
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$")
 
 
-def _bad(option: str, value: str, why: str) -> Invalid:
-    return Invalid.field(f"sbatch.{option}", "format", f"{value!r}: {why}")
+class SbatchImport(NamedTuple):
+    """A job spec in the :class:`~aifactory.domain.jobspec.JobSpec` shape, and the notes."""
+
+    spec: dict[str, Any]
+    notes: list[Note]
 
 
-def parse_time_limit(value: str) -> int | None:
-    """Seconds of a Slurm time limit; ``None`` for ``INFINITE``/``UNLIMITED``.
-
-    Accepts every sbatch form: ``M``, ``M:S``, ``H:M:S``, ``D-H``, ``D-H:M``, ``D-H:M:S``.
-    """
-    text = value.strip().upper()
-    if text in _UNLIMITED:
-        return None
-    days, has_days, rest = text.partition("-") if "-" in text else ("0", "", text)
-    parts = rest.split(":")
-    if not all(p.isdigit() for p in [days, *parts]) or len(parts) > 3:
-        raise _bad("time", value, "not a Slurm time (M, M:S, H:M:S, D-H, D-H:M, D-H:M:S)")
-    nums = [int(p) for p in parts]
-    # After a day count the first field is hours; without one a lone number is minutes.
-    without_days = {1: [0, nums[0], 0], 2: [0, *nums], 3: nums}
-    hms = [*nums, 0, 0][:3] if has_days else without_days[len(nums)]
-    return int(days) * 86400 + hms[0] * 3600 + hms[1] * 60 + hms[2]
+def _check_script(text: str) -> None:
+    """What sbatch checks before reading directives (sbatch.c ``_get_script_buffer``)."""
+    problems = [
+        (not text.strip(), "the batch script is empty"),
+        (not text.startswith("#!"), "the first line must start with #! and an interpreter"),
+        ("\0" in text, "the batch script contains a NUL character"),
+        ("\r\n" in text, "the batch script has DOS line breaks (\\r\\n)"),
+    ]
+    for broken, message in problems:
+        if broken:
+            raise Invalid.field("script", "sbatch", message)
 
 
-def parse_memory_gb(value: str) -> float:
-    """GiB of an sbatch ``--mem`` value (``16G``, ``16000`` = MiB, ``512M``, ``1T``)."""
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)([KMGT]?)B?", value.strip().upper())
-    if match is None:
-        raise _bad("mem", value, "expected a number with an optional K/M/G/T unit")
-    return round(float(match.group(1)) * _MEM_UNITS[match.group(2) or "M"], 3)
+def _name(imp: Reading, default: str) -> str:
+    d = imp.last.get("job-name")
+    raw = (d.value or "") if d else default
+    if _NAME.match(raw):
+        return raw
+    clean = re.sub(r"[^A-Za-z0-9._-]+", "-", raw).strip("-._")[:64] or "job"
+    if d is not None:
+        imp.note(d.text, "adjusted", f"{d.text} adjusted: the job is named {clean!r}")
+    return clean
 
 
-def _gpu_count(option: str, value: str) -> tuple[int, str | None]:
-    """``4`` / ``h100:4`` (gpus) or ``gpu`` / ``gpu:4`` / ``gpu:h100:4`` (gres)."""
-    parts = value.split(",")[0].split(":")
-    if option == "gres":
-        if parts[0] != "gpu":
-            raise _bad(option, value, "only gpu gres can be imported")
-        parts = parts[1:] or ["1"]
-    if not parts[-1].isdigit() or len(parts) > 2:
-        raise _bad(option, value, "expected [type:]count")
-    return int(parts[-1]), parts[0] if len(parts) == 2 else None
+def _workdir(imp: Reading, value: str) -> str:
+    if value.startswith("/"):
+        raise ValueError("the platform owns the job directory; give a path relative to it")
+    path = posixpath.normpath(value)
+    if path == ".." or path.startswith("../"):
+        raise ValueError("a path inside the job directory, without '..'")
+    where = imp.text("chdir")
+    msg = "relative to the job directory (sbatch: to where it was run)"
+    imp.note(where, "adjusted", f"{where} adjusted: {msg}")
+    return path
 
 
-def _directive_tokens(line: str) -> list[str]:
-    text = line[len("#SBATCH") :].split(" #", 1)[0]
+def _array(value: str) -> str:
+    array_tasks(value)  # raises ValueError with the rule broken
+    return value.strip()
+
+
+def _extras(imp: Reading) -> dict[str, Any]:
+    extras: dict[str, Any] = {}
+    array = imp.value("array", _array)
+    if array is not None:
+        extras["array"] = array
+    workdir = imp.value("chdir", lambda v: _workdir(imp, v))
+    if workdir is not None and workdir != ".":
+        extras["workdir"] = workdir
+    return extras
+
+
+def _check_resources(imp: Reading, spec_resources: dict[str, Any]) -> None:
+    """What the spec itself would refuse (e.g. more than 4096 nodes), named here first."""
+    if any(n.action == "refused" for n in imp.notes):
+        return
     try:
-        return shlex.split(text)
-    except ValueError as exc:
-        raise Invalid.field("sbatch", "syntax", f"cannot parse {line!r}: {exc}") from exc
+        Resources.model_validate(spec_resources)
+    except ValidationError as exc:
+        for error in exc.errors():
+            where = ".".join(str(p) for p in error["loc"]) or "resources"
+            imp.refuse(f"resources.{where}", f"resources.{where}: {error['msg']}")
 
 
-def _options(tokens: list[str]) -> list[tuple[str, str]]:
-    """(long option name, value) pairs from one directive's tokens."""
-    pairs: list[tuple[str, str]] = []
-    i = 0
-    while i < len(tokens):
-        token = tokens[i]
-        if token.startswith("--"):
-            name, eq, value = token[2:].partition("=")
-            if not eq and i + 1 < len(tokens) and not tokens[i + 1].startswith("-"):
-                i, value = i + 1, tokens[i + 1]
-        elif token[:2] in _SHORT:
-            name, value = _SHORT[token[:2]], token[2:]
-            if not value and i + 1 < len(tokens):
-                i, value = i + 1, tokens[i + 1]
-        else:
-            name, value = token.lstrip("-"), ""
-        pairs.append((name, value))
-        i += 1
-    return pairs
-
-
-def _split(text: str) -> tuple[list[tuple[str, str]], list[str]]:
-    """Directive pairs and the remaining body lines (directives end at the first command)."""
-    pairs: list[tuple[str, str]] = []
-    lines = text.splitlines()
-    for index, line in enumerate(lines):
-        stripped = line.strip()
-        if stripped.startswith("#SBATCH"):
-            pairs.extend(_options(_directive_tokens(stripped)))
-        elif stripped and not stripped.startswith("#"):
-            return pairs, lines[index:]
-    return pairs, []
-
-
-def _resources(opts: dict[str, str], warnings: list[str]) -> dict[str, Any]:
-    nodes = int(opts.get("nodes", "1").split("-")[0] or 1)
-    per_node, model = 0, None
-    if "gpus-per-node" in opts:
-        per_node, model = _gpu_count("gpus-per-node", opts["gpus-per-node"])
-    elif "gres" in opts:
-        per_node, model = _gpu_count("gres", opts["gres"])
-    elif "gpus" in opts:
-        total, model = _gpu_count("gpus", opts["gpus"])
-        per_node = math.ceil(total / nodes)
-        if per_node * nodes != total:
-            warnings.append(f"--gpus={total} over {nodes} nodes rounded up to {per_node} per node")
-    tasks = int(opts.get("ntasks-per-node") or math.ceil(int(opts.get("ntasks", "1")) / nodes))
-    resources: dict[str, Any] = {
-        "nodes": nodes,
-        "gpus_per_node": per_node,
-        "cpus": tasks * int(opts.get("cpus-per-task", "1")),
-        "memory_gb": parse_memory_gb(opts["mem"]) if "mem" in opts else None,
-        "time_limit_s": parse_time_limit(opts["time"]) if "time" in opts else None,
-    }
-    if model is not None:
-        resources["gpu_model"] = model
-    return resources
-
-
-_INTEGER_OPTIONS = ("ntasks", "ntasks-per-node", "cpus-per-task")
-_CHECKS: dict[str, Callable[[str], bool]] = {
-    "nodes": lambda v: re.fullmatch(r"\d+(-\d+)?", v) is not None,
-    **{name: str.isdigit for name in _INTEGER_OPTIONS},
-}
-
-
-def import_sbatch(text: str) -> tuple[dict[str, Any], list[str]]:
-    """Turn a batch script into a job spec.
+def import_sbatch(text: str, default_name: str = "job") -> SbatchImport:
+    """Turn a batch script into a job spec, as sbatch would read it.
 
     Args:
-        text: The batch script.
+        text: The batch script, interpreter line included.
+        default_name: The job's name without ``--job-name`` (sbatch uses the file's name).
 
     Returns:
-        ``(spec, warnings)``: ``spec`` is ``{name, resources: {nodes, gpus_per_node,
-        gpu_model?, cpus, memory_gb, time_limit_s}, command, output, error}`` and
-        ``warnings`` names every directive that was ignored or adjusted.
+        ``(spec, notes)``: ``spec`` has ``name``, ``script`` (all of ``text``), ``resources``
+        (the :class:`~aifactory.domain.jobspec.Resources` fields) and, when given, ``array``
+        and ``workdir``; ``notes`` lists each directive replaced, ignored, adjusted or
+        defaulted.
 
     Raises:
-        Invalid: A known directive has a value Slurm itself would refuse.
+        Invalid: sbatch itself would refuse the script, or a directive asks for something the
+            platform cannot do; one detail per refused directive (``sbatch.--mail-user`` ...).
     """
-    pairs, body = _split(text)
-    warnings: list[str] = []
-    opts: dict[str, str] = {}
-    for name, value in pairs:
-        if name not in _KNOWN:
-            warnings.append(
-                f"#SBATCH --{name}{'=' + value if value else ''} is not supported; ignored"
-            )
-            continue
-        if name in _CHECKS and not _CHECKS[name](value):
-            raise _bad(name, value, "expected a positive integer")
-        opts[name] = value
-    spec = {
-        "name": opts.get("job-name"),
-        "resources": _resources(opts, warnings),
-        "command": "\n".join(body).strip() + "\n" if body else "",
-        "output": opts.get("output"),
-        "error": opts.get("error"),
-    }
-    return spec, warnings
+    _check_script(text)
+    directives, slurm_lines, errors = read_directives(text)
+    imp = Reading()
+    for line in slurm_lines:
+        msg = f"#SLURM adjusted: line {line} is read as #SBATCH (sbatch warns: change it)"
+        imp.note("#SLURM", "adjusted", msg)
+    for error in errors:
+        imp.refuse(error.word, f"{error.word} refused: line {error.line}: {error.message}")
+    for directive in directives:
+        imp.take(directive)
+    spec_resources = resources(imp)
+    spec: dict[str, Any] = {"name": _name(imp, default_name), "script": text}
+    spec |= {"resources": spec_resources} | _extras(imp)
+    _check_resources(imp, spec_resources)
+    if any(n.action == "refused" for n in imp.notes):
+        raise imp.invalid()
+    return SbatchImport(spec, imp.notes)
