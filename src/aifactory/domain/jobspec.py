@@ -11,6 +11,7 @@ from pydantic import (
     ConfigDict,
     Field,
     Strict,
+    StringConstraints,
     ValidationError,
     field_validator,
     model_validator,
@@ -169,7 +170,10 @@ class JobSpec(_Spec):
     command: str | list[str] | None = Field(
         default=None, description="a string (split like a shell would, never run by one) or a list"
     )
-    script: str | None = Field(default=None, max_length=512 * 1024)
+    # Kept byte for byte (no whitespace stripping): it runs as the user wrote it.
+    script: Annotated[str, StringConstraints(strip_whitespace=False)] | None = Field(
+        default=None, max_length=512 * 1024
+    )
     environment: dict[Annotated[str, Field(pattern=_ENV_NAME)], Line] = Field(default_factory=dict)
     workdir: str | None = Field(default=None, max_length=1024, pattern=_SAFE_TEXT)
     container_image: str | None = Field(default=None, max_length=256, pattern=r"^[\w./:@\-]+$")
