@@ -237,7 +237,12 @@ AccountingStoragePort=$DBD_PORT
 AccountingStorageTRES=gres/gpu
 AccountingStoreFlags=job_comment
 # enforce associations and limits: GrpTRESMins=gres/gpu=N is how a project's GPU budget binds
-AccountingStorageEnforce=associations,limits,safe" ;;
+AccountingStorageEnforce=associations,limits,safe
+# GrpTRESMins binds only under priority/multifactor, and the usage it counts must never decay
+# or reset: a budget is given back by the ledger, never by the passing of time
+PriorityType=priority/multifactor
+PriorityDecayHalfLife=0
+PriorityUsageResetPeriod=NONE" ;;
     *) die "--accounting must be none, dbd or shared:PORT" ;;
   esac
 

@@ -217,7 +217,7 @@ def test_injection_through_script_text_stays_data(tmp_path: Path, payload: str) 
     r = render_script(spec(argv=None, script=text), options(tmp_path))
     assert len(sbatch_lines(r.text)) == len(header(r.text))
     # Everything up to the hand-over to the user's own script runs no part of its text.
-    before_exec = r.text[: r.text.rindex("\nexec ")]
+    before_exec = r.text[: r.text.rindex("\nexec ")] + "\n}"
     proc = subprocess.run(["bash", "-c", before_exec], cwd=tmp_path, check=False)
     assert proc.returncode == 0
     assert not list(tmp_path.rglob("PWNED")), "a payload was executed"
@@ -292,3 +292,11 @@ def test_whole_node_memory_is_mem_0_and_unasked_values_are_left_to_the_site(
 def test_injection_through_constraint_is_refused(tmp_path: Path, payload: str) -> None:
     with pytest.raises(Invalid):
         render_script(spec(constraint=payload), options(tmp_path))
+
+
+def test_a_script_cut_short_in_transit_runs_none_of_its_lines(tmp_path: Path) -> None:
+    r = render_script(spec(argv=None, script="touch ran\n"), options(tmp_path))
+    cut = r.text[: r.text.rindex("exec ")]  # sbatch got EOF mid-script (ssh dropped)
+    proc = subprocess.run(["bash", "-c", cut], cwd=tmp_path, capture_output=True, check=False)
+    assert proc.returncode != 0
+    assert not (tmp_path / "job-1").exists()  # not even the mkdir at its start ran

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aifactory.errors import BackendUnavailable, Invalid
-from aifactory.executors.slurm.failures import command_error
+from aifactory.executors.slurm.failures import Submission, command_error, submit_error
 from aifactory.executors.slurm.models import (
     SlurmJob,
     SlurmNode,
@@ -37,8 +37,18 @@ __all__ = [
 ]
 
 # JobName last: it is the only free-text column, so a "|" in some other user's job name
-# cannot shift the columns we read (the split stops before it).
-SACCT_FIELDS = ("JobID", "State", "ExitCode", "Start", "End", "ElapsedRaw", "AllocTRES", "NodeList")
+# cannot shift the columns we read (the split stops before it). JobIDRaw, not JobID: a one-task
+# array job (--array=3) is 5030_3 in JobID but 5030, the id sbatch printed, in JobIDRaw.
+SACCT_FIELDS = (
+    "JobIDRaw",
+    "State",
+    "ExitCode",
+    "Start",
+    "End",
+    "ElapsedRaw",
+    "AllocTRES",
+    "NodeList",
+)
 _SACCT_FORMAT = ",".join((*SACCT_FIELDS, "JobName"))
 _ACCOUNTING_DISABLED = "accounting storage is disabled"
 _SCONTROL_KEY = re.compile(r"(?:^|\s)([A-Za-z][A-Za-z0-9_/:.]*)=")
@@ -67,23 +77,39 @@ def _fail(verb: str, stdout: str, stderr: str, rc: int, job_id: str | None = Non
 
 @dataclass(frozen=True)
 class Sbatch:
-    """``sbatch --parsable``; the script itself goes to stdin, so no file is written anywhere."""
+    """``sbatch --parsable``; the script itself goes to stdin, so no file is written anywhere.
+
+    With :attr:`deadline_s` sbatch runs under ``timeout --signal=KILL``: a submission whose
+    answer got lost (a cut SSH connection) cannot still be on its way to slurmctld after that
+    time, so a lookup by name afterwards tells for certain whether it was submitted.
+    """
+
+    deadline_s: float | None = None
 
     def build(self) -> list[str]:
         """Argv; pass the rendered script as the transport's stdin."""
-        return ["sbatch", "--parsable"]
+        argv = ["sbatch", "--parsable"]
+        if self.deadline_s is not None:
+            argv = ["timeout", "--signal=KILL", f"{max(1, int(self.deadline_s))}", *argv]
+        return argv
 
     def parse(self, stdout: str, stderr: str, returncode: int) -> str:
         """Slurm's job id (``"42"``; ``"42;cluster"`` with ``-M`` is cut to ``"42"``).
 
         Raises:
-            Invalid: Slurm rejected the job (its message is kept; the id is consumed anyway).
-            BackendUnavailable: slurmctld could not be reached.
+            Invalid: Slurm refused the job (its message is kept; the id is consumed anyway).
+            BackendUnavailable: Anything else, with ``extra["submission"]`` saying whether
+                it was temporary, unreachable or ambiguous (see :mod:`.failures`).
         """
-        _fail("sbatch", stdout, stderr, returncode)
+        if returncode != 0:
+            raise submit_error("sbatch", returncode, stdout, stderr)
         job_id = stdout.strip().splitlines()[-1].split(";")[0] if stdout.strip() else ""
         if not job_id.isdigit():
-            raise Invalid(f"sbatch printed no job id: {stdout.strip()!r}")
+            # sbatch said yes but its answer is unreadable: the job may well exist.
+            raise BackendUnavailable(
+                f"sbatch printed no job id: {stdout.strip()!r}",
+                extra={"submission": Submission.AMBIGUOUS.value},
+            )
         return job_id
 
 
@@ -143,6 +169,7 @@ def job_from_json(job: dict[str, Any]) -> SlurmJob:
         elapsed_s=(end - start) if start is not None and end is not None else None,
         gpus=_json_gpus(job),
         nodes=str(job.get("nodes") or ""),
+        restarts=int(job.get("restart_cnt") or 0),
     )
 
 
@@ -225,21 +252,28 @@ class Sacct:
     """``sacct --parsable2`` for whole allocations (no steps), times as epoch seconds.
 
     Exit codes come from here rather than ``sacct --json``, which reports every job as
-    ``SUCCESS``. Records lag the controller by about half a second.
+    ``SUCCESS``. Records lag the controller by about half a second. With :attr:`duplicates`
+    every run of a requeued job is a record of its own (state ``REQUEUED`` for all but the
+    last), which is how each run gets charged.
     """
 
     job_ids: Sequence[str] = ()
     name: str | None = None
     since: str = "now-14days"
+    duplicates: bool = False
 
     def build(self) -> list[str]:
         """Argv (``env SLURM_TIME_FORMAT=%s`` makes sacct print epoch seconds, zone-free)."""
         argv = ["env", "SLURM_TIME_FORMAT=%s", "sacct", "--parsable2", "--noheader"]
         argv += ["--allocations", f"--format={_SACCT_FORMAT}"]
+        if self.duplicates:
+            argv.append("--duplicates")
         if self.job_ids:
             argv.append("--jobs=" + ",".join(self.job_ids))
         if self.name is not None:
-            argv += [f"--name={self.name}", f"--starttime={self.since}"]
+            # Without --allusers a service user that is not root sees only its own jobs, and
+            # people's jobs run as themselves: the idempotency lookup would miss them.
+            argv += ["--allusers", f"--name={self.name}", f"--starttime={self.since}"]
         return argv
 
     def parse(self, stdout: str, stderr: str, returncode: int) -> list[SlurmJob]:

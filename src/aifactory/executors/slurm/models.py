@@ -12,6 +12,7 @@ from aifactory.executors.base import ExecState
 
 __all__ = [
     "SLURM_STATES",
+    "STATE_MESSAGES",
     "SlurmJob",
     "SlurmNode",
     "base_state",
@@ -20,9 +21,10 @@ __all__ = [
     "gpus_from_tres",
 ]
 
-# Every Slurm 22.05 job state (squeue/sacct/scontrol spellings) and what the platform calls it.
-# PREEMPTED becomes node_failed: the job lost its resources through no fault of its own, which
-# is exactly the case managed recovery resubmits (the executor marks the message "preempted").
+# Every Slurm 22.05 job state (squeue/sacct/scontrol spellings) and what the platform calls it
+# (docs/slurm.md, "How jobs end"). The platform submits with --no-requeue, so a node failure or
+# a preemption ends the Slurm job and managed retry decides what follows; REQUEUED only shows
+# up where a site forces requeueing anyway (every run is then charged, see SlurmExecutor.usage).
 # SUSPENDED keeps its allocation, so it still counts as running for accounting.
 SLURM_STATES: dict[str, ExecState] = {
     "PENDING": ExecState.QUEUED,
@@ -42,13 +44,24 @@ SLURM_STATES: dict[str, ExecState] = {
     "FAILED": ExecState.FAILED,
     "OUT_OF_MEMORY": ExecState.FAILED,
     "SPECIAL_EXIT": ExecState.FAILED,
+    "DEADLINE": ExecState.FAILED,
     "CANCELLED": ExecState.CANCELLED,
     "REVOKED": ExecState.CANCELLED,
     "TIMEOUT": ExecState.TIMED_OUT,
-    "DEADLINE": ExecState.TIMED_OUT,
     "NODE_FAIL": ExecState.NODE_FAILED,
     "BOOT_FAIL": ExecState.NODE_FAILED,
-    "PREEMPTED": ExecState.NODE_FAILED,
+    "PREEMPTED": ExecState.PREEMPTED,
+}
+
+#: Why a job ended, in words, for the states whose name alone says little to a user.
+STATE_MESSAGES: dict[str, str] = {
+    "OUT_OF_MEMORY": "out of memory",
+    "DEADLINE": "Slurm deadline reached",
+    "SPECIAL_EXIT": "special exit (held by Slurm)",
+    "REVOKED": "revoked (ran on another cluster)",
+    "NODE_FAIL": "node failure",
+    "BOOT_FAIL": "node failed to boot",
+    "PREEMPTED": "preempted",
 }
 
 # sacct/squeue abbreviations seen in non-parsable output; --parsable2 prints full names.
@@ -123,6 +136,8 @@ class SlurmJob:
         elapsed_s: Seconds it ran, when the source reports it.
         gpus: GPUs allocated to the whole job, ``None`` if the source does not say.
         nodes: Node list expression (``"n[1-2]"``), may be empty.
+        restarts: How often Slurm requeued and restarted the job (``restart_cnt``); 0 where
+            the source does not say.
     """
 
     job_id: str
@@ -135,6 +150,7 @@ class SlurmJob:
     elapsed_s: float | None = None
     gpus: int | None = None
     nodes: str = ""
+    restarts: int = 0
 
     @property
     def exec_state(self) -> ExecState:

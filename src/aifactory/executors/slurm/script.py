@@ -314,5 +314,8 @@ def render_script(spec: ExecJob, options: ScriptOptions) -> RenderedScript:
         *(f"export {key}={quote(value)}" for key, value in sorted(spec.env.items())),
         *_launch(spec, rendered),
     ]
-    text = "\n".join([*_directives(rendered, options), "", *body, ""])
+    # One { ... } group: bash parses it whole before running any of it, so a script cut short
+    # in transit (an ssh connection dropped while sbatch read it) is a syntax error, not a
+    # half-run job.
+    text = "\n".join([*_directives(rendered, options), "", "{", *body, "}", ""])
     return RenderedScript(**{**rendered.__dict__, "text": text})
