@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
+# As root: create the local executor's job user and let it reach Python and the examples
+# (docs/jobs.md, "Local executor: isolation and resources"); otherwise there is nothing to do.
+JOB_USER := if [ "$$(id -u)" = 0 ]; then $(BIN)/python -m aifactory.executors._jobuser examples; fi
 
 .PHONY: demo test install dev services lint typecheck unit serve clean
 
@@ -19,8 +22,10 @@ $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed
+	@$(JOB_USER)
 
 dev: $(VENV)/.dev-installed
+	@$(JOB_USER)
 
 demo: install
 	$(BIN)/aif demo

@@ -51,6 +51,7 @@ def setup(tmp: Path, h: dict[str, str]) -> tuple[Settings, object, Principal, st
     sites.write_text(yaml.safe_dump({"sites": [{"factory": "LUMI AIF", "executor": "slurm",
         "options": {"cluster": "factory1", "slurm_conf": h["FACTORY1_CONF"],
                     "job_root": h["JOB_ROOT"], "accounting": False,
+                    "require_site_account": False,
                     "partitions": {"gpu": "debug"}}}]}))  # fmt: skip
     settings = Settings(data_dir=tmp / "data", sites_file=sites, agent_interval_s=0.05)
     db = prepare(settings)

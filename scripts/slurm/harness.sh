@@ -51,11 +51,11 @@ ensure_installed() {
   if command -v slurmctld >/dev/null && command -v slurmdbd >/dev/null &&
     command -v slurmrestd >/dev/null && command -v munged >/dev/null &&
     command -v sshd >/dev/null && [ -e /usr/lib/x86_64-linux-gnu/slurm-wlm/auth_jwt.so ] &&
-    command -v curl >/dev/null; then
+    command -v curl >/dev/null && command -v sudo >/dev/null; then
     return 0
   fi
   [ "$(id -u)" = 0 ] || die "Slurm is not installed and installing it needs root"
-  log "installing Slurm, munge, slurmdbd, slurmrestd, openssh-server"
+  log "installing Slurm, munge, slurmdbd, slurmrestd, openssh-server, sudo (run-as-person over ssh)"
   $SL install --with-dbd || die "could not install the Slurm packages (apt-get failed)"
 }
 

@@ -136,7 +136,7 @@ cmd_install() {
   local policy
   policy=$(apt-cache policy slurm-wlm 2>/dev/null || true)
   case $policy in *"Candidate: 22."*) ;; *) apt-get update -q || die "apt-get update failed" ;; esac
-  pkgs="slurm-wlm slurm-wlm-jwt-plugin slurmrestd munge openssh-server"
+  pkgs="slurm-wlm slurm-wlm-jwt-plugin slurmrestd munge openssh-server sudo"
   command -v curl >/dev/null || pkgs="$pkgs curl"
   [ $with_dbd = 1 ] && pkgs="$pkgs slurmdbd mariadb-server"
   # Without systemd, package postinst scripts would try to start the services

@@ -24,6 +24,7 @@ from aifactory.services.access_views import (
 from aifactory.services.audit import AuditPage
 from aifactory.services.health import SystemHealth
 from aifactory.services.job_views import JobPage, JobView, LogChunk, PlacementView
+from aifactory.services.site_accounts import SiteAccountView
 from aifactory.services.throttle import LockoutView
 from aifactory.services.views import (
     CountryView,
@@ -201,6 +202,19 @@ class Client:
     def revoke_token(self, token_id: int) -> TokenView:
         result: TokenView = self._call("DELETE", f"/tokens/{token_id}", TokenView)
         return result
+
+    def list_site_accounts(self, username: str) -> list[SiteAccountView]:
+        path = f"/users/{_q(username)}/site-accounts"
+        result: list[SiteAccountView] = self._call("GET", path, list[SiteAccountView])
+        return result
+
+    def set_site_account(self, username: str, factory: str, login: str) -> SiteAccountView:
+        path = f"/users/{_q(username)}/site-accounts/{_q(factory)}"
+        result: SiteAccountView = self._call("PUT", path, SiteAccountView, json={"login": login})
+        return result
+
+    def remove_site_account(self, username: str, factory: str) -> None:
+        self._send("DELETE", f"/users/{_q(username)}/site-accounts/{_q(factory)}")
 
     def audit_log(self, **filters: Any) -> AuditPage:
         params = {k: str(v) for k, v in filters.items() if v is not None}

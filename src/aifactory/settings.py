@@ -49,6 +49,17 @@ class Settings(BaseSettings):
         default=None, description="sites YAML (executor per factory); default: local executors"
     )
     local_gpus_per_site: int = Field(default=8, ge=0, le=1024)
+    local_job_user: str = Field(
+        default="aifjob-local",
+        pattern=r"^[a-z_][a-z0-9_-]{0,30}$",
+        description="OS account local jobs run as when the server is root (created if missing)",
+    )
+    local_job_root: Path | None = Field(
+        default=None, description="homes of local jobs run as the job user; /var/tmp/aifactory-jobs"
+    )
+    local_require_job_user: bool = Field(
+        default=False, description="refuse local jobs rather than run them as a non-root server"
+    )
     agent_interval_s: float = Field(
         default=0.5, gt=0, le=60, description="how often a site with live jobs polls them"
     )
@@ -57,6 +68,12 @@ class Settings(BaseSettings):
     )
     lease_ttl_s: float = Field(
         default=15.0, ge=0.5, le=600, description="a dead controller's sites move after this"
+    )
+    lost_grace_s: float = Field(
+        default=600.0,
+        ge=0,
+        le=7 * 86_400,
+        description="a job the scheduler and its accounting no longer report fails after this",
     )
     run_agents: bool = True
     api_concurrency: int = Field(

@@ -93,7 +93,12 @@ class AgentRunner:
         capacity = {name: site.capacity_gpus for name, site in configs.items()}
         self.agents = [
             SiteAgent(
-                db, fid, name, build_executor(settings, configs[name]), self._lease(site_topic(fid))
+                db,
+                fid,
+                name,
+                build_executor(settings, configs[name]),
+                self._lease(site_topic(fid)),
+                lost_grace_s=settings.lost_grace_s,
             )
             for fid, name in factories
             if not sites or name in sites

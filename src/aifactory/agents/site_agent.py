@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import partial
-from typing import Any
+from typing import Any, TypeGuard
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -36,7 +36,7 @@ from aifactory.domain.ledger import usage_milli
 from aifactory.errors import BackendUnavailable, NotFound
 from aifactory.executors import ExecJob, ExecState, ExecStatus, ExecUsage, Executor
 from aifactory.services import jobs as job_service
-from aifactory.services import ledger
+from aifactory.services import ledger, site_accounts
 
 log = logging.getLogger(__name__)
 _STATE = {
@@ -47,8 +47,14 @@ _STATE = {
     ExecState.CANCELLED: JobState.CANCELLED,
     ExecState.TIMED_OUT: JobState.TIMED_OUT,
     ExecState.NODE_FAILED: JobState.NODE_FAILED,
+    ExecState.PREEMPTED: JobState.PREEMPTED,
 }
 _LIVE = (JobState.SUBMITTED, JobState.QUEUED, JobState.RUNNING)
+# Polled like live jobs: a lost one may reappear, or be settled by accounting.
+_WATCHED = (*_LIVE, JobState.LOST)
+#: Seconds a job may stay lost (no scheduler record, no finished accounting) before it fails.
+LOST_GRACE_S = 600.0
+LOST_REASON = "lost: Slurm no longer reports it and accounting has no record"
 ACCOUNT_SYNC_S = 15.0
 CONTACT_NOTE_S = 5.0
 HANDOVER_THREADS = 4
@@ -59,10 +65,20 @@ class SiteAgent:
     """Reconciles the jobs of one factory with one executor, while it holds the site's lease."""
 
     def __init__(
-        self, db: Database, factory_id: int, name: str, executor: Executor, lease: LeaseHandle
+        self,
+        db: Database,
+        factory_id: int,
+        name: str,
+        executor: Executor,
+        lease: LeaseHandle,
+        *,
+        lost_grace_s: float = LOST_GRACE_S,
     ) -> None:
         self.db, self.factory_id, self.name = db, factory_id, name
         self.executor, self.lease = executor, lease
+        self.lost_grace = timedelta(seconds=lost_grace_s)
+        self._lost_since: dict[str, datetime] = {}  # backend id -> when it went missing
+        self._waiting: dict[int, float] = {}  # job id -> monotonic time its hand-over may retry
         self.backoff_s = 0.0
         self._retry_at = 0.0
         self._accounts_due = 0.0
@@ -104,7 +120,8 @@ class SiteAgent:
     # --- steps ---
 
     def _sync_accounts(self) -> None:
-        """Site accounts follow the ledger: one per project, GrpTRESMins = its raw GPU budget."""
+        """Site accounts follow the ledger: one per project, GrpTRESMins = its raw GPU budget,
+        its users exactly the project members' own logins at this site."""
         ensure = getattr(self.executor, "ensure_account", None)
         if ensure is None or time.monotonic() < self._accounts_due:
             return
@@ -119,8 +136,9 @@ class SiteAgent:
                 state = ledger.state(s, alloc.id)
                 raw_hours = (state.granted - state.expired) / 1000 / factor
                 budgets[alloc.project_code] = budgets.get(alloc.project_code, 0.0) + raw_hours
+            logins = site_accounts.member_logins(s, self.factory_id, budgets)
         for project, hours in sorted(budgets.items()):
-            ensure(project, hours, [self.service_user])
+            ensure(project, hours, logins[project])
         self._accounts_due = time.monotonic() + ACCOUNT_SYNC_S
 
     def _cancel_requested(self) -> None:
@@ -146,12 +164,21 @@ class SiteAgent:
         Each hand-over is recorded as soon as its submission returns, and a pass takes at most
         ``HANDOVER_BATCH`` jobs (``backlog`` tells the loop to come back at once). A job that
         cannot be turned into an executor job, or that the scheduler refuses, fails with the
-        reason and frees its budget; the others go on.
+        reason and frees its budget; the others go on. A job the executor defers (Slurm said
+        "not now", or an unclear sbatch is not settled yet) stays placed and is left alone until
+        the time the executor named; an unreachable site stops the pass (it stays placed too).
         """
         todo: list[tuple[int, int, ExecJob]] = []
         broken: list[tuple[int, int, str]] = []
+        now = time.monotonic()
+        self._waiting = {i: due for i, due in self._waiting.items() if due > now}
         with self.db.session() as s:
-            placed = self._jobs(s, JobState.PLACED, limit=HANDOVER_BATCH + 1)
+            query = select(Job).where(
+                Job.factory_id == self.factory_id, Job.state == JobState.PLACED
+            )
+            if self._waiting:
+                query = query.where(Job.id.not_in(list(self._waiting)))
+            placed = list(s.scalars(query.order_by(Job.id).limit(HANDOVER_BATCH + 1)))
             self.backlog = len(placed) > HANDOVER_BATCH
             for job in placed[:HANDOVER_BATCH]:
                 if job.cancel_requested:
@@ -170,7 +197,10 @@ class SiteAgent:
             for done in as_completed(futures):
                 job_id, attempt, spec = futures[done]
                 outcome = done.result()
-                if isinstance(outcome, BackendUnavailable):
+                if _deferred(outcome):
+                    wait = float(outcome.extra.get("retry_after_s") or 0)
+                    self._waiting[job_id] = time.monotonic() + wait
+                elif isinstance(outcome, BackendUnavailable):
                     unreachable = outcome  # this one stays placed; the next pass tries again
                 elif isinstance(outcome, Exception):
                     self._with_job(job_id, _placed(attempt), partial(self._refuse, str(outcome)))
@@ -183,11 +213,18 @@ class SiteAgent:
             raise unreachable
 
     def _hand_over(self, spec: ExecJob) -> str | Exception:
-        """Submit one attempt (idempotent per job and attempt); errors are returned, not raised."""
+        """Submit one attempt (idempotent per job and attempt); errors are returned, not raised.
+
+        Only an ``Invalid`` (or an error outside the platform's own) refuses the job; an
+        executor says "try this one later" with a ``BackendUnavailable`` whose
+        ``extra["scope"]`` is ``"job"`` (and ``extra["retry_after_s"]``), and "the site does
+        not answer" with any other ``BackendUnavailable``.
+        """
         try:
             return self.executor.submit(spec)
         except Exception as exc:
-            log.warning("%s: hand-over of %s failed: %s", self.name, spec.job_id, exc)
+            level = logging.INFO if _deferred(exc) else logging.WARNING
+            log.log(level, "%s: hand-over of %s failed: %s", self.name, spec.job_id, exc)
             return exc
 
     def _refuse(self, why: str, s: Session, job: Job) -> None:
@@ -215,30 +252,83 @@ class SiteAgent:
     def _load_live(self) -> None:
         with self.db.session() as s:
             rows = s.execute(
-                select(Job.backend_id, Job.id, Job.state).where(
-                    Job.factory_id == self.factory_id, Job.state.in_(_LIVE)
+                select(Job.backend_id, Job.id, Job.state, Job.lost_since).where(
+                    Job.factory_id == self.factory_id, Job.state.in_(_WATCHED)
                 )
             ).all()
-        self._live = {b: (i, JobState(st)) for b, i, st in rows if b}
+        self._live = {b: (i, JobState(st)) for b, i, st, _ in rows if b}
+        self._lost_since = {b: since for b, _, _, since in rows if b and since is not None}
 
     def _poll_live(self) -> None:
-        """Ask the executor about live jobs; touch the database only for those that changed."""
+        """Ask the executor about live jobs; touch the database only for those that changed.
+
+        A job the executor leaves out of its answer is one the scheduler no longer reports
+        (for Slurm: the controller forgot it and accounting has no finished record). It
+        becomes ``lost``; it goes back to queued/running if it reappears, is settled like any
+        other end when accounting reports one, and fails after ``lost_grace`` otherwise. A
+        poll that fails (the site does not answer) marks nothing lost.
+        """
         if not self._live:
             return
         statuses = self.executor.poll(list(self._live))
-        for backend_id, status in statuses.items():
-            job_id, known = self._live.get(backend_id, (0, None))
+        for backend_id, (job_id, known) in list(self._live.items()):
+            status = statuses.get(backend_id)
+            if status is None:
+                self._missing(backend_id, job_id, known)
+                continue
             target = _STATE[status.state]
-            if not job_id or target == known:
+            if target == known:
                 continue
             # Ask the executor before the transaction: no scheduler call holds a database lock.
-            usage = self.executor.usage(backend_id) if target not in _LIVE else None
+            usage = self._usage(backend_id) if target not in _LIVE else None
             apply = partial(self._apply, status, usage)
             ok = self._with_job(job_id, _live_as(backend_id), apply)
+            if ok:
+                self._lost_since.pop(backend_id, None)
             if ok and target in _LIVE:
                 self._live[backend_id] = (job_id, target)
             elif ok:
                 self._live.pop(backend_id, None)
+
+    def _usage(self, backend_id: str) -> ExecUsage | None:
+        try:
+            return self.executor.usage(backend_id)
+        except NotFound:  # gone between poll and now: the recorded times are charged
+            return None
+
+    def _missing(self, backend_id: str, job_id: int, known: JobState) -> None:
+        """The scheduler does not report this job: mark it lost, or give up after the grace."""
+        now = utcnow()
+        if known != JobState.LOST:
+            if self._with_job(job_id, _live_as(backend_id), partial(self._mark_lost, now)):
+                self._live[backend_id] = (job_id, JobState.LOST)
+                self._lost_since[backend_id] = now
+            return
+        since = self._lost_since.setdefault(backend_id, now)
+        if now - since < self.lost_grace:
+            return
+        grace = self.lost_grace
+
+        def due(job: Job) -> bool:
+            lost = job.lost_since
+            return _live_as(backend_id)(job) and (lost is None or now - lost >= grace)
+
+        if self._with_job(job_id, due, partial(self._give_up_lost, now)):
+            self._live.pop(backend_id, None)
+            self._lost_since.pop(backend_id, None)
+
+    def _mark_lost(self, now: datetime, s: Session, job: Job) -> None:
+        job.lost_since = now
+        attempt = next(a for a in job.attempts if a.attempt == job.attempt)
+        attempt.state = JobState.LOST
+        why = "lost: the scheduler no longer reports it; waiting for its accounting record"
+        job_service.move(s, job, JobState.LOST, why, now)
+
+    def _give_up_lost(self, now: datetime, s: Session, job: Job) -> None:
+        """No record within the grace: fail it, charge nothing, release its reservation."""
+        attempt = next(a for a in job.attempts if a.attempt == job.attempt)
+        status = ExecStatus(state=ExecState.FAILED, message=LOST_REASON)
+        self._finish(s, job, attempt, JobState.FAILED, status, None, charge=False)
 
     def _with_job(
         self, job_id: int, expect: Callable[[Job], bool], act: Callable[[Session, Job], None]
@@ -276,6 +366,7 @@ class SiteAgent:
         if target == JobState(job.state):
             return
         if target in (JobState.QUEUED, JobState.RUNNING):
+            job.lost_since = None  # a lost job that reappeared
             if not (target == JobState.QUEUED and job.state == JobState.RUNNING):
                 job_service.move(s, job, target, status.message, utcnow())
             attempt.state = job.state
@@ -290,9 +381,15 @@ class SiteAgent:
         target: JobState,
         status: ExecStatus,
         usage: ExecUsage | None,
+        *,
+        charge: bool = True,
     ) -> None:
+        """Record the attempt's end and charge its run time, once: the ledger entry's effect
+        key is (job, attempt), so a second settlement of the same attempt rolls back."""
         job.exit_code, job.ended_at = status.exit_code, _dt(status.ended_at) or utcnow()
-        elapsed = _elapsed(attempt.started_at, job.ended_at, usage)
+        job.lost_since = None
+        elapsed = _elapsed(attempt.started_at, job.ended_at, usage, status)
+        elapsed = elapsed if charge else timedelta(0)
         factor = Decimal(str(s.get_one(Partition, job.partition_id).charge_factor))
         used = usage_milli(job.gpus, elapsed, factor) if job.gpus else 0
         if job.allocation_id is not None:
@@ -350,6 +447,13 @@ class SiteAgent:
             partition=partition,
             launcher=spec.launcher,
             array_task=job.array_task,
+            run_as=site_accounts.run_as(
+                s,
+                job.owner_id,
+                self.factory_id,
+                self.name,
+                required=getattr(self.executor, "requires_site_account", None),
+            ),
             **exec_resources(spec),
         )
 
@@ -413,8 +517,13 @@ def exec_resources(spec: JobSpec) -> dict[str, Any]:
 
 
 def _live_as(backend_id: str) -> Callable[[Job], bool]:
-    """Still live under this backend id (not re-placed, not already ended)."""
-    return lambda j: j.state in _LIVE and j.backend_id == backend_id
+    """Still live (or lost) under this backend id (not re-placed, not already ended)."""
+    return lambda j: j.state in _WATCHED and j.backend_id == backend_id
+
+
+def _deferred(outcome: object) -> TypeGuard[BackendUnavailable]:
+    """An executor's "hand this job over later" (per job; the site itself answers)."""
+    return isinstance(outcome, BackendUnavailable) and outcome.extra.get("scope") == "job"
 
 
 def _placed(attempt: int) -> Callable[[Job], bool]:
@@ -426,8 +535,18 @@ def _dt(epoch: float | None) -> datetime | None:
     return datetime.fromtimestamp(epoch, UTC) if epoch is not None else None
 
 
-def _elapsed(started: datetime | None, ended: datetime, usage: ExecUsage | None) -> timedelta:
-    """Recorded start to end, exact (the executor's figure only if no start was recorded)."""
+def _elapsed(
+    started: datetime | None, ended: datetime, usage: ExecUsage | None, status: ExecStatus
+) -> timedelta:
+    """Recorded start to end, exact (the executor's figure only if no start was recorded).
+
+    Where the scheduler ran the attempt more than once (a site that requeues jobs itself),
+    its figure covers every run and exceeds the last run's span: then that figure is charged.
+    """
     if usage is None or started is None:
         return timedelta(seconds=usage.elapsed_s if usage else 0)
+    if status.started_at is not None and status.ended_at is not None:
+        last_run = status.ended_at - status.started_at
+        if usage.elapsed_s >= last_run + 1:
+            return timedelta(seconds=usage.elapsed_s)
     return max(ended - started, timedelta(0))

@@ -9,7 +9,16 @@ import aifactory
 from aifactory.api import errors
 from aifactory.api.limits import BodySizeLimit, ConcurrencyLimit
 from aifactory.api.origin import RequestOrigin
-from aifactory.api.routers import access, audit, identity, jobs, projects, registry, status
+from aifactory.api.routers import (
+    access,
+    audit,
+    identity,
+    jobs,
+    projects,
+    registry,
+    site_accounts,
+    status,
+)
 from aifactory.db.engine import Database
 from aifactory.db.types import utcnow
 from aifactory.settings import Settings
@@ -54,6 +63,7 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
 
     api.include_router(registry.router)
     api.include_router(identity.router)
+    api.include_router(site_accounts.router)
     api.include_router(access.router)
     api.include_router(projects.router)
     api.include_router(jobs.router)

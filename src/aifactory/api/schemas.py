@@ -60,6 +60,10 @@ class MembershipIn(_In):
     organisation: str = Field(min_length=1, max_length=200)
 
 
+class SiteAccountIn(_In):
+    login: str = Field(min_length=1, max_length=32)
+
+
 class TokenCreate(_In):
     name: str = Field(default="cli", min_length=1, max_length=100)
     username: str | None = Field(

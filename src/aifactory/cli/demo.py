@@ -45,7 +45,7 @@ def run_demo() -> None:
             console.print(render.factories_table(api.list_factories()))
         with Client(server.url, anna) as applicant, Client(server.url, olli) as operator:
             code = _playground(applicant, operator)
-            _training(applicant, code, settings.data_dir, settings.demo_train_steps)
+            _training(applicant, code, settings.demo_train_steps)
         with Client(server.url, admin.token) as api:
             api.revoke_token(admin.id)
     db.dispose()
@@ -132,7 +132,7 @@ def _train_script() -> Path | None:
     return None
 
 
-def _training(applicant: Client, code: str, data_dir: Path, steps: int) -> None:
+def _training(applicant: Client, code: str, steps: int) -> None:
     script = _train_script()
     if script is None or importlib.util.find_spec("torch") is None:
         console.print(
@@ -141,7 +141,8 @@ def _training(applicant: Client, code: str, data_dir: Path, steps: int) -> None:
         )
         return
     _step("6. The start-up submits a real training job once; the broker picks the site")
-    checkpoints = data_dir / "checkpoints" / f"{code}-{uuid.uuid4().hex[:6]}"
+    # Relative: the job writes in its own directory; it cannot reach the data dir (0700).
+    checkpoints = Path("checkpoints") / f"{code}-{uuid.uuid4().hex[:6]}"
     spec = {
         "name": "train-gpt-char",
         "project": code,
@@ -172,8 +173,7 @@ def _training(applicant: Client, code: str, data_dir: Path, steps: int) -> None:
     console.print(why_table(applicant.why_job(job.id)))
     _step("7. It runs on LUMI AIF's local executor: the loss falls, checkpoints are written")
     done = follow_job(applicant, job.id)
-    saved = sorted(p.name for p in checkpoints.glob("*")) if checkpoints.exists() else []
-    console.print(f"checkpoints in {checkpoints}: {', '.join(saved) or 'none'}")
+    console.print(f"checkpoints in the job's own directory, under {checkpoints}/")
     _step("8. Exactly what it used is charged; the remaining budget is shown")
     console.print(jobs_table([applicant.get_job(done.id)]))
     project = applicant.get_project(code)

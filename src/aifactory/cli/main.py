@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from aifactory import errors
-from aifactory.cli import access, jobs, ops, render, security, sim
+from aifactory.cli import access, jobs, ops, render, security, sim, site_accounts
 from aifactory.cli import config as cli_config
 from aifactory.cli.common import client, friendly
 from aifactory.cli.render import console
@@ -26,6 +26,7 @@ access.install(app)
 jobs.install(app)
 ops.install(app)
 security.install(admin_app)
+site_accounts.install(admin_app)
 
 
 # --- server side -----------------------------------------------------------------------------

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
+import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib.resources import files
@@ -16,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from aifactory.db.wake import WakeBus, take_pending
 
+log = logging.getLogger(__name__)
 #: Seconds a session waits for a pooled connection before the request is refused (503).
 POOL_TIMEOUT_S = 5.0
 #: Seconds a SQLite write transaction waits for the database's write lock (then 503).
@@ -24,6 +29,39 @@ SQLITE_BUSY_TIMEOUT_S = 5.0
 _NO_LOCK = frozenset(
     {"SELECT", "PRAGMA", "EXPLAIN", "VALUES", "BEGIN", "COMMIT", "END", "ROLLBACK", "VACUUM"}
 )
+
+
+def private_dir(path: Path) -> None:
+    """Create ``path`` for this user alone (0700), or tighten an existing one of ours to that.
+
+    The data directory holds the database, tokens' hashes, every job's records and logs: local
+    jobs run as another user (docs/jobs.md, local executor) and must not even list it.
+
+    Raises:
+        PermissionError: ``path`` is shared (anyone may write to it, like ``/tmp``): tightening
+            it would break others, and our data does not belong there.
+    """
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = path.stat()
+    if info.st_mode & (stat.S_IWOTH | stat.S_ISVTX):
+        raise PermissionError(f"{path} is shared (anyone may write to it); give aifactory its own")
+    if info.st_uid == os.geteuid() and stat.S_IMODE(info.st_mode) & 0o077:
+        log.warning("%s was open to others (%o); it is now 0700", path, stat.S_IMODE(info.st_mode))
+        path.chmod(0o700)
+
+
+def _private_sqlite(database: str) -> None:
+    """Create the database file 0600 before SQLite does (its -wal and -shm copy that mode)."""
+    path = Path(database)
+    with contextlib.suppress(FileExistsError):
+        path.parent.mkdir(mode=0o700, parents=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    os.close(fd)
+    for file in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}-journal")):
+        with contextlib.suppress(FileNotFoundError):
+            info = file.stat()
+            if info.st_uid == os.geteuid() and stat.S_IMODE(info.st_mode) & 0o077:
+                file.chmod(0o600)
 
 
 def _sqlite_connect(busy_timeout_s: float) -> Callable[[Any, Any], None]:
@@ -72,7 +110,8 @@ def make_engine(
     pool_timeout_s: float = POOL_TIMEOUT_S,
     busy_timeout_s: float = SQLITE_BUSY_TIMEOUT_S,
 ) -> Engine:
-    """Create an engine; SQLite gets foreign keys, WAL, a busy timeout, and its folder.
+    """Create an engine; SQLite gets foreign keys, WAL, a busy timeout, its folder and a file
+    only its user can read (0600).
 
     Per process: API requests in progress (``api_concurrency``, 16) plus one per controller
     loop stay below the pool's size; a checkout waits at most ``pool_timeout_s`` (then 503).
@@ -87,7 +126,7 @@ def make_engine(
         if not parsed.database or parsed.database == ":memory:":
             pool = {}  # one shared connection per thread: nothing to size
         else:
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            _private_sqlite(parsed.database)
         engine = create_engine(url, connect_args={"check_same_thread": False}, **pool)
         event.listen(engine, "connect", _sqlite_connect(busy_timeout_s))
         event.listen(engine, "before_cursor_execute", _begin_immediate, retval=True)

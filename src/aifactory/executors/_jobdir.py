@@ -13,6 +13,11 @@ Files, in the order they appear::
     cancel        empty; cancellation request                  (executor)
     exit.json     outcome, exit code, signal, start/end times  (wrapper; the executor for jobs
                                                                that never ran or lost it)
+    stdout.log, stderr.log, wrapper.log                         (wrapper; the job writes to the
+                                                               first two through descriptors)
+
+This directory (the attempt's records) belongs to the service user alone: a job never works
+here, it works in its home (``_jobfs``), so it can neither read these files nor forge them.
 """
 
 from __future__ import annotations
@@ -29,7 +34,6 @@ CLAIMED = "claimed"
 STATE = "state.json"
 CANCEL = "cancel"
 EXIT = "exit.json"
-SCRIPT = "job.sh"
 WRAPPER_LOG = "wrapper.log"
 
 # Outcomes recorded in exit.json; "exited" becomes completed or failed by its exit code.

@@ -5,6 +5,12 @@ wrapper starts the job in a session of its own. Keeping the two apart is what le
 SIGKILL the job's whole process group (grandchildren included) and still live to record the
 outcome, and what lets a job outlive a crash of the server and still have its exit code found
 by the next executor instance. No shell is involved anywhere: argv comes from ``launch.json``.
+
+The wrapper stays the service user, with an environment of a few harmless variables: it writes
+the records the job must not forge, in a directory the job cannot reach. Only the job switches
+to the job user (``launch.json``'s ``uid``), after the wrapper has made its home and opened its
+logs (``_jobfs``); a process of another user cannot read the wrapper's or the server's
+``/proc/PID/environ``, nor signal them.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from aifactory.executors import _jobdir as jd
+from aifactory.executors import _jobfs
 
 TICK_S = 0.1  # how often the wrapper looks for a cancel request or the time limit
 
@@ -72,15 +79,53 @@ def _supervise(proc: subprocess.Popen[bytes], jobdir: Path, launch: dict[str, An
             _killpg(proc.pid, signal.SIGKILL)
 
 
-def _open_log(path: str) -> BufferedWriter:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    return open(path, "ab")
+def _open_log(path: str, jobdir: Path, home: _jobfs.Home, home_fd: int) -> BufferedWriter:
+    """Open a log for appending: in the records directly, in the job's home without races."""
+    where = Path(path)
+    if home.uid is None or where.parent == jobdir or not where.is_relative_to(home.path):
+        where.parent.mkdir(parents=True, exist_ok=True)
+        return open(where, "ab")  # closed by _start
+    return os.fdopen(home.open_append(home_fd, str(where.relative_to(home.path))), "ab")
+
+
+def _prepare(jobdir: Path, launch: dict[str, Any]) -> tuple[BufferedWriter, BufferedWriter]:
+    """Make the job's home, working directory and script, and open its logs."""
+    home = _jobfs.Home(Path(launch["home"]), launch.get("uid"), launch.get("gid"))
+    _jobfs.ensure_dir(home.path.parent, launch["homes_mode"])
+    cwd = Path(launch["cwd"])
+    with home.opened() as home_fd:
+        if cwd.is_relative_to(home.path):
+            os.close(home.makedirs(home_fd, str(cwd.relative_to(home.path))))
+        if launch.get("script") is not None:
+            home.write_new(home_fd, launch["script_name"], launch["script"], 0o700)
+        out = _open_log(launch["stdout"], jobdir, home, home_fd)
+        try:
+            err = _open_log(launch["stderr"], jobdir, home, home_fd)
+        except BaseException:
+            out.close()
+            raise
+    return out, err
+
+
+def _as_job_user(launch: dict[str, Any]) -> dict[str, Any]:
+    """Popen arguments that drop to the job user (no groups of ours, private new files)."""
+    if launch.get("uid") is None:
+        return {"umask": launch["umask"]}
+    return {"user": launch["uid"], "group": launch["gid"], "extra_groups": [], "umask": 0o077}
 
 
 def _start(jobdir: Path, launch: dict[str, Any]) -> subprocess.Popen[bytes] | None:
     """Start the job in its own session; on failure record it like a shell would (126/127)."""
-    out, err = _open_log(launch["stdout"]), _open_log(launch["stderr"])
     try:
+        out, err = _prepare(jobdir, launch)
+    except OSError as exc:
+        message = f"cannot prepare the job's directory: {exc}"
+        _record(jobdir, jd.EXITED, exit_code=126, started_at=time.time(), message=message)
+        return None
+    try:
+        for note in launch.get("notes", ()):
+            err.write(f"aifactory: note: {note}\n".encode())
+        err.flush()
         # S603: argv is a list executed without a shell; nothing is interpreted.
         return subprocess.Popen(  # noqa: S603
             launch["argv"],
@@ -91,11 +136,15 @@ def _start(jobdir: Path, launch: dict[str, Any]) -> subprocess.Popen[bytes] | No
             stderr=err,
             start_new_session=True,
             close_fds=True,
+            **_as_job_user(launch),
         )
     except OSError as exc:
         code = 127 if isinstance(exc, FileNotFoundError) else 126
-        err.write(f"aifactory: cannot start job: {exc}\n".encode())
-        _record(jobdir, jd.EXITED, exit_code=code, started_at=time.time(), message=str(exc))
+        message = str(exc)
+        if isinstance(exc, PermissionError) and launch.get("user"):
+            message += f" (the job runs as {launch['user']}, which cannot read or reach it)"
+        err.write(f"aifactory: cannot start job: {message}\n".encode())
+        _record(jobdir, jd.EXITED, exit_code=code, started_at=time.time(), message=message)
         return None
     finally:
         out.close()
@@ -104,6 +153,8 @@ def _start(jobdir: Path, launch: dict[str, Any]) -> subprocess.Popen[bytes] | No
 
 def run(jobdir: Path) -> int:
     """Run the job described by ``jobdir/launch.json`` once; returns the wrapper's exit status."""
+    # Records and logs are the service user's alone; a job of the same user keeps its umask.
+    launch_umask = os.umask(0o077)
     # Only one wrapper may ever run a job, even if an executor launches it twice after a crash.
     if not jd.touch_exclusive(jobdir / jd.CLAIMED):
         return 0
@@ -119,7 +170,7 @@ def run(jobdir: Path) -> int:
         _record(jobdir, jd.CANCELLED, message="cancelled before start")
         return 0
     started_at = time.time()
-    proc = _start(jobdir, launch)
+    proc = _start(jobdir, {"umask": launch_umask, **launch})
     if proc is None:
         return 0
     jd.write_json(jobdir / jd.STATE, {**me, "child_pid": proc.pid, "started_at": started_at})

@@ -3,10 +3,11 @@
 A fixed pool of virtual GPUs; each job attempt runs as a child process group on this machine
 with ``CUDA_VISIBLE_DEVICES`` naming the GPU indices it was granted. Jobs that do not fit the
 free GPUs wait in a strict FIFO queue (a large job at the head is never overtaken, so it cannot
-starve). The executor has no thread of its own: queued jobs start during ``submit``, ``poll``,
-``cancel`` and ``recover`` calls, which the site agent makes every tick anyway; time limits and
-cancels are enforced by each job's wrapper process (see ``_wrapper``), so they hold even while
-no executor is alive.
+starve); an ``exclusive`` job waits until it can run alone, and nothing starts beside it. The
+executor has no thread of its own: queued jobs start during ``submit``, ``poll``, ``cancel`` and
+``recover`` calls, which the site agent makes every tick anyway; time limits and cancels are
+enforced by each job's wrapper process (see ``_wrapper``), so they hold even while no executor
+is alive.
 
 All state lives in ``state_dir`` (see ``_jobdir`` for the files), guarded by an ``flock`` so
 several executor instances, in one process or several, can share it. That makes the executor
@@ -18,6 +19,12 @@ key and the job directory records that it was taken.
 --nproc_per_node=N`` with N = the job's GPUs, or ``torchrun_cpu_procs`` for a job without GPUs
 (then each rank trains on the CPU with the gloo backend). Multi-node requests are run on this
 one host with all their GPUs: the local executor simulates nodes, it does not have them.
+
+Jobs never run with the control plane's identity: with ``job_user`` set (the server always sets
+it, ``AIF_LOCAL_JOB_USER``) and this process root, each job runs as that unprivileged account
+(``_jobuser``) in a home of its own (``_jobfs``), with a scrubbed environment, while the records
+it must not forge stay in ``state_dir``, out of its reach. A process that is not root cannot
+switch users: its jobs run as itself, and a warning says so once (see docs/jobs.md).
 """
 
 from __future__ import annotations
@@ -38,50 +45,23 @@ from typing import Any
 
 from aifactory.errors import Conflict, Invalid, NotFound
 from aifactory.executors import _jobdir as jd
+from aifactory.executors import _jobuser
+from aifactory.executors import _records as records
+from aifactory.executors._homes import DEFAULT_JOB_ROOT, Homes
 from aifactory.executors._launch import DEFAULT_ENV_PASSTHROUGH, LaunchRules
 from aifactory.executors.base import (
     Capability,
     ExecJob,
-    ExecState,
     ExecStatus,
     ExecUsage,
     Executor,
     register,
 )
 
-__all__ = ["DEFAULT_ENV_PASSTHROUGH", "LocalExecutor"]
+__all__ = ["DEFAULT_ENV_PASSTHROUGH", "DEFAULT_JOB_ROOT", "LocalExecutor"]
 
 _READABLE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _BACKEND_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}\.[0-9]{1,9}$")
-_OUTCOMES = {
-    jd.CANCELLED: ExecState.CANCELLED,
-    jd.TIMED_OUT: ExecState.TIMED_OUT,
-    jd.NODE_FAILED: ExecState.NODE_FAILED,
-}
-
-
-def _launcher() -> dict[str, Any]:
-    """Who launches a wrapper, and when: a later process relaunches it if this one dies first."""
-    pid = os.getpid()
-    return {
-        "launched_at": time.time(),
-        "launcher_pid": pid,
-        "launcher_start": jd.process_start_time(pid),
-    }
-
-
-def _status_from_exit(record: dict[str, Any]) -> ExecStatus:
-    outcome, code = record["outcome"], record.get("exit_code")
-    state = _OUTCOMES.get(outcome)
-    if state is None:
-        state = ExecState.COMPLETED if code == 0 else ExecState.FAILED
-    return ExecStatus(
-        state=state,
-        exit_code=code,
-        started_at=record.get("started_at"),
-        ended_at=record.get("ended_at"),
-        message=record.get("message", ""),
-    )
 
 
 @register("local")
@@ -98,8 +78,17 @@ class LocalExecutor(Executor):
             and for torchrun; defaults to the interpreter running the platform, since the
             embedded default has no module system to pick one.
         torchrun_cpu_procs: Processes per torchrun job that asks for no GPUs.
-        env_passthrough: Names of the platform's environment variables jobs inherit.
-        workdir_base: Base for relative working directories (default: current directory).
+        env_passthrough: Names of the platform's environment variables jobs inherit (never
+            the platform's own ``AIF_*`` settings).
+        workdir_base: Base for relative working directories of jobs that run as this
+            process's user (default: current directory).
+        job_user: Account jobs run as when this process is root (created if missing); ``None``
+            runs them as this process's user, for embedding in trusted tools only: the server
+            always passes ``AIF_LOCAL_JOB_USER``.
+        job_root: Where jobs running as ``job_user`` get their homes (default
+            ``DEFAULT_JOB_ROOT``); one sub-directory per state directory.
+        require_job_user: Refuse to run (``Invalid``) when jobs could not switch to
+            ``job_user`` because this process is not root.
     """
 
     capabilities = frozenset({Capability.GPUS, Capability.TORCHRUN})
@@ -115,17 +104,25 @@ class LocalExecutor(Executor):
         torchrun_cpu_procs: int = 1,
         env_passthrough: Sequence[str] = DEFAULT_ENV_PASSTHROUGH,
         workdir_base: str | os.PathLike[str] | None = None,
+        job_user: str | None = None,
+        job_root: str | os.PathLike[str] | None = None,
+        require_job_user: bool = False,
     ) -> None:
         if isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 0:
             raise Invalid.field("gpus", "min", "must be an integer >= 0")
         if torchrun_cpu_procs < 1:
             raise Invalid.field("torchrun_cpu_procs", "min", "must be >= 1")
+        if any(name.startswith("AIF_") for name in env_passthrough):
+            raise Invalid.field("env_passthrough", "secret", "the platform's AIF_* settings stay")
         self.gpus = gpus
         self.state_dir = Path(state_dir).resolve()
         self._jobs = self.state_dir / "jobs"
         self._active = self.state_dir / "active"
-        for path in (self._jobs, self._active):
-            path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            self.user = _jobuser.resolve(job_user, require=require_job_user) if job_user else None
+        except PermissionError as exc:
+            raise Invalid.field("job_user", "switch", str(exc)) from None
+        self._homes = Homes.prepare(self.state_dir, self.user, job_root)
         self._kill_grace_s = kill_grace_s
         self._launch_grace_s = launch_grace_s
         self._rules = LaunchRules(
@@ -133,7 +130,10 @@ class LocalExecutor(Executor):
             torchrun_cpu_procs=torchrun_cpu_procs,
             env_passthrough=tuple(env_passthrough),
             workdir_base=Path(workdir_base or Path.cwd()).resolve(),
+            job_user=self.user.name if self.user else None,
         )
+        if self.user is not None:
+            _jobuser.ensure_python(self.user, self._rules.python)
         self._thread_lock = threading.Lock()
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._terminal: dict[str, ExecStatus] = {}
@@ -156,6 +156,7 @@ class LocalExecutor(Executor):
             Invalid: The job asks for more GPUs than the pool has.
             Conflict: Another key hashed to the same backend id (practically impossible).
         """
+        self._rules.check(spec)
         if spec.gpus > self.gpus:
             raise Invalid.field(
                 "gpus_per_node", "capacity", f"asks for {spec.gpus} GPUs; this site has {self.gpus}"
@@ -239,17 +240,21 @@ class LocalExecutor(Executor):
         return active
 
     def log_paths_for(self, spec: ExecJob) -> tuple[str, str] | None:
-        """The attempt's log files in its job directory (or the spec's explicit paths)."""
-        stdout, stderr = self._rules.logs(spec, self._jobs / self.backend_id_for(*spec.key))
-        return str(stdout), str(stderr)
+        """The attempt's log files in its records (or the spec's explicit paths)."""
+        backend_id = self.backend_id_for(*spec.key)
+        return self._rules.logs(spec, self._jobs / backend_id, self.home(backend_id))
 
     def log_paths(self, backend_id: str) -> tuple[Path, Path]:
         """Files receiving the attempt's standard output and standard error."""
         with self._locked():
             self._require(backend_id)
             spec = self._spec(backend_id)
-        stdout, stderr = self._rules.logs(spec, self._jobs / backend_id)
+        stdout, stderr = self._rules.logs(spec, self._jobs / backend_id, self.home(backend_id))
         return Path(stdout), Path(stderr)
+
+    def home(self, backend_id: str) -> Path:
+        """The job's home: its working directory by default, shared by its attempts."""
+        return self._homes.of(backend_id)
 
     # ----------------------------------------------------------------- state (lock held)
 
@@ -287,49 +292,10 @@ class LocalExecutor(Executor):
         cached = self._terminal.get(backend_id)
         if cached is not None:
             return cached
-        jobdir = self._jobs / backend_id
-        status = self._status_on_disk(backend_id, jobdir)
+        status = records.status(self._jobs / backend_id, self._launch_grace_s)
         if status.state.terminal:
             self._terminal[backend_id] = status
         return status
-
-    def _status_on_disk(self, backend_id: str, jobdir: Path) -> ExecStatus:
-        record = jd.read_json(jobdir / jd.EXIT)
-        if record is not None:
-            return _status_from_exit(record)
-        launch = jd.read_json(jobdir / jd.LAUNCH)
-        if launch is None:
-            return ExecStatus(ExecState.QUEUED)
-        state = jd.read_json(jobdir / jd.STATE)
-        if state is None:
-            starting = time.time() - launch["launched_at"] < self._launch_grace_s
-            if starting or self._orphaned(jobdir, launch):  # an orphan is started again
-                return ExecStatus(ExecState.QUEUED, message="starting")
-            jd.touch_exclusive(jobdir / jd.CLAIMED)  # a wrapper starting after this will not run
-            return self._lost(jobdir, None, "the job's wrapper did not start")
-        if jd.process_alive(state["wrapper_pid"], state["wrapper_start"]):
-            if "started_at" not in state:
-                return ExecStatus(ExecState.QUEUED, message="starting")
-            return ExecStatus(ExecState.RUNNING, started_at=state["started_at"])
-        # The wrapper may have recorded the exit between our two reads.
-        record = jd.read_json(jobdir / jd.EXIT)
-        if record is not None:
-            return _status_from_exit(record)
-        return self._lost(jobdir, state, "the job's wrapper died without recording an exit code")
-
-    def _lost(self, jobdir: Path, state: dict[str, Any] | None, why: str) -> ExecStatus:
-        """Record an attempt whose supervisor vanished (e.g. the host rebooted)."""
-        child = state.get("child_pid") if state else None
-        if child is not None:
-            # Nobody could report on the job any more, so it must not keep running unseen.
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(child, signal.SIGKILL)
-        outcome = jd.CANCELLED if (jobdir / jd.CANCEL).exists() else jd.NODE_FAILED
-        started = state.get("started_at") if state else None
-        record = {"outcome": outcome, "started_at": started, "ended_at": time.time()}
-        record["message"] = why
-        jd.write_json(jobdir / jd.EXIT, record)
-        return _status_from_exit(record)
 
     def _reap(self) -> None:
         # Collect finished wrappers so they do not linger as zombies of this process.
@@ -345,6 +311,7 @@ class LocalExecutor(Executor):
         """
         starts: list[str] = []
         busy: set[int] = set()
+        running, alone = 0, False  # attempts holding resources; whether one is exclusive
         queued: list[tuple[int, str]] = []
         for backend_id in os.listdir(self._active):
             if not self._known(backend_id):
@@ -356,62 +323,64 @@ class LocalExecutor(Executor):
             launch = jd.read_json(self._jobs / backend_id / jd.LAUNCH)
             if launch is not None:
                 busy.update(launch["gpus"])
-                if self._orphaned(self._jobs / backend_id, launch):
+                running, alone = running + 1, alone or launch.get("exclusive", False)
+                if records.orphaned(self._jobs / backend_id, launch):
                     self._record_launch(backend_id, launch)
                     starts.append(backend_id)
             else:
                 queued.append((self._entry(backend_id)[0], backend_id))
         free = [i for i in range(self.gpus) if i not in busy]
         for _, backend_id in sorted(queued):
-            need = self._spec(backend_id).gpus
-            if need > len(free):
-                break  # strict FIFO: the head waits for GPUs and nothing overtakes it
-            self._launch(backend_id, free[:need])
+            spec = self._spec(backend_id)
+            if alone or spec.gpus > len(free) or (spec.exclusive and running):
+                break  # strict FIFO: the head waits (GPUs, or to run alone), none overtakes
+            self._launch(backend_id, free[: spec.gpus])
             starts.append(backend_id)
-            free = free[need:]
+            free, running, alone = free[spec.gpus :], running + 1, spec.exclusive
         return starts
 
     # ----------------------------------------------------------------- launching
 
     def _launch(self, backend_id: str, gpus: list[int]) -> None:
-        spec = self._spec(backend_id)
-        jobdir = self._jobs / backend_id
-        cwd = self._rules.workdir(spec, jobdir)
-        stdout, stderr = self._rules.logs(spec, jobdir)
+        spec, home = self._spec(backend_id), self.home(backend_id)
+        stdout, stderr = self._rules.logs(spec, self._jobs / backend_id, home)
+        user = self.user
         launch = {
-            "argv": self._rules.argv(spec, jobdir),
-            "env": self._rules.env(spec, backend_id, gpus),
-            "cwd": str(cwd),
+            "argv": self._rules.argv(spec, home),
+            "env": self._rules.env(spec, backend_id, gpus, home),
+            "cwd": str(self._rules.workdir(spec, home)),
+            "home": str(home),
+            "homes_mode": self._homes.mode,
+            "user": user.name if user else None,
+            "uid": user.uid if user else None,
+            "gid": user.gid if user else None,
+            "script": spec.script,
+            "script_name": self._rules.script_name(spec),
+            "notes": self._rules.notes(spec),
             "stdout": stdout,
             "stderr": stderr,
             "time_limit_s": spec.time_limit_s,
             "kill_grace_s": self._kill_grace_s,
             "gpus": gpus,
+            "exclusive": spec.exclusive,
         }
         self._record_launch(backend_id, launch)
 
     def _record_launch(self, backend_id: str, launch: dict[str, Any]) -> None:
         """Write the launch record (lock held) before any wrapper starts: the GPUs stay granted
         if we crash next, and the launcher's pid lets the next process start the wrapper."""
-        jd.write_json(self._jobs / backend_id / jd.LAUNCH, {**launch, **_launcher()})
+        jd.write_json(self._jobs / backend_id / jd.LAUNCH, {**launch, **records.launcher()})
 
     def _start_wrappers(self, starts: list[str]) -> None:
         """Start wrappers outside the lock (forking is slow); only one can ever claim a job."""
         for backend_id in starts:
             self._start_wrapper(backend_id)
 
-    def _orphaned(self, jobdir: Path, launch: dict[str, Any]) -> bool:
-        """Launched by a process that died before its wrapper started (and nobody claimed it)."""
-        pid = launch.get("launcher_pid")
-        if pid is None or pid == os.getpid() or (jobdir / jd.STATE).exists():
-            return False
-        if (jobdir / jd.CLAIMED).exists() or (jobdir / jd.EXIT).exists():
-            return False
-        return not jd.process_alive(pid, launch.get("launcher_start"))
-
     def _start_wrapper(self, backend_id: str) -> None:
         jobdir = self._jobs / backend_id
         command = [sys.executable, "-m", "aifactory.executors._wrapper", str(jobdir)]
+        # The wrapper needs no secrets either; it gets what it needs to import us.
+        env = {k: v for k, v in os.environ.items() if k in DEFAULT_ENV_PASSTHROUGH}
         try:
             with (jobdir / jd.WRAPPER_LOG).open("ab") as log:
                 self._procs[backend_id] = subprocess.Popen(  # noqa: S603 (fixed argv, no shell)
@@ -419,8 +388,10 @@ class LocalExecutor(Executor):
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=log,
+                    env=env,
+                    cwd=jobdir,
                     start_new_session=True,
                     close_fds=True,
                 )
         except OSError as exc:
-            self._lost(jobdir, None, f"cannot start the job's wrapper: {exc}")
+            records.lost(jobdir, None, f"cannot start the job's wrapper: {exc}")

@@ -38,6 +38,8 @@ class AuditAction(StrEnum):
     USER_CREATE = "user_create"
     ROLE_GRANT = "role_grant"
     MEMBERSHIP_ADD = "membership_add"
+    SITE_ACCOUNT_SET = "site_account_set"
+    SITE_ACCOUNT_REMOVE = "site_account_remove"
     ASSESSMENT = "assessment"
     REVIEWER_ASSIGN = "reviewer_assign"
     REVIEW = "review"

@@ -14,6 +14,7 @@ class Action(StrEnum):
     MANAGE_FEDERATION = "manage_federation"
     EDIT_FACTORY = "edit_factory"
     MANAGE_IDENTITY = "manage_identity"
+    MANAGE_SITE_ACCOUNTS = "manage_site_accounts"
     READ_SELF = "read_self"
 
 
@@ -42,6 +43,7 @@ POLICY: dict[Action, frozenset[Role]] = {
     Action.MANAGE_FEDERATION: frozenset({Role.FEDERATION_ADMIN}),
     Action.EDIT_FACTORY: frozenset({Role.FEDERATION_ADMIN, Role.FACTORY_OPERATOR}),
     Action.MANAGE_IDENTITY: frozenset({Role.FEDERATION_ADMIN}),
+    Action.MANAGE_SITE_ACCOUNTS: frozenset({Role.FEDERATION_ADMIN, Role.FACTORY_OPERATOR}),
 }
 SCOPED = frozenset({Role.FACTORY_OPERATOR})
 

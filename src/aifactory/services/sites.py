@@ -57,6 +57,10 @@ def build_executor(settings: Settings, site: SiteConfig) -> Executor:
         options.setdefault("state_dir", settings.data_dir / "sites" / slug(site.factory))
         options.setdefault("gpus", site.capacity_gpus or 0)
         options.setdefault("kill_grace_s", 3.0)
+        # Never without a job user: a root server's jobs must not run as root (docs/jobs.md).
+        options["job_user"] = options.get("job_user") or settings.local_job_user
+        options.setdefault("job_root", settings.local_job_root)
+        options.setdefault("require_job_user", settings.local_require_job_user)
     return make_executor(site.executor, **options)
 
 

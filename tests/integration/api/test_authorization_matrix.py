@@ -10,6 +10,7 @@ act on it (a reviewer withdrawing someone's proposal) is told so.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from matrix_support import API, CALLERS, NOW, ORG, PEOPLE, SMALL, World, build_w
 from aifactory.api.app import create_app
 from aifactory.api.params import MAX_ID
 from aifactory.db.engine import Database
+from aifactory.db.models import SiteAccount
+from aifactory.services import identity, registry
 from aifactory.settings import Settings
 from aifactory.testing.access import set_clock
 from aifactory.testing.jobs import spec
@@ -81,6 +84,22 @@ def _on(
 
 def _named(prefix: str) -> Body:
     return lambda w, who: f"{prefix}-{who}".replace("_", "-")
+
+
+_LOGINS = itertools.count(1)
+
+
+def _mapped(w: World) -> dict[str, Any]:
+    """A fresh person with a login at LUMI AIF (removing one is not repeatable)."""
+    name = f"mapped{next(_LOGINS)}"
+    with w.db.session() as s:
+        user = identity.create_user(s, name, f"{name}@x.eu")
+        s.add(
+            SiteAccount(
+                user_id=user.id, factory_id=registry.factory_id(s, LUMI["name"]), username=name
+            )
+        )
+    return {"username": name, "factory": LUMI["name"]}
 
 
 ROWS: dict[tuple[str, str], Row] = {
@@ -141,6 +160,15 @@ ROWS: dict[tuple[str, str], Row] = {
     ("POST", "/users/{username}/memberships"): Row(
         ADMIN, _fixed(username="zed"), lambda w, who: {"organisation": "Zed Labs"}
     ),
+    ("GET", "/users/{username}/site-accounts"): Row(  # operators: their factories' logins
+        frozenset({"admin", "op_lumi", "op_bsc"}), _fixed(username="zed")
+    ),
+    ("PUT", "/users/{username}/site-accounts/{factory}"): Row(
+        LUMI_EDITORS,
+        _fixed(username="zed", factory=LUMI["name"]),
+        lambda w, who: {"login": _named("zed")(w, who)},
+    ),
+    ("DELETE", "/users/{username}/site-accounts/{factory}"): Row(LUMI_EDITORS, _mapped),
     ("GET", "/organisations"): Row(ADMIN),
     ("POST", "/organisations"): Row(
         ADMIN,

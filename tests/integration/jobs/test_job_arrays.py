@@ -36,16 +36,12 @@ if task == "2" and not marker.exists():
 
 
 @pytest.fixture
-def env(
-    db: Database, settings: Settings, operator: Person, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[dict[str, Any]]:
+def env(db: Database, settings: Settings, operator: Person) -> Iterator[dict[str, Any]]:
     settings = settings.model_copy(update={"local_gpus_per_site": 8})
     with TestClient(create_app(settings, db), raise_server_exceptions=False) as api:
         anna = member_of(db, "anna", "Nordic Tokens Oy")
         code, _ = award(api, anna, operator, hours=100)
-        ckpt = tmp_path_factory.mktemp("ckpt")
-        ckpt.chmod(0o777)  # the job user of the local executor writes its marker here
-        yield {"api": api, "anna": anna, "code": code, "db": db, "ckpt": str(ckpt),
+        yield {"api": api, "anna": anna, "code": code, "db": db, "ckpt": "ckpt",
                "runner": AgentRunner(settings, db)}  # fmt: skip
 
 

@@ -41,7 +41,7 @@ def _settled(job: dict[str, Any], max_attempts: int) -> bool:
 
 
 def test_timed_out_attempt_is_retried_and_resumes_from_its_checkpoint(
-    db: Database, settings: Settings, operator: Person, tmp_path: Path
+    db: Database, settings: Settings, operator: Person
 ) -> None:
     with TestClient(create_app(settings, db)) as api:
         anna = member_of(db, "anna", "Nordic Tokens Oy")
@@ -50,7 +50,7 @@ def test_timed_out_attempt_is_retried_and_resumes_from_its_checkpoint(
             code,
             [PY, "-c", COUNTER],
             resources={"time_limit": 2},
-            checkpoint_dir=str(tmp_path / "ckpt"),
+            checkpoint_dir="ckpt",  # in the job's own directory, which its attempts share
             retry={"max_attempts": 10, "on": ["timed_out"]},  # more on a loaded machine
         )
         job = ok(api.post(f"{API}/jobs", headers=anna.headers, json=body), 201)
@@ -100,19 +100,19 @@ def _steps_and_losses(texts: list[str]) -> list[tuple[int, float]]:
     reason="torch not installed (pip install 'aifactory[train]')",
 )
 def test_gpt_training_killed_by_its_time_limit_resumes_with_the_loss_curve(
-    db: Database, settings: Settings, operator: Person, tmp_path: Path
+    db: Database, settings: Settings, operator: Person
 ) -> None:
     with TestClient(create_app(settings, db)) as api:
         anna = member_of(db, "anna", "Nordic Tokens Oy")
         code, _ = award(api, anna, operator)
-        ckpt = tmp_path / "gpt"
-        args = ["--steps", str(STEPS), "--log-every", "10", "--checkpoint-dir", str(ckpt)]
+        ckpt = "gpt"  # in the job's own directory, which its attempts share
+        args = ["--steps", str(STEPS), "--log-every", "10", "--checkpoint-dir", ckpt]
         args += ["--checkpoint-every", "10", "--threads", "1", "--eval-every", "0"]
         body = spec(
             code,
             [PY, str(TRAIN), *args, "--sample-chars", "0"],
             resources={"time_limit": TIME_LIMIT_S},
-            checkpoint_dir=str(ckpt),
+            checkpoint_dir=ckpt,
             # Generous: a loaded machine gets fewer steps into each attempt, so needs more of
             # them; every attempt that trains at all moves the run on from its checkpoint.
             retry={"max_attempts": MAX_ATTEMPTS, "on": ["timed_out"]},

@@ -16,7 +16,8 @@ HARNESS = ["bash", str(ROOT / "scripts" / "slurm" / "harness.sh")]
 
 def settings(h: dict[str, str], kind: str) -> dict[str, Any]:
     """Executor settings for one of the harness's clusters and transports."""
-    common = {"job_root": h["JOB_ROOT"], "command_timeout_s": 30.0}
+    # These jobs carry no run_as: they run as the service's own user (see test_site_identity_real).
+    common = {"job_root": h["JOB_ROOT"], "command_timeout_s": 30.0, "require_site_account": False}
     f2 = {**common, "cluster": "factory2", "gpu_type": "h100"}
     table: dict[str, dict[str, Any]] = {
         "f1-local": {

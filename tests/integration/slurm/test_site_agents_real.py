@@ -17,6 +17,7 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 from slurmreal import HARNESS
+from unix_users import map_login
 
 from aifactory.agents.runner import AgentRunner
 from aifactory.api.app import create_app
@@ -78,6 +79,8 @@ def fed(harness: dict[str, str], tmp_path: Path) -> Iterator[dict[str, Any]]:
         )
     with TestClient(create_app(settings, db)) as api:
         anna = member_of(db, "anna", "Nordic Tokens Oy")
+        for factory in ("LUMI AIF", "MIMER"):  # her jobs run as her own login at both sites
+            map_login(db, "anna", factory, "aif-anna")
         lumi_op = make_person(db, "op1", [(Role.FACTORY_OPERATOR, "LUMI AIF")])
         mimer_op = make_person(db, "op2", [(Role.FACTORY_OPERATOR, "MIMER")])
         lumi, _ = award(api, anna, lumi_op, hours=100)

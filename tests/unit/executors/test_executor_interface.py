@@ -118,6 +118,24 @@ def test_torchrun_launcher_runs_one_process_per_gpu_or_the_cpu_count(
     assert RULES.argv(spec, tmp_path) == [*expected, *rest]
 
 
+def test_torchrun_starts_the_tasks_asked_for_on_every_simulated_node(tmp_path: Path) -> None:
+    spec = ExecJob(
+        job_id="t", argv=["t.py"], nodes=2, gpus_per_node=4, tasks_per_node=2, launcher="torchrun"
+    )
+    assert RULES.argv(spec, tmp_path) == [
+        "/opt/py/bin/python", *TORCHRUN, "--nproc_per_node=4", "t.py"
+    ]  # fmt: skip
+
+
+def test_a_script_without_an_interpreter_line_runs_in_bash_with_its_arguments(
+    tmp_path: Path,
+) -> None:
+    spec = ExecJob(job_id="t", attempt=2, script="echo $1\n", args=["a b"])
+    assert RULES.argv(spec, tmp_path) == ["/bin/bash", str(tmp_path / ".aif-job.2.sh"), "a b"]
+    shebang = ExecJob(job_id="t", script="#!/usr/bin/env python3\nprint(1)\n", args=["x"])
+    assert RULES.argv(shebang, tmp_path) == [str(tmp_path / ".aif-job.1.sh"), "x"]
+
+
 def test_bare_python_means_the_configured_interpreter(tmp_path: Path) -> None:
     spec = ExecJob(job_id="t", argv=["python", "-c", "pass"])
     assert RULES.argv(spec, tmp_path) == ["/opt/py/bin/python", "-c", "pass"]
@@ -125,7 +143,15 @@ def test_bare_python_means_the_configured_interpreter(tmp_path: Path) -> None:
     assert RULES.argv(other, tmp_path) == [sys.executable, "x"]
 
 
-def test_relative_workdir_and_logs_hang_off_the_base(tmp_path: Path) -> None:
+def test_without_a_job_user_relative_workdir_and_logs_hang_off_the_base(tmp_path: Path) -> None:
     spec = ExecJob(job_id="t", argv=["true"], workdir="w", log_dir="logs")
-    assert RULES.workdir(spec, tmp_path) == Path("/base/w")
-    assert RULES.logs(spec, tmp_path) == ("/base/w/logs/stdout.log", "/base/w/logs/stderr.log")
+    assert RULES.workdir(spec, tmp_path / "home") == Path("/base/w")
+    logs = RULES.logs(spec, tmp_path / "records", tmp_path / "home")
+    assert logs == ("/base/w/logs/stdout.log", "/base/w/logs/stderr.log")
+
+
+def test_logs_default_to_the_records_the_job_cannot_reach(tmp_path: Path) -> None:
+    spec = ExecJob(job_id="t", argv=["true"])
+    assert RULES.workdir(spec, tmp_path / "home") == tmp_path / "home"
+    logs = RULES.logs(spec, tmp_path / "records", tmp_path / "home")
+    assert logs == (str(tmp_path / "records/stdout.log"), str(tmp_path / "records/stderr.log"))

@@ -240,3 +240,59 @@ def test_unknown_ids_are_absent_from_poll_and_not_found_elsewhere(
         executor.cancel("nope.1")
     with pytest.raises(NotFound):
         executor.usage("nope.1")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "rule"),
+    [("constraint", "a100&ib", "node features"), ("run_as", "anna", "job user")],
+)
+def test_requests_this_host_cannot_honour_are_invalid_naming_the_field(
+    executor: LocalExecutor, field: str, value: str, rule: str
+) -> None:
+    with pytest.raises(Invalid) as err:
+        executor.submit(py("pass", **{field: value}))
+    assert err.value.details[0].field == field and rule in str(err.value)
+    assert not (executor.state_dir / "jobs" / "j1.1").exists()  # nothing was recorded
+
+
+def test_an_exclusive_job_starts_alone_and_nothing_starts_beside_it(
+    state_dir: Path, holder: Holder, wait: Wait, executor: LocalExecutor
+) -> None:
+    ex = LocalExecutor(state_dir, gpus=4, kill_grace_s=0.5)
+    first = ex.submit(holder.job("first", gpus=1))
+    wait(ex, first, ExecState.RUNNING)
+    spec = holder.job("alone", gpus=1)
+    alone = ex.submit(ExecJob(**{**spec.as_dict(), "exclusive": True}))
+    later = ex.submit(holder.job("later", gpus=0))
+    assert {s.state for s in ex.poll([alone, later]).values()} == {ExecState.QUEUED}
+    holder.release("first")
+    wait(ex, alone, ExecState.RUNNING)
+    assert ex.poll([later])[later].state is ExecState.QUEUED  # FIFO behind it, then blocked
+    holder.release("alone")
+    wait(ex, alone, ExecState.COMPLETED)
+    holder.release("later")
+    wait(ex, later, ExecState.COMPLETED)
+
+
+def test_array_tasks_and_cpu_requests_are_told_to_the_job_and_unenforced_ones_noted(
+    executor: LocalExecutor, wait: Wait
+) -> None:
+    code = (
+        "import os; print(os.environ['SLURM_ARRAY_TASK_ID'], os.environ['SLURM_ARRAY_JOB_ID'], "
+        "os.environ['SLURM_CPUS_PER_TASK'])"
+    )
+    spec = py(code, env={"AIF_ARRAY_ID": "41"}, array_task=3, cpus_per_task=2, memory_mb=512)
+    backend_id = executor.submit(spec)
+    wait(executor, backend_id, ExecState.COMPLETED)
+    stdout, stderr = executor.log_paths(backend_id)
+    assert read(stdout) == "3 41 2\n"
+    assert "cpus_per_task=2, memory_mb=512: recorded, not enforced" in read(stderr)
+
+
+def test_a_script_with_an_interpreter_line_runs_under_it_with_its_arguments(
+    executor: LocalExecutor, wait: Wait
+) -> None:
+    script = f"#!{sys.executable}\nimport sys\nprint(sys.argv[1:])\n"
+    backend_id = executor.submit(ExecJob(job_id="s", script=script, args=["a b", "*"]))
+    wait(executor, backend_id, ExecState.COMPLETED)
+    assert read(executor.log_paths(backend_id)[0]) == "['a b', '*']\n"

@@ -22,10 +22,12 @@ class FakeBackend:
         self.cancelled: list[str] = []
         self.prepared: list[str] = []
 
-    def prepare(self, rendered: RenderedScript) -> None:
+    admin = None
+
+    def prepare(self, rendered: RenderedScript, run_as: str | None = None) -> None:
         self.prepared.append(rendered.job_dir)
 
-    def submit(self, rendered: RenderedScript) -> str:
+    def submit(self, rendered: RenderedScript, run_as: str | None = None) -> str:
         self.submitted.append(rendered)
         job_id = str(100 + len(self.jobs_by_id))
         self.jobs_by_id[job_id] = SlurmJob(job_id=job_id, name=rendered.name)
@@ -43,6 +45,9 @@ class FakeBackend:
     def accounting(self, job_id: str) -> SlurmJob | None:
         return replace(self.jobs_by_id[job_id], gpus=8)
 
+    def runs(self, job_id: str) -> list[SlurmJob]:
+        return [self.jobs_by_id[job_id]]
+
     def nodes(self) -> list[SlurmNode]:
         return []
 
@@ -53,6 +58,7 @@ def executor(**kw: Any) -> tuple[SlurmExecutor, FakeBackend]:
         "job_root": "/jobs",
         "partitions": {"h100": "gpu"},
         "default_partition": "h100",
+        "require_site_account": False,
     }
     return SlurmExecutor(backend=backend, **{**settings, **kw}), backend
 
@@ -103,7 +109,7 @@ def test_poll_maps_states_and_leaves_unknown_ids_out() -> None:
     status = ex.poll(["7", "8", "9", "404"])
     assert set(status) == {"7", "8", "9"}
     assert status["7"].state is ExecState.TIMED_OUT and status["7"].ended_at == 61.0
-    assert (status["8"].state, status["8"].message) == (ExecState.NODE_FAILED, "preempted")
+    assert (status["8"].state, status["8"].message) == (ExecState.PREEMPTED, "preempted")
     assert status["9"].ended_at is None and status["9"].exit_code is None
 
 

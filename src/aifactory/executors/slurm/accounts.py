@@ -5,6 +5,10 @@ caps the GPU-minutes its jobs may use (needs ``AccountingStorageTRES=gres/gpu`` 
 ``AccountingStorageEnforce=limits`` in slurm.conf). The limit follows the platform's ledger: a
 top-up raises it, expiry sets it to 0. Every operation is idempotent: "Nothing new added" is
 success, because a site agent re-applies the desired state after any crash.
+
+An account's users are exactly the project members' site logins: logins that are no longer
+members lose their association (with ``AccountingStorageEnforce=associations`` they can then
+no longer submit under the account); the control plane's own user is never added.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ __all__ = [
     "AccountLimit",
     "SacctmgrAddAccount",
     "SacctmgrAddUser",
+    "SacctmgrRemoveUser",
     "SacctmgrSetLimit",
     "SacctmgrShowAccount",
     "SiteAccounts",
@@ -32,6 +37,7 @@ __all__ = [
 
 _NOTHING_NEW = "nothing new added"
 _NOTHING_MODIFIED = "nothing modified"
+_NOTHING_DELETED = "nothing deleted"
 _USER = SLURM_NAME
 
 
@@ -112,6 +118,28 @@ class SacctmgrAddUser:
 
 
 @dataclass(frozen=True)
+class SacctmgrRemoveUser:
+    """``sacctmgr -i delete user where name=NAME account=ACCOUNT``: the association only.
+
+    Removing a user's last association removes the user from slurmdbd; a missing association
+    ("Nothing deleted") is success.
+    """
+
+    user: str
+    account: str
+
+    def build(self) -> list[str]:
+        """Argv."""
+        where = ["where", f"name={self.user}", f"account={self.account}"]
+        return ["sacctmgr", "-i", "delete", "user", *where]
+
+    def parse(self, stdout: str, stderr: str, returncode: int) -> bool:
+        """``True`` when an association was deleted."""
+        _check("sacctmgr delete user", stdout, stderr, returncode, ok_if=_NOTHING_DELETED)
+        return _NOTHING_DELETED not in (stdout + stderr).lower()
+
+
+@dataclass(frozen=True)
 class AccountLimit:
     """An account's GPU budget and its users as slurmdbd holds them."""
 
@@ -165,27 +193,42 @@ class SiteAccounts:
         """The Slurm account of ``project``."""
         return check_name("account", f"{self.account_prefix}{project}".lower())
 
-    def _run(self, command: SacctmgrAddAccount | SacctmgrSetLimit | SacctmgrAddUser) -> object:
+    def _run(
+        self,
+        command: SacctmgrAddAccount | SacctmgrSetLimit | SacctmgrAddUser | SacctmgrRemoveUser,
+    ) -> object:
         result = self.transport.run(command.build())
         return command.parse(result.stdout, result.stderr, result.returncode)
 
     def ensure_account(self, project: str, gpu_minutes: int, users: Sequence[str] = ()) -> str:
-        """Create the project's account if needed, set its limit, add the users.
+        """Create the project's account if needed, set its limit, and make its users exactly
+        ``users``: the missing ones are added, the others removed.
 
         Returns:
             The Slurm account name.
         """
+        wanted = sorted({check_name("user", u, _USER).lower() for u in users})
         account = self.account_name(project)
         self._run(SacctmgrAddAccount(account, gpu_minutes))
         # Applied even when the account existed, so a repeated call converges on the ledger.
         self._run(SacctmgrSetLimit(account, gpu_minutes))
-        for user in users:
-            self.add_user(project, user)
+        current = self.show(project)
+        present = set(current.users) if current is not None else set()
+        for user in wanted:
+            if user not in present:
+                self.add_user(project, user)
+        for user in sorted(present - set(wanted)):
+            self.remove_user(project, user)
         return account
 
     def add_user(self, project: str, user: str) -> None:
         """Give ``user`` an association with the project's account."""
         self._run(SacctmgrAddUser(check_name("user", user, _USER), self.account_name(project)))
+
+    def remove_user(self, project: str, user: str) -> None:
+        """End ``user``'s association with the project's account (jobs already queued stay)."""
+        account = self.account_name(project)
+        self._run(SacctmgrRemoveUser(check_name("user", user, _USER), account))
 
     def set_limit(self, project: str, gpu_minutes: int) -> None:
         """Set the GPU-minute budget (top-up: the new total; expiry: 0).

@@ -1,7 +1,9 @@
 """The two ways the executor talks to Slurm: its CLI (locally or over SSH) or slurmrestd.
 
 Both offer the same small surface, in terms of :class:`SlurmJob`, so the executor's logic
-(idempotent submit, polling, cancel, usage) is written once.
+(idempotent submit, polling, cancel, usage) is written once. ``prepare`` and ``submit`` take
+the site account the job runs as; every other call uses the service's own credentials, and
+``admin`` is the transport for administrative commands (``sacctmgr``, ``scontrol token``).
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Protocol, TypeVar
 
-from aifactory.errors import Invalid
+from aifactory.errors import BackendUnavailable, Invalid
 from aifactory.executors.slurm.commands import (
     Sacct,
     Sbatch,
@@ -20,11 +22,11 @@ from aifactory.executors.slurm.commands import (
 )
 from aifactory.executors.slurm.failures import command_error
 from aifactory.executors.slurm.models import SlurmJob, SlurmNode
-from aifactory.executors.slurm.rest import RestClient
+from aifactory.executors.slurm.rest import RestClient, UserTokens
 from aifactory.executors.slurm.script import RenderedScript
 from aifactory.executors.slurm.transport import Transport
 
-__all__ = ["CliBackend", "RestBackend", "SlurmBackend", "latest_submission"]
+__all__ = ["CliBackend", "RestBackend", "SlurmBackend", "latest_submission", "settled"]
 
 _T_co = TypeVar("_T_co", covariant=True)
 
@@ -38,12 +40,17 @@ class _Command(Protocol[_T_co]):
 class SlurmBackend(Protocol):
     """What the executor needs from a cluster."""
 
-    def prepare(self, rendered: RenderedScript) -> None:
-        """Create the directories Slurm opens before the job starts."""
+    @property
+    def admin(self) -> Transport | None:
+        """Where administrative commands run; ``None`` when this site gives the agent none."""
         ...
 
-    def submit(self, rendered: RenderedScript) -> str:
-        """Submit; Slurm's job id."""
+    def prepare(self, rendered: RenderedScript, run_as: str | None = None) -> None:
+        """Create the directories Slurm opens before the job starts (as ``run_as``)."""
+        ...
+
+    def submit(self, rendered: RenderedScript, run_as: str | None = None) -> str:
+        """Submit as ``run_as`` (``None``: the service's own user); Slurm's job id."""
         ...
 
     def find(self, name: str) -> SlurmJob | None:
@@ -62,6 +69,10 @@ class SlurmBackend(Protocol):
         """The accounting record, ``None`` without accounting."""
         ...
 
+    def runs(self, job_id: str) -> list[SlurmJob]:
+        """One accounting record per run of the job (several if Slurm requeued it)."""
+        ...
+
     def nodes(self) -> list[SlurmNode]:
         """All nodes."""
         ...
@@ -75,6 +86,16 @@ def latest_submission(jobs: Iterable[SlurmJob]) -> SlurmJob | None:
     """
     real = [j for j in jobs if not (j.state == "FAILED" and j.never_ran)]
     return max(real, key=lambda j: int(j.job_id.split("_")[0]), default=None)
+
+
+def settled(record: SlurmJob | None) -> SlurmJob | None:
+    """An accounting record that can stand for a job the controller no longer holds.
+
+    Only a finished one: accounting still saying PENDING/RUNNING for a job slurmctld has
+    forgotten is a "runaway" record (its end never reached slurmdbd, or not yet), not a job
+    that runs, so the caller treats the job as unknown (the site agent's ``lost``).
+    """
+    return record if record is not None and record.exec_state.terminal else None
 
 
 class CliBackend:
@@ -93,21 +114,35 @@ class CliBackend:
         self.accounting_enabled = accounting
         self.lookup_window = lookup_window
 
-    def run(self, command: _Command[_T_co], stdin: str | None = None) -> _T_co:
-        """Build, run and parse one command object."""
-        result = self.transport.run(command.build(), stdin)
+    @property
+    def admin(self) -> Transport:
+        """The service's own transport (also where ``sacctmgr`` runs)."""
+        return self.transport
+
+    def run(
+        self, command: _Command[_T_co], stdin: str | None = None, run_as: str | None = None
+    ) -> _T_co:
+        """Build, run and parse one command object (as ``run_as``, if given)."""
+        transport = self.transport if run_as is None else self.transport.as_user(run_as)
+        result = transport.run(command.build(), stdin)
         return command.parse(result.stdout, result.stderr, result.returncode)
 
-    def prepare(self, rendered: RenderedScript) -> None:
-        """``mkdir -p`` the job directory and any explicit log directories, owner-only."""
+    def prepare(self, rendered: RenderedScript, run_as: str | None = None) -> None:
+        """``mkdir -p`` the job directory and any explicit log directories, owner-only, as
+        the user the job runs as (so the job can write there and nobody else can read)."""
         argv = ["mkdir", "-p", "-m", "0700", "--", rendered.job_dir, *rendered.explicit_paths]
-        result = self.transport.run(argv)
+        transport = self.transport if run_as is None else self.transport.as_user(run_as)
+        result = transport.run(argv)
         if result.returncode != 0:
             raise command_error("mkdir", result.returncode, result.stdout, result.stderr)
 
-    def submit(self, rendered: RenderedScript) -> str:
-        """``sbatch --parsable`` with the script on stdin."""
-        return self.run(Sbatch(), stdin=rendered.text)
+    def submit(self, rendered: RenderedScript, run_as: str | None = None) -> str:
+        """``sbatch --parsable`` with the script on stdin, as ``run_as``."""
+        # sbatch is killed shortly before the transport gives up on it, so an unanswered
+        # submission is settled (submitted or not) by the time the executor looks it up.
+        timeout = getattr(self.transport, "timeout_s", None)
+        deadline = max(1.0, float(timeout) - 2) if isinstance(timeout, int | float) else None
+        return self.run(Sbatch(deadline_s=deadline), stdin=rendered.text, run_as=run_as)
 
     def find(self, name: str) -> SlurmJob | None:
         """Look in the controller first (no lag), then in accounting (older jobs)."""
@@ -117,14 +152,15 @@ class CliBackend:
         return found
 
     def jobs(self, job_ids: Iterable[str]) -> dict[str, SlurmJob]:
-        """squeue for what the controller still holds, sacct for older jobs."""
+        """squeue for what the controller still holds, sacct for finished older jobs."""
         wanted = list(dict.fromkeys(job_ids))
         if not wanted:
             return {}
         found = {j.job_id: j for j in self.run(Squeue(job_ids=wanted))}
         missing = [i for i in wanted if i not in found]
         if missing and self.accounting_enabled:
-            found.update({j.job_id: j for j in self.run(Sacct(job_ids=missing))})
+            records = (settled(j) for j in self.run(Sacct(job_ids=missing)))
+            found.update({j.job_id: j for j in records if j is not None})
         return {i: found[i] for i in wanted if i in found}
 
     def cancel(self, job_id: str) -> None:
@@ -137,6 +173,13 @@ class CliBackend:
             return None
         return next(iter(self.run(Sacct(job_ids=[job_id]))), None)
 
+    def runs(self, job_id: str) -> list[SlurmJob]:
+        """``sacct --duplicates``: every run Slurm made of this job id (none without
+        accounting)."""
+        if not self.accounting_enabled:
+            return []
+        return self.run(Sacct(job_ids=[job_id], duplicates=True))
+
     def nodes(self) -> list[SlurmNode]:
         """``sinfo --json``."""
         return self.run(Sinfo())
@@ -147,22 +190,57 @@ class RestBackend:
 
     slurmrestd cannot create directories, so explicit log paths inside the job directory are
     refused; the default logs live in the job root, which exists.
+
+    Args:
+        client: The client with the service's own token.
+        job_env: The environment of submitted jobs.
+        admin: Where ``sacctmgr`` and ``scontrol token`` run (root or SlurmUser), if anywhere.
+        tokens: Per-person JWTs (needs ``admin``); without them a person's job is refused.
     """
 
-    def __init__(self, client: RestClient, *, job_env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        client: RestClient,
+        *,
+        job_env: Mapping[str, str] | None = None,
+        admin: Transport | None = None,
+        tokens: UserTokens | None = None,
+    ) -> None:
         self.client = client
         self.job_env = dict(job_env) if job_env else None
+        self._admin = admin
+        self.tokens = tokens
 
-    def prepare(self, rendered: RenderedScript) -> None:
+    @property
+    def admin(self) -> Transport | None:
+        """The administrative transport, if the site configured one."""
+        return self._admin
+
+    def prepare(self, rendered: RenderedScript, run_as: str | None = None) -> None:
         """Nothing to create; refuse paths whose directories may not exist."""
         if rendered.explicit_paths:
             raise Invalid.field(
                 "stdout_path", "rest", "explicit log paths need the ssh or local transport"
             )
 
-    def submit(self, rendered: RenderedScript) -> str:
-        """POST ``/job/submit``."""
-        return self.client.submit(rendered, self.job_env)
+    def submit(self, rendered: RenderedScript, run_as: str | None = None) -> str:
+        """POST ``/job/submit``, with ``run_as``'s own token when given."""
+        if run_as is None:
+            return self.client.submit(rendered, self.job_env)
+        if self.tokens is None:
+            raise Invalid.field(
+                "run_as",
+                "rest_tokens",
+                "this REST site has no admin_transport to mint per-person tokens",
+            )
+        try:
+            return self.client.submit(
+                rendered, self.job_env, as_user=(run_as, self.tokens.token(run_as))
+            )
+        except BackendUnavailable as exc:
+            if exc.extra.get("http_status") == 401:
+                self.tokens.forget(run_as)  # the next try mints a fresh one
+            raise
 
     def find(self, name: str) -> SlurmJob | None:
         """Controller's jobs with this name (accounting keeps only what the controller had)."""
@@ -175,7 +253,7 @@ class RestBackend:
             return {}
         found = {j.job_id: j for j in self.client.jobs() if j.job_id in wanted}
         for job_id in wanted:
-            if job_id not in found and (record := self.client.accounting(job_id)) is not None:
+            if job_id not in found and (record := settled(self.client.accounting(job_id))):
                 found[job_id] = record
         return {i: found[i] for i in wanted if i in found}
 
@@ -186,6 +264,11 @@ class RestBackend:
     def accounting(self, job_id: str) -> SlurmJob | None:
         """``/slurmdb/v0.0.38/job/{id}``."""
         return self.client.accounting(job_id)
+
+    def runs(self, job_id: str) -> list[SlurmJob]:
+        """The accounting record (v0.0.38 keeps one per job id; earlier runs are not told)."""
+        record = self.client.accounting(job_id)
+        return [record] if record is not None else []
 
     def nodes(self) -> list[SlurmNode]:
         """``/nodes``."""

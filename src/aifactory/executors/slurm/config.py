@@ -9,8 +9,12 @@ Example::
     default_partition: h100
     account_prefix: ""             # Slurm account = prefix + project id, lower case
     gpu_type: h100
+    require_site_account: true     # jobs run only as their owner's site login
     ssh: {host: login1.example.eu, user: aifsvc, key_file: /etc/aif/ssh/id_ed25519,
           known_hosts_file: /etc/aif/ssh/known_hosts}
+
+A REST site that runs people's jobs also names an ``admin_transport`` (``local`` with
+``slurm_conf``, or ``ssh`` with an ``ssh`` block) where ``scontrol token`` and ``sacctmgr`` run.
 """
 
 from __future__ import annotations
@@ -50,6 +54,8 @@ class RestSettings(BaseModel):
     token: str | None = Field(default=None, repr=False)
     token_file: str | None = None
     job_env: dict[str, str] = Field(default_factory=dict)
+    #: Lifetime of the per-person tokens minted for submissions (renewed at a quarter left).
+    user_token_lifespan_s: int = Field(default=3600, ge=120)
 
     def read_token(self) -> str:
         """The JWT (from ``token`` or the first line of ``token_file``)."""
@@ -61,7 +67,12 @@ class RestSettings(BaseModel):
 
 
 class SlurmSiteConfig(BaseModel):
-    """Everything the Slurm executor needs to know about one site."""
+    """Everything the Slurm executor needs to know about one site.
+
+    ``require_site_account`` (default true): every job runs as its owner's own login at the
+    site (``ExecJob.run_as``) and a job without one is refused; false lets such jobs run as
+    the service's own user, which then also joins the project accounts.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -79,12 +90,25 @@ class SlurmSiteConfig(BaseModel):
     accounting: bool = True
     command_timeout_s: float = Field(default=60.0, gt=0)
     lookup_window: str = "now-14days"
+    require_site_account: bool = True
+    admin_transport: Literal["local", "ssh"] | None = None
 
     @model_validator(mode="after")
     def _transport_settings(self) -> SlurmSiteConfig:
         needed = {"ssh": self.ssh, "rest": self.rest}
         if self.transport in needed and needed[self.transport] is None:
             raise ValueError(f"transport {self.transport!r} needs a {self.transport!r} block")
+        if self.admin_transport is not None and self.transport != "rest":
+            raise ValueError(
+                "admin_transport is for transport 'rest' (local and ssh sites use theirs)"
+            )
+        if self.admin_transport == "ssh" and self.ssh is None:
+            raise ValueError("admin_transport 'ssh' needs an 'ssh' block")
+        if self.transport == "rest" and self.require_site_account and not self.admin_transport:
+            raise ValueError(
+                "a REST site that runs jobs as their owners needs admin_transport (where "
+                "scontrol token mints their tokens); or set require_site_account: false"
+            )
         for value in (*self.partitions.values(), self.gpu_type):
             if value is not None and not SLURM_NAME.match(value):
                 raise ValueError(f"{value!r} is not a valid Slurm name")

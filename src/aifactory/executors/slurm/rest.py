@@ -2,22 +2,32 @@
 
 Only the handful of calls the executor needs: ping, submit, jobs, job, cancel, nodes, and the
 accounting record of a job. Answers are translated to the same models the CLI parsers return.
+
+A person's job is submitted with that person's own JWT (``X-SLURM-USER-NAME`` is the person's
+login), so slurmctld runs it as that user and checks that user's associations.
+:class:`UserTokens` mints those tokens with ``scontrol token username=LOGIN`` through the
+site's administrative transport (only root and SlurmUser may) and keeps each until shortly
+before it expires. Everything else (polling, cancelling) uses the service's own token.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 from aifactory.errors import AIFactoryError, BackendUnavailable, Invalid, NotFound
 from aifactory.executors.slurm.commands import job_from_json, node_from_json
-from aifactory.executors.slurm.failures import command_error
+from aifactory.executors.slurm.failures import Submission, command_error, submit_error
 from aifactory.executors.slurm.models import SlurmJob, SlurmNode, base_state
 from aifactory.executors.slurm.script import RenderedScript
+from aifactory.executors.slurm.transport import PERSON_UMASK, Transport, check_login
 
-__all__ = ["API", "DB_API", "RestClient", "job_properties"]
+__all__ = ["API", "DB_API", "RestClient", "ScontrolToken", "UserTokens", "job_properties"]
 
 API = "/slurm/v0.0.38"
 DB_API = "/slurmdb/v0.0.38"
@@ -67,6 +77,70 @@ def posixpath_dir(path: str) -> str:
     return path.rsplit("/", 1)[0] or "/"
 
 
+@dataclass(frozen=True)
+class ScontrolToken:
+    """``scontrol token username=LOGIN lifespan=SECONDS`` (root or SlurmUser only)."""
+
+    user: str
+    lifespan_s: int
+
+    def build(self) -> list[str]:
+        """Argv (the login is checked, so it cannot add another ``key=value``)."""
+        user = check_login(self.user)
+        return ["scontrol", "token", f"username={user}", f"lifespan={int(self.lifespan_s)}"]
+
+    def parse(self, stdout: str, stderr: str, returncode: int) -> str:
+        """The JWT from the ``SLURM_JWT=...`` line."""
+        if returncode != 0:
+            raise command_error("scontrol token", returncode, stdout, stderr)
+        for line in stdout.splitlines():
+            key, _, value = line.strip().partition("=")
+            if key == "SLURM_JWT" and value:
+                return value
+        raise BackendUnavailable("scontrol token printed no SLURM_JWT line")
+
+
+class UserTokens:
+    """Per-person JWTs for slurmrestd, minted on demand and cached until near expiry.
+
+    Args:
+        transport: Where ``scontrol token`` runs (as root or SlurmUser on the cluster).
+        lifespan_s: Lifetime of each minted token.
+        clock: Monotonic seconds (tests).
+    """
+
+    def __init__(
+        self,
+        transport: Transport,
+        lifespan_s: int = 3600,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.transport, self.lifespan_s, self.clock = transport, lifespan_s, clock
+        # Renewed with a quarter of its life left: a cached token never expires mid-request.
+        self.margin_s = max(30.0, lifespan_s / 4)
+        self._tokens: dict[str, tuple[str, float]] = {}
+        self._lock = threading.Lock()  # hand-overs run in several threads
+
+    def token(self, login: str) -> str:
+        """A valid JWT for ``login``."""
+        with self._lock:
+            cached = self._tokens.get(login)
+            if cached is not None and cached[1] - self.clock() > self.margin_s:
+                return cached[0]
+            command = ScontrolToken(login, self.lifespan_s)
+            minted_at = self.clock()
+            result = self.transport.run(command.build())
+            token = command.parse(result.stdout, result.stderr, result.returncode)
+            self._tokens[login] = (token, minted_at + self.lifespan_s)
+            return token
+
+    def forget(self, login: str) -> None:
+        """Drop ``login``'s cached token (slurmrestd refused it)."""
+        with self._lock:
+            self._tokens.pop(login, None)
+
+
 class RestClient:
     """slurmrestd v0.0.38 over HTTP with ``X-SLURM-USER-NAME``/``X-SLURM-USER-TOKEN``.
 
@@ -96,13 +170,20 @@ class RestClient:
         """Release the connection pool."""
         self._http.close()
 
-    def _call(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
+    def _call(
+        self, method: str, path: str, body: Any = None, headers: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
         try:
-            response = self._http.request(method, path, json=body)
+            response = self._http.request(method, path, json=body, headers=headers)
         except httpx.HTTPError as exc:
-            raise BackendUnavailable(f"slurmrestd unreachable: {exc}") from exc
+            # Only a connection never made proves a submission did not reach slurmrestd.
+            unsent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+            extra = {"submission": Submission.UNREACHABLE.value} if unsent else {}
+            raise BackendUnavailable(f"slurmrestd unreachable: {exc}", extra=extra) from exc
         if response.status_code == 401:
-            raise BackendUnavailable("slurmrestd refused the token (HTTP 401)")
+            raise BackendUnavailable(
+                "slurmrestd refused the token (HTTP 401)", extra={"http_status": 401}
+            )
         try:
             data = response.json()
         except ValueError as exc:
@@ -121,10 +202,29 @@ class RestClient:
         if not any(p.get("ping") == "UP" for p in pings):
             raise BackendUnavailable(f"slurmctld is not up: {pings}")
 
-    def submit(self, rendered: RenderedScript, env: Mapping[str, str] | None = None) -> str:
-        """Submit a rendered script; Slurm's job id."""
-        body = {"script": rendered.text, "job": job_properties(rendered, env)}
-        return str(self._call("POST", f"{API}/job/submit", body)["job_id"])
+    def submit(
+        self,
+        rendered: RenderedScript,
+        env: Mapping[str, str] | None = None,
+        *,
+        as_user: tuple[str, str] | None = None,
+    ) -> str:
+        """Submit a rendered script; Slurm's job id.
+
+        Args:
+            rendered: The script and its properties.
+            env: The job's environment (``None``: a minimal ``PATH``).
+            as_user: ``(login, jwt)`` of the person the job runs as; its output files are
+                then created owner-only (``SLURM_UMASK``). ``None``: the client's own user.
+        """
+        job = job_properties(rendered, env)
+        headers = None
+        if as_user is not None:
+            login, token = as_user
+            headers = {"X-SLURM-USER-NAME": login, "X-SLURM-USER-TOKEN": token}
+            job["environment"] = {**job["environment"], "SLURM_UMASK": f"{PERSON_UMASK:04o}"}
+        body = {"script": rendered.text, "job": job}
+        return str(self._call("POST", f"{API}/job/submit", body, headers)["job_id"])
 
     def jobs(self) -> list[SlurmJob]:
         """Every job the controller knows (finished ones until ``MinJobAge``)."""
@@ -183,8 +283,8 @@ def _rest_error(path: str, status: int, errors: list[dict[str, Any]]) -> AIFacto
     if any(e.get("error_number") == _DB_NOTHING_FOUND for e in errors):
         return NotFound(f"slurmdbd has no record for {path}")
     if "job/submit" in path:
-        # Same words as sbatch's, so the same classification (unreachable vs rejected).
-        error = command_error("slurmrestd submit", 1, "", f"Batch job submission failed: {text}")
+        # Same words as sbatch's, so the same classification (refused, temporary, ...).
+        error = submit_error("slurmrestd submit", 1, "", f"Batch job submission failed: {text}")
         error.extra["http_status"] = status
         return error
     error = command_error("slurmrestd", 1, "", text)

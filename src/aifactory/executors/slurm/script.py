@@ -120,7 +120,7 @@ def _bad(name: str, message: str) -> Invalid:
 
 def check_name(field_name: str, value: str, pattern: re.Pattern[str] = SLURM_NAME) -> str:
     """Return ``value`` when it matches ``pattern``, else raise :class:`Invalid`."""
-    if not isinstance(value, str) or not pattern.match(value):
+    if not isinstance(value, str) or not pattern.fullmatch(value):
         raise _bad(field_name, f"{value!r} must match {pattern.pattern}")
     return value
 
@@ -135,7 +135,7 @@ def parse_job_name(name: str) -> tuple[str, int] | None:
     if not name.startswith(_NAME_PREFIX):
         return None
     job_id, _, attempt = name[len(_NAME_PREFIX) :].rpartition("-")
-    if not attempt.isdigit() or not JOB_ID.match(job_id):
+    if not attempt.isdigit() or not JOB_ID.fullmatch(job_id):
         return None
     return job_id, int(attempt)
 
@@ -147,14 +147,14 @@ def _inside(field_name: str, value: str, base: str) -> str:
     path = posixpath.normpath(posixpath.join(base, value))
     if path != base and not path.startswith(base + "/"):
         raise _bad(field_name, f"{value!r} leaves the job directory {base}")
-    if not _PATH.match(path):
+    if not _PATH.fullmatch(path):
         raise _bad(field_name, f"{value!r} may only use letters, digits and ._/+=@,-")
     return path
 
 
 def _check_options(options: ScriptOptions) -> str:
     root = posixpath.normpath(options.job_root)
-    if not options.job_root.startswith("/") or not _PATH.match(root):
+    if not options.job_root.startswith("/") or not _PATH.fullmatch(root):
         raise _bad("job_root", f"{options.job_root!r} must be an absolute plain path")
     for name in ("partition", "account", "gpu_type"):
         value = getattr(options, name)
