@@ -10,15 +10,13 @@ there) and the agent backs off exponentially; nothing is lost, the next tick res
 
 from __future__ import annotations
 
-import getpass
 import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from datetime import datetime, timedelta
 from functools import partial
-from typing import Any, TypeGuard
+from typing import TypeGuard
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -26,35 +24,30 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from aifactory.agents.leases import LeaseHandle, LeaseLost
+from aifactory.agents.recording import (
+    STATE,
+    apply_status,
+    give_up_lost,
+    mark_lost,
+)
 from aifactory.db.engine import Database
 from aifactory.db.models import Allocation, Job, JobAttempt, Partition, SiteStatus
 from aifactory.db.types import utcnow
 from aifactory.db.wake import BROKER, wake
-from aifactory.domain.jobs import RETRYABLE, JobState
+from aifactory.domain.jobs import JobState
 from aifactory.domain.jobspec import JobSpec
-from aifactory.domain.ledger import usage_milli
 from aifactory.errors import BackendUnavailable, NotFound
-from aifactory.executors import ExecJob, ExecState, ExecStatus, ExecUsage, Executor
+from aifactory.executors import ExecJob, ExecUsage, Executor
+from aifactory.executors.from_spec import exec_job
 from aifactory.services import jobs as job_service
 from aifactory.services import ledger, site_accounts
 
 log = logging.getLogger(__name__)
-_STATE = {
-    ExecState.QUEUED: JobState.QUEUED,
-    ExecState.RUNNING: JobState.RUNNING,
-    ExecState.COMPLETED: JobState.COMPLETED,
-    ExecState.FAILED: JobState.FAILED,
-    ExecState.CANCELLED: JobState.CANCELLED,
-    ExecState.TIMED_OUT: JobState.TIMED_OUT,
-    ExecState.NODE_FAILED: JobState.NODE_FAILED,
-    ExecState.PREEMPTED: JobState.PREEMPTED,
-}
 _LIVE = (JobState.SUBMITTED, JobState.QUEUED, JobState.RUNNING)
 # Polled like live jobs: a lost one may reappear, or be settled by accounting.
 _WATCHED = (*_LIVE, JobState.LOST)
 #: Seconds a job may stay lost (no scheduler record, no finished accounting) before it fails.
 LOST_GRACE_S = 600.0
-LOST_REASON = "lost: Slurm no longer reports it and accounting has no record"
 ACCOUNT_SYNC_S = 15.0
 CONTACT_NOTE_S = 5.0
 HANDOVER_THREADS = 4
@@ -83,7 +76,6 @@ class SiteAgent:
         self._retry_at = 0.0
         self._accounts_due = 0.0
         self._contact_noted = 0.0
-        self.service_user = getpass.getuser()
         self._live: dict[str, tuple[int, JobState]] = {}  # backend id -> (job id, last state)
         self._synced_token: int | None = None
         self.backlog = False  # more placed jobs wait than one pass hands over
@@ -276,12 +268,12 @@ class SiteAgent:
             if status is None:
                 self._missing(backend_id, job_id, known)
                 continue
-            target = _STATE[status.state]
+            target = STATE[status.state]
             if target == known:
                 continue
             # Ask the executor before the transaction: no scheduler call holds a database lock.
             usage = self._usage(backend_id) if target not in _LIVE else None
-            apply = partial(self._apply, status, usage)
+            apply = partial(apply_status, self.name, status, usage)
             ok = self._with_job(job_id, _live_as(backend_id), apply)
             if ok:
                 self._lost_since.pop(backend_id, None)
@@ -300,7 +292,7 @@ class SiteAgent:
         """The scheduler does not report this job: mark it lost, or give up after the grace."""
         now = utcnow()
         if known != JobState.LOST:
-            if self._with_job(job_id, _live_as(backend_id), partial(self._mark_lost, now)):
+            if self._with_job(job_id, _live_as(backend_id), partial(mark_lost, now)):
                 self._live[backend_id] = (job_id, JobState.LOST)
                 self._lost_since[backend_id] = now
             return
@@ -313,22 +305,9 @@ class SiteAgent:
             lost = job.lost_since
             return _live_as(backend_id)(job) and (lost is None or now - lost >= grace)
 
-        if self._with_job(job_id, due, partial(self._give_up_lost, now)):
+        if self._with_job(job_id, due, partial(give_up_lost, self.name, now)):
             self._live.pop(backend_id, None)
             self._lost_since.pop(backend_id, None)
-
-    def _mark_lost(self, now: datetime, s: Session, job: Job) -> None:
-        job.lost_since = now
-        attempt = next(a for a in job.attempts if a.attempt == job.attempt)
-        attempt.state = JobState.LOST
-        why = "lost: the scheduler no longer reports it; waiting for its accounting record"
-        job_service.move(s, job, JobState.LOST, why, now)
-
-    def _give_up_lost(self, now: datetime, s: Session, job: Job) -> None:
-        """No record within the grace: fail it, charge nothing, release its reservation."""
-        attempt = next(a for a in job.attempts if a.attempt == job.attempt)
-        status = ExecStatus(state=ExecState.FAILED, message=LOST_REASON)
-        self._finish(s, job, attempt, JobState.FAILED, status, None, charge=False)
 
     def _with_job(
         self, job_id: int, expect: Callable[[Job], bool], act: Callable[[Session, Job], None]
@@ -357,104 +336,22 @@ class SiteAgent:
 
     # --- recording ---
 
-    def _apply(self, status: ExecStatus, usage: ExecUsage | None, s: Session, job: Job) -> None:
-        target = _STATE[status.state]
-        attempt = next(a for a in job.attempts if a.attempt == job.attempt)
-        if status.started_at and job.started_at is None:
-            job.started_at = _dt(status.started_at)
-        attempt.started_at = attempt.started_at or _dt(status.started_at)
-        if target == JobState(job.state):
-            return
-        if target in (JobState.QUEUED, JobState.RUNNING):
-            job.lost_since = None  # a lost job that reappeared
-            if not (target == JobState.QUEUED and job.state == JobState.RUNNING):
-                job_service.move(s, job, target, status.message, utcnow())
-            attempt.state = job.state
-            return
-        self._finish(s, job, attempt, target, status, usage)
-
-    def _finish(
-        self,
-        s: Session,
-        job: Job,
-        attempt: JobAttempt,
-        target: JobState,
-        status: ExecStatus,
-        usage: ExecUsage | None,
-        *,
-        charge: bool = True,
-    ) -> None:
-        """Record the attempt's end and charge its run time, once: the ledger entry's effect
-        key is (job, attempt), so a second settlement of the same attempt rolls back."""
-        job.exit_code, job.ended_at = status.exit_code, _dt(status.ended_at) or utcnow()
-        job.lost_since = None
-        elapsed = _elapsed(attempt.started_at, job.ended_at, usage, status)
-        elapsed = elapsed if charge else timedelta(0)
-        factor = Decimal(str(s.get_one(Partition, job.partition_id).charge_factor))
-        used = usage_milli(job.gpus, elapsed, factor) if job.gpus else 0
-        if job.allocation_id is not None:
-            effect = (job.id, job.attempt)
-            ledger.settle(s, job.allocation_id, job.reserved_milli, used, self.name, effect)
-        job.reserved_milli, job.charged_milli = 0, job.charged_milli + used
-        attempt.state, attempt.exit_code = target, status.exit_code
-        attempt.elapsed_s = elapsed.total_seconds()
-        attempt.ended_at, attempt.charged_milli, attempt.message = (
-            job.ended_at,
-            used,
-            status.message,
-        )
-        reason = status.message or f"exit code {status.exit_code}"
-        job_service.move(s, job, target, reason, utcnow())
-        if self._retry(job, target):
-            job.attempt += 1
-            job.backend_id, job.exit_code, job.ended_at = None, None, None
-            job_service.move(s, job, JobState.PENDING, f"retry: attempt {job.attempt}", utcnow())
-
-    def _retry(self, job: Job, target: JobState) -> bool:
-        spec = JobSpec.model_validate(job.spec)
-        return (
-            target in RETRYABLE
-            and not job.cancel_requested
-            and str(target) in spec.retry.on
-            and job.attempt < spec.retry.max_attempts
-        )
-
     def _exec_job(self, s: Session, job: Job) -> ExecJob:
         spec = JobSpec.model_validate(job.spec)
         partition = s.get_one(Partition, job.partition_id).name if job.partition_id else None
-        env = dict(spec.environment)
-        env.update(
-            {
-                "AIF_JOB_ID": str(job.id),
-                "AIF_ATTEMPT": str(job.attempt),
-                "AIF_PROJECT": job.project_code,
-            }
-        )
-        if spec.checkpoint_dir:
-            env["AIF_CHECKPOINT_DIR"] = spec.checkpoint_dir
-        if job.array_id is not None:
-            env["AIF_ARRAY_ID"] = str(job.array_id)
-        return ExecJob(
-            job_id=job.exec_id,
+        required = getattr(self.executor, "requires_site_account", None)
+        return exec_job(
+            spec.model_copy(update={"project": job.project_code}),
+            exec_id=job.exec_id,
+            platform_id=str(job.id),
             attempt=job.attempt,
-            argv=spec.argv(),
-            script=spec.script,
-            args=spec.args,
-            env=env,
-            workdir=spec.workdir,
             time_limit_s=float(job.time_limit_s),
-            project=job.project_code,
             partition=partition,
-            launcher=spec.launcher,
+            array_id=job.array_id,
             array_task=job.array_task,
             run_as=site_accounts.run_as(
-                s,
-                job.owner_id,
-                self.factory_id,
-                self.name,
-                required=getattr(self.executor, "requires_site_account", None),
+                s, job.owner_id, self.factory_id, self.name, required=required
             ),
-            **exec_resources(spec),
         )
 
     def _jobs(
@@ -495,27 +392,6 @@ class SiteAgent:
                 row.last_contact_at = row.checked_at
 
 
-def exec_resources(spec: JobSpec) -> dict[str, Any]:
-    """The spec's resources as :class:`ExecJob` fields (memory in MiB, 0 for the whole node)."""
-    r = spec.resources
-
-    def mib(gb: float | None) -> int | None:
-        return None if gb is None else max(1, round(gb * 1024))
-
-    return {
-        "nodes": r.nodes,
-        "gpus_per_node": r.gpus_per_node,
-        "tasks_per_node": r.tasks_per_node,
-        "cpus_per_task": r.cpus_per_task,
-        "memory_mb": 0 if r.whole_node_memory else mib(r.memory_gb),
-        "memory_per_cpu_mb": mib(r.memory_per_cpu_gb),
-        "memory_per_gpu_mb": mib(r.memory_per_gpu_gb),
-        "exclusive": r.exclusive,
-        "constraint": r.constraint,
-        "time_min_s": None if r.time_min is None else float(r.time_min),
-    }
-
-
 def _live_as(backend_id: str) -> Callable[[Job], bool]:
     """Still live (or lost) under this backend id (not re-placed, not already ended)."""
     return lambda j: j.state in _WATCHED and j.backend_id == backend_id
@@ -529,24 +405,3 @@ def _deferred(outcome: object) -> TypeGuard[BackendUnavailable]:
 def _placed(attempt: int) -> Callable[[Job], bool]:
     """Still placed, in the same attempt, and not being cancelled."""
     return lambda j: j.state == JobState.PLACED and j.attempt == attempt and not j.cancel_requested
-
-
-def _dt(epoch: float | None) -> datetime | None:
-    return datetime.fromtimestamp(epoch, UTC) if epoch is not None else None
-
-
-def _elapsed(
-    started: datetime | None, ended: datetime, usage: ExecUsage | None, status: ExecStatus
-) -> timedelta:
-    """Recorded start to end, exact (the executor's figure only if no start was recorded).
-
-    Where the scheduler ran the attempt more than once (a site that requeues jobs itself),
-    its figure covers every run and exceeds the last run's span: then that figure is charged.
-    """
-    if usage is None or started is None:
-        return timedelta(seconds=usage.elapsed_s if usage else 0)
-    if status.started_at is not None and status.ended_at is not None:
-        last_run = status.ended_at - status.started_at
-        if usage.elapsed_s >= last_run + 1:
-            return timedelta(seconds=usage.elapsed_s)
-    return max(ended - started, timedelta(0))

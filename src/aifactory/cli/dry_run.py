@@ -16,7 +16,7 @@ from rich.markup import escape
 from aifactory.cli.render import console
 from aifactory.domain.jobspec import JobSpec, parse_spec
 
-__all__ = ["DRY_RUN_JOB_ROOT", "dry_run", "exec_job_fields"]
+__all__ = ["DRY_RUN_JOB_ROOT", "dry_run"]
 
 DRY_RUN_JOB_ROOT = "/scratch/aifactory/jobs"
 PARTITION_PLACEHOLDER = "PLACED-BY-BROKER"
@@ -24,53 +24,19 @@ ACCOUNT_PLACEHOLDER = "PROJECT-ACCOUNT"
 _PROJECT_PLACEHOLDER = "PROJECT"
 
 
-def exec_job_fields(spec: JobSpec) -> dict[str, Any]:
-    """The spec's resources as ``ExecJob`` fields.
-
-    The same mapping as ``aifactory.agents.site_agent.exec_resources`` (kept equal by a test),
-    copied so that the CLI does not import the database layer.
-    """
-    r = spec.resources
-
-    def mib(gb: float | None) -> int | None:
-        return None if gb is None else max(1, round(gb * 1024))
-
-    return {
-        "nodes": r.nodes,
-        "gpus_per_node": r.gpus_per_node,
-        "tasks_per_node": r.tasks_per_node,
-        "cpus_per_task": r.cpus_per_task,
-        "memory_mb": 0 if r.whole_node_memory else mib(r.memory_gb),
-        "memory_per_cpu_mb": mib(r.memory_per_cpu_gb),
-        "memory_per_gpu_mb": mib(r.memory_per_gpu_gb),
-        "exclusive": r.exclusive,
-        "constraint": r.constraint,
-        "time_min_s": None if r.time_min is None else float(r.time_min),
-    }
-
-
 def _slurm(spec: JobSpec) -> dict[str, Any]:
     """sbatch argv and script for the first attempt (the first task of an array)."""
-    from aifactory.executors.base import ExecJob
+    from aifactory.executors.from_spec import exec_job
     from aifactory.executors.slurm.commands import Sbatch
     from aifactory.executors.slurm.script import ScriptOptions, render_script
 
     indices, _ = spec.tasks()
-    env = dict(spec.environment) | {"AIF_PROJECT": spec.project}
-    if spec.checkpoint_dir:
-        env["AIF_CHECKPOINT_DIR"] = spec.checkpoint_dir
-    job = ExecJob(
-        job_id="dry-run",
-        argv=spec.argv(),
-        script=spec.script,
-        args=spec.args,
-        env=env,
-        workdir=spec.workdir,
-        time_limit_s=float(spec.resources.time_limit),
-        project=spec.project,
-        launcher=spec.launcher,
+    job = exec_job(
+        spec,
+        exec_id="dry-run",
+        platform_id="dry-run",
+        array_id=0 if indices else None,
         array_task=indices[0] if indices else None,
-        **exec_job_fields(spec),
     )
     account = spec.project.lower() if spec.project != _PROJECT_PLACEHOLDER else None
     options = ScriptOptions(

@@ -114,10 +114,19 @@ def submit(
     spec, notes = _read_or_exit(file, args or [], as_json)
     if project:
         spec["project"] = project
+    _submit_dir(spec)
     if dry_run:
         _dry_run(spec, notes, as_json)
         return
     _submit(spec, notes, follow, idempotency_key)
+
+
+def _submit_dir(spec: dict[str, Any]) -> None:
+    """Tell the job where it was submitted from (``AIF_SUBMIT_DIR``, like Slurm's
+    ``SLURM_SUBMIT_DIR``): it works in its own directory but may read its code from there."""
+    env = spec.get("environment")
+    if env is None or isinstance(env, dict):
+        spec["environment"] = {"AIF_SUBMIT_DIR": str(Path.cwd()), **(env or {})}
 
 
 def _dry_run(spec: dict[str, Any], notes: list[dict[str, str]], as_json: bool) -> None:

@@ -169,6 +169,8 @@ class LaunchRules:
                 env["SLURM_ARRAY_JOB_ID"] = spec.env["AIF_ARRAY_ID"]
         if spec.cpus_per_task is not None:
             env["SLURM_CPUS_PER_TASK"] = str(spec.cpus_per_task)
+        if spec.script is not None:  # "python" in a script is the site's, as in a command
+            env["PATH"] = f"{Path(self.python).parent}:{env.get('PATH', '/usr/bin:/bin')}"
         return env
 
     def notes(self, spec: ExecJob) -> list[str]:

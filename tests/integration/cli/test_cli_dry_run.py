@@ -11,10 +11,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from aifactory.agents.site_agent import exec_resources
-from aifactory.cli.dry_run import exec_job_fields
 from aifactory.cli.main import app
 from aifactory.domain.jobspec import parse_spec
+from aifactory.executors.from_spec import exec_resources
 
 runner = CliRunner()
 CORPUS = Path(__file__).resolve().parents[2] / "fixtures" / "sbatch"
@@ -103,14 +102,17 @@ def test_yaml_spec_with_a_script_takes_args_and_a_command_spec_does_not(
 
 
 @pytest.mark.parametrize(
-    "resources",
+    ("resources", "expected"),
     [
-        {"nodes": 2, "gpus_per_node": 4, "tasks_per_node": 4, "memory_gb": 1.5},
-        {"whole_node_memory": True, "exclusive": True, "constraint": "a&b", "time_min": 60},
-        {"memory_per_gpu_gb": 80, "cpus_per_task": 8},
-        {"memory_per_cpu_gb": 0.25},
+        ({"nodes": 2, "tasks_per_node": 4, "memory_gb": 1.5}, {"nodes": 2, "memory_mb": 1536}),
+        ({"whole_node_memory": True, "time_min": 60}, {"memory_mb": 0, "time_min_s": 60.0}),
+        ({"memory_per_gpu_gb": 80, "cpus_per_task": 8}, {"memory_per_gpu_mb": 81920}),
+        ({"memory_per_cpu_gb": 0.25}, {"memory_per_cpu_mb": 256, "memory_mb": None}),
     ],
 )
-def test_dry_run_maps_resources_as_the_site_agent_does(resources: dict[str, Any]) -> None:
+def test_resources_reach_the_executor_in_its_units(
+    resources: dict[str, Any], expected: dict[str, Any]
+) -> None:
     spec = parse_spec({"name": "x", "project": "P", "command": "true", "resources": resources})
-    assert exec_job_fields(spec) == exec_resources(spec)
+    fields = exec_resources(spec)
+    assert {k: fields[k] for k in expected} == expected

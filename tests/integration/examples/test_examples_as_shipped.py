@@ -11,8 +11,10 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -88,10 +90,13 @@ class Federation:
 
 
 @pytest.fixture(scope="module")
-def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
-    base = tmp_path_factory.mktemp("examples")
+def federation() -> Iterator[Federation]:
+    # A user's directory that others may enter, like a checkout (pytest's own tmp is 0700):
+    # under a root server the job user reads the example's code from where it was submitted.
+    base = Path(tempfile.mkdtemp(prefix="aif-examples-", dir="/var/tmp"))
+    base.chmod(0o755)
     work = base / "work"
-    work.mkdir()
+    work.mkdir(mode=0o755)
     (work / "examples").symlink_to(ROOT / "examples")
     settings = Settings(data_dir=base / "data")
     db = prepare(settings)
@@ -122,6 +127,7 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]
     finally:
         stop_group(server)
         log.close()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_hello_as_shipped_completes(federation: Federation) -> None:

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from slurmreal import new_id, settings
 
-from aifactory.agents.site_agent import exec_resources
 from aifactory.domain.jobspec import parse_spec
 from aifactory.executors.base import ExecJob
+from aifactory.executors.from_spec import exec_resources
 from aifactory.executors.slurm import SlurmExecutor
 from aifactory.executors.slurm.accounts import SiteAccounts
 from aifactory.executors.slurm.sbatch_import import import_sbatch

@@ -26,8 +26,9 @@ from fastapi.testclient import TestClient
 from slurmreal import new_id, settings
 from sqlalchemy import select
 
+from aifactory.agents.recording import LOST_REASON
 from aifactory.agents.runner import AgentRunner
-from aifactory.agents.site_agent import LOST_REASON, SiteAgent
+from aifactory.agents.site_agent import SiteAgent
 from aifactory.api.app import create_app
 from aifactory.db.models import Allocation, Job, Partition
 from aifactory.domain.enums import Role

@@ -19,8 +19,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from aifactory.agents.recording import LOST_REASON
 from aifactory.agents.runner import AgentRunner
-from aifactory.agents.site_agent import LOST_REASON, SiteAgent
+from aifactory.agents.site_agent import SiteAgent
 from aifactory.api.app import create_app
 from aifactory.db.engine import Database
 from aifactory.db.models import Allocation
