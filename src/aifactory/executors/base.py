@@ -22,7 +22,7 @@ import importlib
 import inspect
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Any, Literal, TypeVar, get_args
@@ -234,34 +234,9 @@ class ExecJob:
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready copy (for state files and wire formats)."""
-        return {
-            "job_id": self.job_id,
-            "attempt": self.attempt,
-            "argv": list(self.argv) if self.argv is not None else None,
-            "script": self.script,
-            "env": dict(self.env),
-            "workdir": self.workdir,
-            "nodes": self.nodes,
-            "gpus_per_node": self.gpus_per_node,
-            "time_limit_s": self.time_limit_s,
-            "log_dir": self.log_dir,
-            "stdout_path": self.stdout_path,
-            "stderr_path": self.stderr_path,
-            "launcher": self.launcher,
-            "project": self.project,
-            "partition": self.partition,
-            "args": list(self.args),
-            "tasks_per_node": self.tasks_per_node,
-            "cpus_per_task": self.cpus_per_task,
-            "memory_mb": self.memory_mb,
-            "memory_per_cpu_mb": self.memory_per_cpu_mb,
-            "memory_per_gpu_mb": self.memory_per_gpu_mb,
-            "exclusive": self.exclusive,
-            "constraint": self.constraint,
-            "time_min_s": self.time_min_s,
-            "array_task": self.array_task,
-            "run_as": self.run_as,
-        }
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["argv"] = list(self.argv) if self.argv is not None else None
+        return data | {"env": dict(self.env), "args": list(self.args)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ExecJob:

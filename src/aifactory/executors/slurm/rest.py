@@ -21,8 +21,8 @@ from typing import Any
 import httpx
 
 from aifactory.errors import AIFactoryError, BackendUnavailable, Invalid, NotFound
-from aifactory.executors.slurm.commands import job_from_json, node_from_json
 from aifactory.executors.slurm.failures import Submission, command_error, submit_error
+from aifactory.executors.slurm.from_json import job_from_json, node_from_json
 from aifactory.executors.slurm.models import SlurmJob, SlurmNode, base_state
 from aifactory.executors.slurm.script import RenderedScript
 from aifactory.executors.slurm.transport import PERSON_UMASK, Transport, check_login
