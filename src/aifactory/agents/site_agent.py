@@ -341,7 +341,7 @@ class SiteAgent:
         partition = s.get_one(Partition, job.partition_id).name if job.partition_id else None
         required = getattr(self.executor, "requires_site_account", None)
         return exec_job(
-            spec.model_copy(update={"project": job.project_code}),
+            spec,
             exec_id=job.exec_id,
             platform_id=str(job.id),
             attempt=job.attempt,

@@ -130,7 +130,7 @@ class Resources(_Spec):
         return parse_duration(value)
 
     @model_validator(mode="after")
-    def _one_memory(self) -> Resources:
+    def _consistent(self) -> Resources:
         given = [
             name
             for name in ("memory_gb", "memory_per_cpu_gb", "memory_per_gpu_gb")

@@ -109,8 +109,12 @@ def cancel(session: Session, who: Principal, job_id: int, whole_array: bool = Fa
         session.refresh(job)
         raise Conflict(f"job {job_id} is already {job.state}")
     session.refresh(job)
-    sites = set(session.scalars(select(Job.factory_id).where(which))) - {None}
-    for topic in [BROKER, *(site_topic(f) for f in sorted(s for s in sites if s))]:
+    if whole_array:  # its pending tasks wait on the broker, the others on their sites' agents
+        sites = set(session.scalars(select(Job.factory_id).where(which)))
+        topics = [BROKER, *(site_topic(f) for f in sorted(f for f in sites if f))]
+    else:
+        topics = [site_topic(job.factory_id) if job.factory_id else BROKER]
+    for topic in topics:
         wake(session, topic)
     return view(session, job, True)
 

@@ -53,20 +53,21 @@ def job_properties(
         "standard_error": rendered.stderr,
         "environment": dict(env or _DEFAULT_ENV),
     }
+    spec = rendered.spec
     optional = {
         "partition": rendered.partition,
         "account": rendered.account,
         "gpus_per_node": rendered.gpu_spec,
         "time_limit": rendered.time_limit_min,
         "time_minimum": rendered.time_min_min,
-        "tasks_per_node": rendered.tasks_per_node,
-        "cpus_per_task": rendered.cpus_per_task,
-        "memory_per_node": rendered.memory_mb,
-        "memory_per_cpu": rendered.memory_per_cpu_mb,
-        "memory_per_gpu": rendered.memory_per_gpu_mb,
-        "constraints": rendered.constraint,
-        "array": None if rendered.array_task is None else str(rendered.array_task),
-        "exclusive": "true" if rendered.exclusive else None,
+        "tasks_per_node": spec.tasks_per_node,
+        "cpus_per_task": spec.cpus_per_task,
+        "memory_per_node": spec.memory_mb,
+        "memory_per_cpu": spec.memory_per_cpu_mb,
+        "memory_per_gpu": spec.memory_per_gpu_mb,
+        "constraints": spec.constraint,
+        "array": None if spec.array_task is None else str(spec.array_task),
+        "exclusive": "true" if spec.exclusive else None,
     }
     job.update({k: v for k, v in optional.items() if v is not None})
     return job

@@ -82,16 +82,13 @@ class RenderedScript:
     partition: str | None
     account: str | None
     gpu_spec: str | None
+    spec: ExecJob
     explicit_paths: tuple[str, ...] = field(default=())
-    tasks_per_node: int | None = None
-    cpus_per_task: int | None = None
-    memory_mb: int | None = None
-    memory_per_cpu_mb: int | None = None
-    memory_per_gpu_mb: int | None = None
-    exclusive: bool = False
-    constraint: str | None = None
-    time_min_min: int | None = None
-    array_task: int | None = None
+
+    @property
+    def time_min_min(self) -> int | None:
+        """``--time-min`` in whole minutes."""
+        return _minutes(self.spec.time_min_s)
 
 
 def quote(value: str) -> str:
@@ -177,23 +174,24 @@ def _gpu_spec(spec: ExecJob, options: ScriptOptions) -> str | None:
 
 def _resource_lines(r: RenderedScript, options: ScriptOptions) -> list[str]:
     """The resource directives, each only when the job asked (else the site's default)."""
+    spec = r.spec
     lines = [f"--nodes={r.nodes}"]
-    if r.tasks_per_node is not None:
-        lines.append(f"--ntasks-per-node={r.tasks_per_node}")
-    if r.cpus_per_task is not None:
-        lines.append(f"--cpus-per-task={r.cpus_per_task}")
+    if spec.tasks_per_node is not None:
+        lines.append(f"--ntasks-per-node={spec.tasks_per_node}")
+    if spec.cpus_per_task is not None:
+        lines.append(f"--cpus-per-task={spec.cpus_per_task}")
     if r.gpu_spec and options.gpu_request == "gres":
         lines.append(f"--gres=gpu:{r.gpu_spec}")
     elif r.gpu_spec:
         lines.append(f"--gpus-per-node={r.gpu_spec}")
-    memory = {"mem": r.memory_mb, "mem-per-cpu": r.memory_per_cpu_mb}
-    memory["mem-per-gpu"] = r.memory_per_gpu_mb
+    memory = {"mem": spec.memory_mb, "mem-per-cpu": spec.memory_per_cpu_mb}
+    memory["mem-per-gpu"] = spec.memory_per_gpu_mb
     # --mem=0 is the whole node's memory; other values are MiB.
     lines += [f"--{k}={v}M" if v else f"--{k}=0" for k, v in memory.items() if v is not None]
-    if r.exclusive:
+    if spec.exclusive:
         lines.append("--exclusive")
-    if r.constraint:
-        lines.append(f"--constraint={r.constraint}")
+    if spec.constraint:
+        lines.append(f"--constraint={spec.constraint}")
     if r.time_limit_min is not None:
         lines.append(f"--time={r.time_limit_min}")
     if r.time_min_min is not None:
@@ -204,9 +202,9 @@ def _resource_lines(r: RenderedScript, options: ScriptOptions) -> list[str]:
 def _directives(r: RenderedScript, options: ScriptOptions) -> list[str]:
     # --no-requeue: managed retry owns recovery, so every run is a platform attempt, charged.
     lines = [f"--job-name={r.name}", "--no-requeue", *_resource_lines(r, options)]
-    if r.array_task is not None:
+    if r.spec.array_task is not None:
         # A one-task array: Slurm itself sets SLURM_ARRAY_TASK_ID and shows ArrayTaskId.
-        lines.append(f"--array={r.array_task}")
+        lines.append(f"--array={r.spec.array_task}")
     lines += [f"--output={r.stdout}", f"--error={r.stderr}", "--open-mode=append"]
     lines.append(f"--chdir={posixpath.normpath(options.job_root)}")
     if r.partition:
@@ -229,7 +227,7 @@ def _launch(spec: ExecJob, r: RenderedScript) -> list[str]:
             f"chmod 700 {shlex.quote(script_file)}",
             "exec " + _join([*run, *spec.args]),
         ]
-    tasks = r.tasks_per_node or 1
+    tasks = spec.tasks_per_node or 1
     srun = ["srun", f"--nodes={r.nodes}", f"--ntasks-per-node={tasks}", "--kill-on-bad-exit=1"]
     argv: Sequence[str] = spec.argv or ()
     if spec.launcher == "torchrun":
@@ -293,16 +291,8 @@ def render_script(spec: ExecJob, options: ScriptOptions) -> RenderedScript:
         partition=options.partition,
         account=options.account,
         gpu_spec=_gpu_spec(spec, options),
+        spec=spec,
         explicit_paths=explicit,
-        tasks_per_node=spec.tasks_per_node,
-        cpus_per_task=spec.cpus_per_task,
-        memory_mb=spec.memory_mb,
-        memory_per_cpu_mb=spec.memory_per_cpu_mb,
-        memory_per_gpu_mb=spec.memory_per_gpu_mb,
-        exclusive=spec.exclusive,
-        constraint=spec.constraint,
-        time_min_min=_minutes(spec.time_min_s),
-        array_task=spec.array_task,
     )
     body = [
         "set -eu",
