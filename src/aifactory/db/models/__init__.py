@@ -25,6 +25,7 @@ from aifactory.db.models.jobs import (
     JobAttempt,
     JobTransition,
     Lease,
+    SiteQueue,
     SiteStatus,
 )
 from aifactory.db.models.portal import PortalSession
@@ -67,6 +68,7 @@ __all__ = [
     "ReviewAssignment",
     "RoleGrant",
     "SiteAccount",
+    "SiteQueue",
     "SiteStatus",
     "System",
     "User",

@@ -31,9 +31,9 @@ class Proposal(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     call_id: Mapped[str] = mapped_column(String(64), index=True)
     mode: Mapped[str] = mapped_column(String(2))
-    factory_id: Mapped[int | None] = mapped_column(ForeignKey("factories.id"))
-    partition_id: Mapped[int | None] = mapped_column(ForeignKey("partitions.id"))
-    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
+    factory_id: Mapped[int | None] = mapped_column(ForeignKey("factories.id"), index=True)
+    partition_id: Mapped[int | None] = mapped_column(ForeignKey("partitions.id"), index=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"), index=True)
     applicant_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     title: Mapped[str] = mapped_column(String(200))
     summary: Mapped[str] = mapped_column(Text, default="")
@@ -50,7 +50,9 @@ class Proposal(Base):
     period_no: Mapped[int | None] = mapped_column(Integer)
     deadline: Mapped[date | None] = mapped_column(Date)
     assessed_gpu_hours_milli: Mapped[int | None] = mapped_column(BigInteger)
-    assessed_partition_id: Mapped[int | None] = mapped_column(ForeignKey("partitions.id"))
+    assessed_partition_id: Mapped[int | None] = mapped_column(
+        ForeignKey("partitions.id"), index=True
+    )
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     project_code: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -97,8 +99,8 @@ class Project(Base):
     proposal_id: Mapped[int] = mapped_column(ForeignKey("proposals.id"), unique=True)
     title: Mapped[str] = mapped_column(String(200))
     mode: Mapped[str] = mapped_column(String(2))
-    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
-    factory_id: Mapped[int | None] = mapped_column(ForeignKey("factories.id"))
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"), index=True)
+    factory_id: Mapped[int | None] = mapped_column(ForeignKey("factories.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     members: Mapped[list[ProjectMember]] = relationship(
@@ -110,7 +112,7 @@ class ProjectMember(Base):
     __tablename__ = "project_members"
 
     project_code: Mapped[str] = mapped_column(ForeignKey("projects.code"), primary_key=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True, index=True)
     role: Mapped[str] = mapped_column(String(32))
 
 
@@ -122,7 +124,7 @@ class Allocation(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     project_code: Mapped[str] = mapped_column(ForeignKey("projects.code"), index=True)
     factory_id: Mapped[int] = mapped_column(ForeignKey("factories.id"), index=True)
-    partition_id: Mapped[int] = mapped_column(ForeignKey("partitions.id"))
+    partition_id: Mapped[int] = mapped_column(ForeignKey("partitions.id"), index=True)
     start_date: Mapped[date] = mapped_column(Date)
     end_date: Mapped[date] = mapped_column(Date)
     eu_share: Mapped[Decimal] = mapped_column(Share)

@@ -18,7 +18,7 @@ class Organisation(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     type: Mapped[str] = mapped_column(String(32))
-    country_code: Mapped[str] = mapped_column(ForeignKey("countries.code"))
+    country_code: Mapped[str] = mapped_column(ForeignKey("countries.code"), index=True)
     staff_headcount: Mapped[int | None] = mapped_column(Integer)
     annual_turnover_eur: Mapped[int | None] = mapped_column(BigInteger)
     balance_sheet_eur: Mapped[int | None] = mapped_column(BigInteger)
@@ -54,7 +54,7 @@ class Membership(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
-    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"), index=True)
 
     user: Mapped[User] = relationship(back_populates="memberships")
     organisation: Mapped[Organisation] = relationship(lazy="joined")
@@ -69,7 +69,9 @@ class RoleGrant(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     role: Mapped[str] = mapped_column(String(32))
-    factory_id: Mapped[int | None] = mapped_column(ForeignKey("factories.id", ondelete="CASCADE"))
+    factory_id: Mapped[int | None] = mapped_column(
+        ForeignKey("factories.id", ondelete="CASCADE"), index=True
+    )
 
     user: Mapped[User] = relationship(back_populates="roles")
 

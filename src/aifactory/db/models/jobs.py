@@ -31,6 +31,8 @@ class Job(Base):
         Index("ix_jobs_state_id", "state", "id"),
         Index("ix_jobs_allocation_id", "allocation_id"),
         Index("ix_jobs_array_id", "array_id", "state"),
+        Index("ix_jobs_owner_id", "owner_id", "id"),
+        Index("ix_jobs_partition_state", "partition_id", "state"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -88,8 +90,8 @@ class JobAttempt(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), index=True)
     attempt: Mapped[int] = mapped_column(Integer)
-    factory_id: Mapped[int] = mapped_column(ForeignKey("factories.id"))
-    partition_id: Mapped[int] = mapped_column(ForeignKey("partitions.id"))
+    factory_id: Mapped[int] = mapped_column(ForeignKey("factories.id"), index=True)
+    partition_id: Mapped[int] = mapped_column(ForeignKey("partitions.id"), index=True)
     backend_id: Mapped[str | None] = mapped_column(String(128))
     state: Mapped[str] = mapped_column(String(16))
     exit_code: Mapped[int | None] = mapped_column(Integer)
@@ -124,6 +126,26 @@ class SiteStatus(Base):
     checked_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     #: The last time the site's scheduler answered its agent.
     last_contact_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class SiteQueue(Base):
+    """The broker's reservation at one pool of GPUs (EASY backfilling): the pending job next in
+    line there, and when it is expected to start by the time limits of the jobs holding the pool.
+
+    A pool is a partition, or a whole factory whose agent caps its GPUs (``factory:<id>``). A
+    submission may start at once in a pool with a reservation only if it ends before that
+    start; anything else waits for the broker. Written only when the reservation changes.
+    """
+
+    __tablename__ = "site_queues"
+
+    pool: Mapped[str] = mapped_column(String(32), primary_key=True)
+    job_id: Mapped[int] = mapped_column(Integer)
+    gpus: Mapped[int] = mapped_column(Integer)
+    start_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: GPUs free at ``start_at`` beyond what the reserved job needs.
+    extra_gpus: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class Lease(Base):

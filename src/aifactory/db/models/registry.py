@@ -41,7 +41,7 @@ class Factory(Base):
     name: Mapped[str] = mapped_column(String(100), unique=True)
     hosting_entity: Mapped[str] = mapped_column(String(200))
     city: Mapped[str] = mapped_column(String(100))
-    country_code: Mapped[str] = mapped_column(ForeignKey("countries.code"))
+    country_code: Mapped[str] = mapped_column(ForeignKey("countries.code"), index=True)
     status: Mapped[str] = mapped_column(String(32))
     eu_share: Mapped[float] = mapped_column(Float)
     national_share: Mapped[float] = mapped_column(Float)
@@ -67,7 +67,9 @@ class FactoryMember(Base):
     factory_id: Mapped[int] = mapped_column(
         ForeignKey("factories.id", ondelete="CASCADE"), primary_key=True
     )
-    country_code: Mapped[str] = mapped_column(ForeignKey("countries.code"), primary_key=True)
+    country_code: Mapped[str] = mapped_column(
+        ForeignKey("countries.code"), primary_key=True, index=True
+    )
 
     factory: Mapped[Factory] = relationship(back_populates="members")
 
@@ -76,7 +78,9 @@ class System(Base):
     __tablename__ = "systems"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    factory_id: Mapped[int] = mapped_column(ForeignKey("factories.id", ondelete="CASCADE"))
+    factory_id: Mapped[int] = mapped_column(
+        ForeignKey("factories.id", ondelete="CASCADE"), index=True
+    )
     name: Mapped[str] = mapped_column(String(100), unique=True)
     kind: Mapped[str] = mapped_column(String(32))
     base_system: Mapped[str | None] = mapped_column(String(100))
@@ -124,7 +128,9 @@ class FundingLine(Base):
     __table_args__ = (CheckConstraint("amount_eur >= 0", name="amount"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    factory_id: Mapped[int | None] = mapped_column(ForeignKey("factories.id", ondelete="CASCADE"))
+    factory_id: Mapped[int | None] = mapped_column(
+        ForeignKey("factories.id", ondelete="CASCADE"), index=True
+    )
     source: Mapped[str] = mapped_column(String(32))
     purpose: Mapped[str] = mapped_column(String(200), default="")
     amount_eur: Mapped[int] = mapped_column(BigInteger)
