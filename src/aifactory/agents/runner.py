@@ -28,7 +28,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.engine import make_url
 
 from aifactory.agents.leases import LeaseHandle, LeaseLost, new_holder
-from aifactory.agents.reconciler import place_pending
+from aifactory.agents.reconciler import Backlog
 from aifactory.agents.site_agent import SiteAgent
 from aifactory.db.engine import Database
 from aifactory.db.models import ControllerBeat, Factory, Lease
@@ -48,9 +48,14 @@ class Broker:
 
     def __init__(self, db: Database, capacity: dict[str, int | None], lease: LeaseHandle) -> None:
         self.db, self.capacity, self.lease = db, capacity, lease
+        self.backlog = Backlog(db, capacity, lease.fence)
         self._expiry_due = 0.0
+        self._token: int | None = None
 
-    def tick(self) -> int:
+    def tick(self, woken: bool = True) -> int:
+        """Expire and forget what is due, then a pass over the pending jobs if anything changed
+        (``woken``), the fingerprint moved, or this process just took the lease."""
+        full = woken or self.lease.token != self._token
         if time.monotonic() >= self._expiry_due:
             with self.db.session() as s:
                 self.lease.fence(s)
@@ -61,7 +66,10 @@ class Broker:
             if any(purged.values()):
                 log.info("forgot expired rows: %s", purged)
             self._expiry_due = time.monotonic() + EXPIRY_CHECK_S
-        return place_pending(self.db, self.capacity, self.lease.fence)
+            full = full or bool(expired)
+        placed = self.backlog.run(full)
+        self._token = self.lease.token
+        return placed
 
 
 class AgentRunner:
@@ -189,10 +197,11 @@ class AgentRunner:
     def _broker_loop(self, wake: threading.Event) -> None:
         assert self.broker is not None
         broker = self.broker
+        woken = True
         while not self._stop.is_set():
             wake.clear()
-            _guarded("broker", broker.lease, broker.tick)
-            wake.wait(self._idle_wait())
+            _guarded("broker", broker.lease, partial(broker.tick, woken))
+            woken = wake.wait(self._idle_wait())
 
     def _idle_wait(self) -> float:
         """The safety-net interval, short enough to renew leases well before they expire."""

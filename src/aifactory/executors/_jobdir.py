@@ -18,10 +18,17 @@ Files, in the order they appear::
 
 This directory (the attempt's records) belongs to the service user alone: a job never works
 here, it works in its home (``_jobfs``), so it can neither read these files nor forge them.
+
+Whoever changes an attempt's records then creates ``<state_dir>/events/<backend id>`` (``note``),
+so executors re-read only the attempts that changed instead of every record on every poll
+(``_changes``). A writer that does not hold the executor's lock notes *after* its change; one
+that holds it notes *before* (the lock keeps readers out until the change is made, and a crash
+between the two then costs a needless re-read rather than a missed change).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -35,6 +42,7 @@ STATE = "state.json"
 CANCEL = "cancel"
 EXIT = "exit.json"
 WRAPPER_LOG = "wrapper.log"
+EVENTS = "events"  # in the state directory, beside ``jobs/``
 
 # Outcomes recorded in exit.json; "exited" becomes completed or failed by its exit code.
 EXITED = "exited"
@@ -68,6 +76,15 @@ def read_json(path: Path) -> dict[str, Any] | None:
     if not isinstance(data, dict):
         raise ValueError(f"{path} does not hold a JSON object")
     return data
+
+
+def note(jobdir: Path) -> None:
+    """Tell executors that the records in ``jobdir`` (``<state_dir>/jobs/<id>``) changed."""
+    event = jobdir.parent.parent / EVENTS / jobdir.name
+    # No events folder: no executor of this version opened the state directory yet, and the
+    # first one to do so reads every attempt anyway.
+    with contextlib.suppress(FileNotFoundError):
+        os.close(os.open(event, os.O_CREAT | os.O_WRONLY, 0o600))
 
 
 def touch_exclusive(path: Path) -> bool:

@@ -6,6 +6,12 @@ SIGKILL the job's whole process group (grandchildren included) and still live to
 outcome, and what lets a job outlive a crash of the server and still have its exit code found
 by the next executor instance. No shell is involved anywhere: argv comes from ``launch.json``.
 
+While the job runs the wrapper sleeps in ``select`` and uses no CPU: it wakes when the job ends
+(SIGCHLD), when the executor asks for a cancel (SIGTERM, after creating the ``cancel`` file),
+at the time limit and at the end of the kill grace. A signal that got lost is made up for by a
+look at the ``cancel`` file every ``RECHECK_S``. After each change to its records it creates
+the attempt's event (``_jobdir.note``), so the executor re-reads only what changed.
+
 The wrapper stays the service user, with an environment of a few harmless variables: it writes
 the records the job must not forge, in a directory the job cannot reach. Only the job switches
 to the job user (``launch.json``'s ``uid``), after the wrapper has made its home and opened its
@@ -16,7 +22,9 @@ logs (``_jobfs``); a process of another user cannot read the wrapper's or the se
 from __future__ import annotations
 
 import contextlib
+import math
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -28,17 +36,38 @@ from typing import Any
 from aifactory.executors import _jobdir as jd
 from aifactory.executors import _jobfs
 
-TICK_S = 0.1  # how often the wrapper looks for a cancel request or the time limit
+RECHECK_S = 5.0  # how often the wrapper looks at the cancel file, in case a signal was lost
 
 
-class _Stop:
-    """Set by SIGTERM: the executor asks for a prompt cancel."""
+class _Wake:
+    """Sleeps until a signal or a deadline; SIGTERM (the executor's cancel) sets ``stop``.
 
-    requested = False
+    Signal handlers in Python run only between bytecodes, so a signal would not end a sleep in
+    ``select`` by itself; ``signal.set_wakeup_fd`` makes the C handler write to a pipe the
+    sleep watches. Created before the job starts, so no SIGCHLD is missed.
+    """
 
-    @classmethod
-    def handler(cls, signum: int, frame: object) -> None:
-        cls.requested = True
+    def __init__(self) -> None:
+        self.stop = False
+        self.count = 0  # wake-ups while supervising, kept in exit.json (a test checks them)
+        self._pipe, write = os.pipe()  # not inherited by the job (O_CLOEXEC)
+        for fd in (self._pipe, write):
+            os.set_blocking(fd, False)
+        signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+        signal.signal(signal.SIGTERM, self._stopped)
+        signal.signal(signal.SIGCHLD, lambda signum, frame: None)
+
+    def _stopped(self, signum: int, frame: object) -> None:
+        self.stop = True
+
+    def sleep(self, until: float) -> None:
+        """Sleep until the monotonic time ``until`` (``inf``: no limit) or the next signal."""
+        self.count += 1
+        timeout = None if until == math.inf else max(0.0, until - time.monotonic())
+        select.select([self._pipe], [], [], timeout)
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self._pipe, 512):
+                pass
 
 
 def _killpg(pgid: int, sig: signal.Signals) -> None:
@@ -51,32 +80,38 @@ def _record(jobdir: Path, outcome: str, **fields: Any) -> None:
     record.update(started_at=None, ended_at=time.time(), message="")
     record.update(fields)
     jd.write_json(jobdir / jd.EXIT, record)
+    jd.note(jobdir)
 
 
-def _supervise(proc: subprocess.Popen[bytes], jobdir: Path, launch: dict[str, Any]) -> str:
+def _write_state(jobdir: Path, state: dict[str, Any]) -> None:
+    jd.write_json(jobdir / jd.STATE, state)
+    jd.note(jobdir)
+
+
+def _supervise(
+    proc: subprocess.Popen[bytes], jobdir: Path, launch: dict[str, Any], wake: _Wake
+) -> str:
     """Wait for the job, enforcing cancel and time limit: SIGTERM the group, SIGKILL later."""
+    now = time.monotonic()
     limit = launch.get("time_limit_s")
-    deadline = time.monotonic() + limit if limit is not None else None
+    deadline = now + limit if limit is not None else math.inf
     grace = float(launch.get("kill_grace_s", 10.0))
-    outcome, term_sent_at = jd.EXITED, None
-    while True:
-        try:
-            proc.wait(timeout=TICK_S)
-            return outcome
-        except subprocess.TimeoutExpired:
-            pass
+    outcome, kill_at, recheck_at = None, math.inf, now + RECHECK_S
+    while proc.poll() is None:
         now = time.monotonic()
-        if term_sent_at is None:
-            if _Stop.requested or (jobdir / jd.CANCEL).exists():
-                outcome = jd.CANCELLED
-            elif deadline is not None and now >= deadline:
-                outcome = jd.TIMED_OUT
-            else:
-                continue
-            _killpg(proc.pid, signal.SIGTERM)
-            term_sent_at = now
-        elif now - term_sent_at >= grace:
+        if outcome is None:
+            if now >= recheck_at:
+                wake.stop = wake.stop or (jobdir / jd.CANCEL).exists()
+                recheck_at = now + RECHECK_S
+            if wake.stop or now >= deadline:
+                outcome = jd.CANCELLED if wake.stop else jd.TIMED_OUT
+                _killpg(proc.pid, signal.SIGTERM)
+                kill_at = now + grace
+        elif now >= kill_at:
             _killpg(proc.pid, signal.SIGKILL)
+            kill_at = math.inf  # now only its end (SIGCHLD) is left to wait for
+        wake.sleep(min(deadline, recheck_at) if outcome is None else kill_at)
+    return outcome or jd.EXITED
 
 
 def _open_log(path: str, jobdir: Path, home: _jobfs.Home, home_fd: int) -> BufferedWriter:
@@ -158,23 +193,23 @@ def run(jobdir: Path) -> int:
     # Only one wrapper may ever run a job, even if an executor launches it twice after a crash.
     if not jd.touch_exclusive(jobdir / jd.CLAIMED):
         return 0
-    signal.signal(signal.SIGTERM, _Stop.handler)
+    wake = _Wake()  # before state.json: the executor signals only a wrapper that recorded itself
     launch = jd.read_json(jobdir / jd.LAUNCH)
     if launch is None:
         return 2
     me = {"wrapper_pid": os.getpid(), "wrapper_start": jd.process_start_time(os.getpid())}
-    jd.write_json(jobdir / jd.STATE, me)
+    _write_state(jobdir, me)
     if (jobdir / jd.EXIT).exists():
         return 0  # the executor gave up on this launch already
-    if _Stop.requested or (jobdir / jd.CANCEL).exists():
+    if wake.stop or (jobdir / jd.CANCEL).exists():
         _record(jobdir, jd.CANCELLED, message="cancelled before start")
         return 0
     started_at = time.time()
     proc = _start(jobdir, {"umask": launch_umask, **launch})
     if proc is None:
         return 0
-    jd.write_json(jobdir / jd.STATE, {**me, "child_pid": proc.pid, "started_at": started_at})
-    outcome = _supervise(proc, jobdir, launch)
+    _write_state(jobdir, {**me, "child_pid": proc.pid, "started_at": started_at})
+    outcome = _supervise(proc, jobdir, launch, wake)
     # Background processes the job left behind die with it, as under Slurm's cgroups.
     _killpg(proc.pid, signal.SIGKILL)
     code = proc.returncode
@@ -185,6 +220,7 @@ def run(jobdir: Path) -> int:
         exit_code=128 + sig if sig is not None else code,
         signal=sig,
         started_at=started_at,
+        wakeups=wake.count,
     )
     return 0
 

@@ -15,6 +15,12 @@ crash-safe: a new instance on the same directory sees every job the old one subm
 ``submit`` is idempotent per ``(job_id, attempt)`` because the backend id is derived from that
 key and the job directory records that it was taken.
 
+Each instance keeps what it last read of the unfinished attempts and re-reads only those whose
+records changed (``_changes``: wrappers and executors leave an event for every change), so a
+poll while nothing happens costs a few system calls however many jobs run. What changes without
+an event, a wrapper killed outright or a launch that never started, is looked for every
+``liveness_check_s`` (``_records.stale``).
+
 ``launcher="torchrun"`` runs ``python -m torch.distributed.run --standalone --nnodes=1
 --nproc_per_node=N`` with N = the job's GPUs, or ``torchrun_cpu_procs`` for a job without GPUs
 (then each rank trains on the CPU with the gloo backend). Multi-node requests are run on this
@@ -49,6 +55,7 @@ from aifactory.executors import _jobuser
 from aifactory.executors import _records as records
 from aifactory.executors._homes import DEFAULT_JOB_ROOT, Homes
 from aifactory.executors._launch import DEFAULT_ENV_PASSTHROUGH, LaunchRules
+from aifactory.executors._view import View
 from aifactory.executors.base import (
     Capability,
     ExecJob,
@@ -61,7 +68,6 @@ from aifactory.executors.base import (
 __all__ = ["DEFAULT_ENV_PASSTHROUGH", "DEFAULT_JOB_ROOT", "LocalExecutor"]
 
 _READABLE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_BACKEND_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}\.[0-9]{1,9}$")
 
 
 @register("local")
@@ -92,6 +98,8 @@ class LocalExecutor(Executor):
     """
 
     capabilities = frozenset({Capability.GPUS, Capability.TORCHRUN})
+    #: Seconds between looks for attempts that changed without an event (see the module doc).
+    liveness_check_s = 2.0
 
     def __init__(
         self,
@@ -136,8 +144,8 @@ class LocalExecutor(Executor):
             _jobuser.ensure_python(self.user, self._rules.python)
         self._thread_lock = threading.Lock()
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
-        self._terminal: dict[str, ExecStatus] = {}
         self._specs: dict[str, tuple[int, ExecJob]] = {}
+        self._view = View(self.state_dir, launch_grace_s)
 
     # ----------------------------------------------------------------- public interface
 
@@ -174,19 +182,19 @@ class LocalExecutor(Executor):
             raise Conflict(f"backend id {backend_id} is taken by {existing['key']}")
         with self._locked():
             if not (jobdir / jd.EXIT).exists():
+                jd.note(jobdir)  # before the change: we hold the lock (see _jobdir)
                 (self._active / backend_id).touch()  # a crash may have hit before this
-            starts = self._schedule()
+            starts = self._update()
         self._start_wrappers(starts)
         return backend_id
 
     def poll(self, backend_ids: Iterable[str]) -> dict[str, ExecStatus]:
         """Status of each known id (unknown ids are left out); starts queued jobs that fit."""
         with self._locked():
-            self._reap()
-            starts = self._schedule()
-            statuses = {b: self._status(b) for b in backend_ids if self._known(b)}
+            starts = self._update()
+            found = {b: self._view.status(b) for b in backend_ids}
         self._start_wrappers(starts)
-        return statuses
+        return {b: status for b, status in found.items() if status is not None}
 
     def cancel(self, backend_id: str) -> None:
         """Cancel: a queued job never starts; a running one gets SIGTERM, then SIGKILL.
@@ -195,21 +203,21 @@ class LocalExecutor(Executor):
             NotFound: Unknown backend id.
         """
         with self._locked():
-            self._require(backend_id)
-            if self._status(backend_id).state.terminal:
+            self._view.refresh(self.liveness_check_s)
+            if self._require(backend_id).state.terminal:
                 return
             jobdir = self._jobs / backend_id
+            jd.note(jobdir)  # before the change: we hold the lock (see _jobdir)
             (jobdir / jd.CANCEL).touch()
             if not (jobdir / jd.LAUNCH).exists():
                 jd.write_json(jobdir / jd.EXIT, {"outcome": jd.CANCELLED, "ended_at": time.time()})
-                starts = self._schedule()
             else:
-                starts = []
                 state = jd.read_json(jobdir / jd.STATE)
-                # The wrapper also polls the cancel file; the signal only makes it prompt.
+                # The wrapper looks at the cancel file only now and then: the signal wakes it.
                 if state and jd.process_alive(state["wrapper_pid"], state["wrapper_start"]):
                     with contextlib.suppress(ProcessLookupError):  # it may have just ended
                         os.kill(state["wrapper_pid"], signal.SIGTERM)
+            starts = self._update()
         self._start_wrappers(starts)
 
     def usage(self, backend_id: str) -> ExecUsage | None:
@@ -219,8 +227,8 @@ class LocalExecutor(Executor):
             NotFound: Unknown backend id.
         """
         with self._locked():
-            self._require(backend_id)
-            status = self._status(backend_id)
+            self._view.refresh(self.liveness_check_s)
+            status = self._require(backend_id)
             spec = self._spec(backend_id)
         if status.started_at is None:
             return None
@@ -234,8 +242,8 @@ class LocalExecutor(Executor):
         ones report the exit code their wrapper recorded, queued ones start when they fit.
         """
         with self._locked():
-            starts = self._schedule()
-            active = sorted(b for b in os.listdir(self._active) if self._known(b))
+            starts = self._update()
+            active = sorted(self._view.unfinished)
         self._start_wrappers(starts)
         return active
 
@@ -268,12 +276,21 @@ class LocalExecutor(Executor):
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    def _known(self, backend_id: str) -> bool:
-        return bool(_BACKEND_ID.match(backend_id)) and (self._jobs / backend_id / jd.SPEC).exists()
+    def _update(self) -> list[str]:
+        """Refresh the view; schedule when it changed (nothing else frees GPUs or queues)."""
+        checked = self._view.refresh(self.liveness_check_s)
+        if checked or self._view.dirty:
+            self._reap()
+        if not self._view.dirty:
+            return []
+        self._view.dirty = False
+        return self._schedule()
 
-    def _require(self, backend_id: str) -> None:
-        if not self._known(backend_id):
+    def _require(self, backend_id: str) -> ExecStatus:
+        status = self._view.status(backend_id)
+        if status is None:
             raise NotFound(f"no local job {backend_id!r}")
+        return status
 
     def _entry(self, backend_id: str) -> tuple[int, ExecJob]:
         entry = self._specs.get(backend_id)
@@ -287,15 +304,6 @@ class LocalExecutor(Executor):
 
     def _spec(self, backend_id: str) -> ExecJob:
         return self._entry(backend_id)[1]
-
-    def _status(self, backend_id: str) -> ExecStatus:
-        cached = self._terminal.get(backend_id)
-        if cached is not None:
-            return cached
-        status = records.status(self._jobs / backend_id, self._launch_grace_s)
-        if status.state.terminal:
-            self._terminal[backend_id] = status
-        return status
 
     def _reap(self) -> None:
         # Collect finished wrappers so they do not linger as zombies of this process.
@@ -313,22 +321,16 @@ class LocalExecutor(Executor):
         busy: set[int] = set()
         running, alone = 0, False  # attempts holding resources; whether one is exclusive
         queued: list[tuple[int, str]] = []
-        for backend_id in os.listdir(self._active):
-            if not self._known(backend_id):
-                (self._active / backend_id).unlink(missing_ok=True)
-                continue
-            if self._status(backend_id).state.terminal:
-                (self._active / backend_id).unlink(missing_ok=True)
-                continue
-            launch = jd.read_json(self._jobs / backend_id / jd.LAUNCH)
-            if launch is not None:
-                busy.update(launch["gpus"])
-                running, alone = running + 1, alone or launch.get("exclusive", False)
-                if records.orphaned(self._jobs / backend_id, launch):
-                    self._record_launch(backend_id, launch)
-                    starts.append(backend_id)
-            else:
+        for backend_id, seen in list(self._view.unfinished.items()):
+            launch = seen.launch
+            if launch is None:
                 queued.append((self._entry(backend_id)[0], backend_id))
+                continue
+            busy.update(launch["gpus"])
+            running, alone = running + 1, alone or launch.get("exclusive", False)
+            if seen.state is None and records.orphaned(self._jobs / backend_id, launch):
+                self._record_launch(backend_id, launch)
+                starts.append(backend_id)
         free = [i for i in range(self.gpus) if i not in busy]
         for _, backend_id in sorted(queued):
             spec = self._spec(backend_id)
@@ -369,7 +371,10 @@ class LocalExecutor(Executor):
     def _record_launch(self, backend_id: str, launch: dict[str, Any]) -> None:
         """Write the launch record (lock held) before any wrapper starts: the GPUs stay granted
         if we crash next, and the launcher's pid lets the next process start the wrapper."""
-        jd.write_json(self._jobs / backend_id / jd.LAUNCH, {**launch, **records.launcher()})
+        launch = {**launch, **records.launcher()}
+        jd.note(self._jobs / backend_id)  # before the change: we hold the lock (see _jobdir)
+        jd.write_json(self._jobs / backend_id / jd.LAUNCH, launch)
+        self._view.launched(backend_id, launch)
 
     def _start_wrappers(self, starts: list[str]) -> None:
         """Start wrappers outside the lock (forking is slow); only one can ever claim a job."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -9,12 +10,23 @@ from pathlib import Path
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from aifactory.db.models import Factory, Job, JobTransition, Partition, ProjectMember, System, User
+from aifactory.db.models import (
+    Factory,
+    Job,
+    JobTransition,
+    Partition,
+    ProjectMember,
+    SiteQueue,
+    System,
+    User,
+)
+from aifactory.db.types import utcnow
 from aifactory.db.wake import BROKER, site_topic, wake
 from aifactory.domain.enums import Role
 from aifactory.domain.jobs import TERMINAL, JobState
 from aifactory.domain.ledger import from_milli
 from aifactory.errors import Conflict, Invalid, NotFound
+from aifactory.services import jobs as job_service
 from aifactory.services.job_views import (
     JobAttemptView,
     JobPage,
@@ -71,9 +83,37 @@ def list_jobs(
     )
 
 
-def why(session: Session, who: Principal, job_id: int) -> PlacementView:
+def why(
+    session: Session,
+    who: Principal,
+    job_id: int,
+    capacity: Mapping[str, int | None] | None = None,
+) -> PlacementView:
+    """The broker's decision; for a waiting job with the figures of now (free GPUs per site,
+    and the start it is promised where it is next in line)."""
     job = _visible(session, who, job_id)
     p = job.placement or {}
+    waiting, starts = p.get("waiting"), dict(p.get("est_start_s", {}))
+    if job.state == JobState.PENDING and waiting:
+        now = utcnow()
+        sites = {
+            c.view.name: c
+            for c in job_service.site_candidates(session, job.project_code, now, capacity or {})
+        }
+        live = [sites[n] for n in p.get("ranked", []) if n in sites]
+        if live:
+            waiting += "; now: " + "; ".join(
+                f"{c.view.name} has {c.view.free_gpus} of {c.view.total_gpus} GPUs free"
+                for c in live
+            )
+        held = {
+            q.pool: q for q in session.scalars(select(SiteQueue).where(SiteQueue.job_id == job.id))
+        }
+        starts = {
+            c.view.name: round(max((held[c.pool].start_at - now).total_seconds(), 0.0), 1)
+            for c in live
+            if c.pool in held
+        }
     return PlacementView(
         job_id=job.id,
         state=job.state,
@@ -81,9 +121,9 @@ def why(session: Session, who: Principal, job_id: int) -> PlacementView:
         decided_at=datetime.fromisoformat(p["at"]) if p.get("at") else None,
         chosen=p.get("chosen"),
         ranked=list(p.get("ranked", [])),
-        est_start_s=dict(p.get("est_start_s", {})),
+        est_start_s=starts,
         rejected=dict(p.get("rejected", {})),
-        waiting=p.get("waiting"),
+        waiting=waiting,
     )
 
 

@@ -7,14 +7,16 @@ overspend an allocation. Site agents move placed jobs on (see ``agents/site_agen
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from aifactory.broker import backfill
 from aifactory.broker.placement import (
     JobRequest,
     PlacementPolicy,
@@ -29,6 +31,7 @@ from aifactory.db.models import (
     JobTransition,
     Partition,
     Project,
+    SiteQueue,
     SiteStatus,
     System,
 )
@@ -56,6 +59,12 @@ class Candidate:
     charge_factor: float
     site_down: bool = False  # the site agent cannot reach the scheduler now (transient)
     held_gpu_hours: float = 0.0  # budget the project's placed and running jobs hold there
+    pool: str = ""  # the GPUs it competes for: its partition, or its whole (capped) factory
+
+
+def pool_key(factory_id: int, partition_id: int, capped: bool) -> str:
+    """A pool of GPUs: a partition, or a whole factory whose agent caps its GPUs."""
+    return f"factory:{factory_id}" if capped else f"partition:{partition_id}"
 
 
 def submit(
@@ -126,23 +135,16 @@ def place(
     now: datetime,
     capacity: Mapping[str, int | None],
 ) -> bool:
-    """Run the placement policy; on success reserve budget and mark the job placed.
+    """Place a new submission at once if it fits free GPUs without delaying anyone's turn.
 
-    When no site can take the job now, ``job.placement["waiting"]`` says why it may still run
-    later (a site busy, down, or the project's budget held by its running jobs); when it is
-    empty the job can never run as asked.
+    On success the budget is reserved and the job is placed. Otherwise
+    ``job.placement["waiting"]`` says why it may still run later (a site busy or down, a job
+    next in line there, the project's budget held by its running jobs) and the broker takes it
+    from there; when it is empty the job can never run as asked.
     """
     held = _array_limit_reached(session, job, spec)
     if held:
-        job.placement = {
-            "policy": POLICY,
-            "at": now.isoformat(),
-            "chosen": None,
-            "ranked": [],
-            "rejected": {},
-            "est_start_s": {},
-            "waiting": held,
-        }
+        job.placement = placement_record(now, waiting=held)
         job.reason = held
         return False
     candidates = site_candidates(session, job.project_code, now, capacity)
@@ -150,40 +152,84 @@ def place(
     policy = get_placement_policy(POLICY)
     decision = policy.place(request, tuple(c.view for c in candidates), now.timestamp())
     by_name = {c.view.name: c for c in candidates}
-    ready = [n for n in decision.ranked if by_name[n].view.free_gpus >= request.gpus]
+    fits = [n for n in decision.ranked if by_name[n].view.free_gpus >= request.gpus]
+    queues = _queues(session, {by_name[n].pool for n in fits})
+    behind = {n: queues[by_name[n].pool] for n in fits if by_name[n].pool in queues}
+    ready = [
+        n
+        for n in fits
+        if n not in behind
+        or backfill.allows(
+            _reservation(behind[n]), now.timestamp(), request.time_limit_s, request.gpus
+        )
+        is not None
+    ]
     rejected = dict(decision.rejected)
     if not candidates:
         rejected["(none)"] = f"project {job.project_code} has no active allocation"
-    job.placement = {
-        "policy": POLICY,
-        "at": now.isoformat(),
-        "chosen": None,
-        "ranked": list(decision.ranked),
-        "rejected": rejected,
-        "est_start_s": {k: round(v - now.timestamp(), 1) for k, v in decision.est_start_s.items()},
-        "waiting": None,
-    }
     for name in ready:
-        short = _try_reserve(session, job, by_name[name], now)
+        short = try_reserve(session, job, by_name[name], now)
         if short is None:
-            job.placement = {**job.placement, "chosen": name}
+            job.placement = placement_record(now, decision.ranked, rejected, chosen=name)
             return True
         rejected[name] = short  # concurrent submissions took the budget this read still saw
     if decision.ranked and not ready:
-        waiting: str | None = "no free capacity now: " + "; ".join(
-            f"{n} has {by_name[n].view.free_gpus} of {by_name[n].view.total_gpus} GPUs free"
-            for n in decision.ranked
-        )
+        head = next((behind[n].job_id for n in decision.ranked if n in behind), None)
+        waiting: str | None = gpu_wait(request.gpus, decision.ranked, head)
     else:  # none fits now, or the budget went: may it still run later?
-        waiting = _waits_for(policy, request, candidates, rejected, now)
-    job.placement = {**job.placement, "rejected": rejected, "waiting": waiting}
+        waiting = waits_for(policy, request, candidates, rejected, now)
+    job.placement = placement_record(now, decision.ranked, rejected, waiting=waiting)
     job.reason = waiting or "no site can run this job: " + "; ".join(
         f"{k}: {v}" for k, v in rejected.items()
     )
     return False
 
 
-def _waits_for(
+def placement_record(
+    now: datetime,
+    ranked: Sequence[str] = (),
+    rejected: Mapping[str, str] | None = None,
+    *,
+    chosen: str | None = None,
+    waiting: str | None = None,
+    est_start: Mapping[str, datetime] | None = None,
+) -> dict[str, Any]:
+    """What a job's placement field keeps: the decision, and starts only where they are known
+    (now where it was placed, the reservation's start where it is next in line)."""
+    starts = {chosen: 0.0} if chosen else {}
+    starts.update({k: round((v - now).total_seconds(), 1) for k, v in (est_start or {}).items()})
+    return {
+        "policy": POLICY,
+        "at": now.isoformat(),
+        "chosen": chosen,
+        "ranked": list(ranked),
+        "rejected": dict(rejected or {}),
+        "est_start_s": starts,
+        "waiting": waiting,
+    }
+
+
+def gpu_wait(gpus: int, sites: Sequence[str], head: int | None = None) -> str:
+    """Why a job waits for GPUs, in words that stay the same while it waits (no live counts:
+    ``jobs why`` adds those), so a busy federation does not rewrite every waiting job."""
+    where = ", ".join(sites)
+    behind = f", behind job {head}, next in line there" if head is not None else ""
+    return f"waiting for {gpus} GPUs at {where}{behind}"
+
+
+def _queues(session: Session, pools: set[str]) -> dict[str, SiteQueue]:
+    if not pools:
+        return {}
+    rows = session.scalars(select(SiteQueue).where(SiteQueue.pool.in_(sorted(pools))))
+    return {q.pool: q for q in rows}
+
+
+def _reservation(queue: SiteQueue) -> backfill.Reservation:
+    # A submission backfills only when it ends first: the spare GPUs are the broker's to give.
+    return backfill.Reservation(queue.start_at.timestamp(), 0)
+
+
+def waits_for(
     policy: PlacementPolicy,
     request: JobRequest,
     candidates: list[Candidate],
@@ -220,6 +266,13 @@ def site_candidates(
     session: Session, project_code: str, now: datetime, capacity: Mapping[str, int | None]
 ) -> list[Candidate]:
     """One site view per active allocation of the project, with live capacity and budget."""
+    return candidates_by_project(session, [project_code], now, capacity).get(project_code, [])
+
+
+def candidates_by_project(
+    session: Session, projects: Sequence[str], now: datetime, capacity: Mapping[str, int | None]
+) -> dict[str, list[Candidate]]:
+    """The candidates of several projects, read in four statements whatever their number."""
     today = as_date(now)
     rows = session.execute(
         select(Allocation, Partition, System.name, Factory)
@@ -227,7 +280,7 @@ def site_candidates(
         .join(System, System.id == Partition.system_id)
         .join(Factory, Factory.id == Allocation.factory_id)
         .where(
-            Allocation.project_code == project_code,
+            Allocation.project_code.in_(list(projects)),
             Allocation.status == "active",
             Allocation.start_date <= today,
             Allocation.end_date >= today,
@@ -237,15 +290,15 @@ def site_candidates(
     down = set(
         session.scalars(select(SiteStatus.factory_id).where(SiteStatus.available.is_(False)))
     )
-    out = []
+    busy = busy_by_pool(session, capacity) if rows else {}
+    out: dict[str, list[Candidate]] = {}
     for alloc, part, system_name, factory in rows:
-        serving = factory.status == FactoryStatus.OPERATIONAL
-        total = part.nodes * part.gpus_per_node
         limit = capacity.get(factory.name)
+        pool = pool_key(factory.id, part.id, limit is not None)
+        total = part.nodes * part.gpus_per_node
         pool_total = min(total, limit) if limit is not None else total
-        busy = busy_gpus(session, factory.id if limit is not None else None, part.id)
+        serving = factory.status == FactoryStatus.OPERATIONAL
         books = ledger.state(session, alloc.id)
-        remaining = books.remaining / 1000
         view = SiteView(
             name=f"{factory.name}/{system_name}/{part.name}",
             country=factory.country_code,
@@ -254,14 +307,14 @@ def site_candidates(
             gpu_memory_gb=part.gpu_memory_gb,
             gpus_per_node=part.gpus_per_node,
             nodes=part.nodes,
-            free_gpus=max(pool_total - busy, 0),
+            free_gpus=max(pool_total - busy.get(pool, 0), 0),
             total_gpus=pool_total,
             queued_gpu_seconds=0.0,
             charge_factor=part.charge_factor,
-            budget_remaining_gpu_hours=remaining,
+            budget_remaining_gpu_hours=books.remaining / 1000,
             max_time_s=part.max_time_hours * 3600,
         )
-        out.append(
+        out.setdefault(alloc.project_code, []).append(
             Candidate(
                 view,
                 alloc.id,
@@ -270,9 +323,33 @@ def site_candidates(
                 part.charge_factor,
                 serving and factory.id in down,
                 books.reserved / 1000,
+                pool,
             )
         )
     return out
+
+
+def busy_by_pool(session: Session, capacity: Mapping[str, int | None]) -> dict[str, int]:
+    """GPUs held by placed or running jobs, per pool (see ``pool_key``)."""
+    capped = set(
+        session.scalars(
+            select(Factory.id).where(
+                Factory.name.in_([name for name, limit in capacity.items() if limit is not None])
+            )
+        )
+    )
+    rows = session.execute(
+        select(Job.factory_id, Job.partition_id, func.sum(Job.gpus))
+        .where(Job.state.in_(list(ACTIVE)))
+        .group_by(Job.factory_id, Job.partition_id)
+    )
+    busy: dict[str, int] = {}
+    for factory_id, partition_id, gpus in rows:
+        if factory_id is None or partition_id is None:
+            continue
+        key = pool_key(factory_id, partition_id, factory_id in capped)
+        busy[key] = busy.get(key, 0) + int(gpus or 0)
+    return busy
 
 
 def busy_gpus(session: Session, factory_id: int | None, partition_id: int) -> int:
@@ -316,7 +393,7 @@ def release_reservation(session: Session, job: Job, actor: str) -> None:
     job.reserved_milli = 0
 
 
-def _try_reserve(session: Session, job: Job, site: Candidate, now: datetime) -> str | None:
+def try_reserve(session: Session, job: Job, site: Candidate, now: datetime) -> str | None:
     """Reserve the job's budget on ``site`` and place it there; or say why the budget is short."""
     amount = charge_milli(job.gpus * job.time_limit_s, _decimal(site.charge_factor))
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, insort
 
+from aifactory.broker import backfill
 from aifactory.sim.model import Job
 
 __all__ = ["InvariantViolation", "Machine"]
@@ -69,20 +70,16 @@ class Machine:
 
         Returns:
             ``(shadow_time, extra)``: the earliest predicted end at which ``width`` units are
-            free, and how many more than ``width`` are free at that moment.
+            free, and how many more than ``width`` are free at that moment (the broker's rule,
+            ``broker.backfill.shadow``).
         """
-        avail = self.free
-        running = self.running
-        for i, (end, _, w) in enumerate(running):
-            avail += w
-            if avail >= width:
-                # Every job ending at that same second frees its units then, too.
-                for later_end, _, later_w in running[i + 1 :]:
-                    if later_end != end:
-                        break
-                    avail += later_w
-                return end, avail - width
-        raise InvariantViolation(f"a job of width {width} can never fit in {self.capacity}")
+        try:
+            reservation = backfill.shadow(self.free, self.running, width)
+        except ValueError:
+            raise InvariantViolation(
+                f"a job of width {width} can never fit in {self.capacity}"
+            ) from None
+        return int(reservation.start), reservation.extra
 
     def estimate_start(self, width: int, now: int) -> int:
         """Fluid start estimate for a new job: now if it fits with nothing queued, else after

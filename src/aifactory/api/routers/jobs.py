@@ -77,8 +77,10 @@ def get_job(job_id: IdPath, session: SessionDep, who: CurrentPrincipal) -> JobVi
 
 
 @router.get("/jobs/{job_id}/why")
-def why_job(job_id: IdPath, session: SessionDep, who: CurrentPrincipal) -> PlacementView:
-    return job_queries.why(session, who, job_id)
+def why_job(
+    job_id: IdPath, request: Request, session: SessionDep, who: CurrentPrincipal
+) -> PlacementView:
+    return job_queries.why(session, who, job_id, site_capacity(request, session))
 
 
 @router.post("/jobs/{job_id}/cancel")
