@@ -28,7 +28,7 @@ from itertools import chain, zip_longest
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
@@ -56,6 +56,8 @@ Fence = Callable[[Session], None]
 #: Seconds between passes that run even when nothing seems to have changed (the safety net).
 FULL_PASS_S = 60.0
 NOTE_BATCH = 500
+#: A reservation's start is rewritten when it moves by more than this (seconds).
+MOVED_S = 30.0
 
 
 def fair_order(rows: Iterable[tuple[int, str]]) -> list[int]:
@@ -215,16 +217,16 @@ class Backlog:
             return 0
 
     def _note(self, notes: list[tuple[int, str, dict[str, Any]]]) -> None:
-        """New reasons of waiting jobs, many per transaction (not a state change: no version)."""
+        """New reasons of waiting jobs, many in one statement (not a state change: no version)."""
+        jobs = Job.__table__
+        statement = (
+            jobs.update()
+            .where(jobs.c.id == bindparam("job"), jobs.c.state == JobState.PENDING)
+            .values(reason=bindparam("why"), placement=bindparam("record"))
+        )
         with self.db.session() as s:
             self.fence(s)
-            for job_id, reason, record in notes:
-                s.execute(
-                    update(Job)
-                    .where(Job.id == job_id, Job.state == JobState.PENDING)
-                    .values(reason=reason, placement=record)
-                    .execution_options(synchronize_session=False)
-                )
+            s.execute(statement, [{"job": i, "why": r, "record": p} for i, r, p in notes])
 
     def _save_queues(
         self, old: Mapping[str, SiteQueue], pools: Mapping[str, _Pool], now: datetime
@@ -232,7 +234,7 @@ class Backlog:
         """Reservations that moved, appeared or went, in one transaction (none when none did)."""
         new = {k: p for k, p in pools.items() if p.reservation is not None and p.head is not None}
         gone = [k for k in old if k not in new]
-        changed = [k for k, p in new.items() if _moved(old.get(k), p)]
+        changed = [k for k, p in new.items() if _moved(old.get(k), p, now)]
         if not gone and not changed:
             return
         with self.db.session() as s:
@@ -293,7 +295,7 @@ class _Planner:
             and self.siblings.get(job.array_id, 0) >= limit
         ):
             why = f"array limit: at most {limit} of array {job.array_id}'s tasks run at a time"
-            self._note(job, why, job_service.placement_record(self.now, waiting=why), out)
+            self._note(job, why, partial(job_service.placement_record, self.now, waiting=why), out)
             return
         cands = self.candidates.get(job.project, [])
         decision = self._decide(job.project, request, cands)
@@ -314,7 +316,9 @@ class _Planner:
             record = job_service.placement_record(self.now, (), rejected)
             out.end.append((job.id, JobState.FAILED, f"can never run as asked: {why}", record))
             return
-        record = job_service.placement_record(self.now, decision.ranked, rejected, waiting=waiting)
+        record = partial(
+            job_service.placement_record, self.now, decision.ranked, rejected, waiting=waiting
+        )
         self._note(job, waiting, record, out)
 
     def _decide(self, project: str, request: JobRequest, cands: list[Candidate]) -> Decision:
@@ -402,14 +406,22 @@ class _Planner:
             waiting = f"next in line for {request.gpus} GPUs at {best.view.name}"
         else:
             waiting = job_service.gpu_wait(request.gpus, names, head)
-        record = job_service.placement_record(
-            self.now, names, decision.rejected, waiting=waiting, est_start=starts
+        record = partial(
+            job_service.placement_record,
+            self.now,
+            names,
+            decision.rejected,
+            waiting=waiting,
+            est_start=starts,
         )
         self._note(job, waiting, record, out)
 
-    def _note(self, job: _Pending, reason: str, record: dict[str, Any], out: _Plan) -> None:
+    def _note(
+        self, job: _Pending, reason: str, record: Callable[[], dict[str, Any]], out: _Plan
+    ) -> None:
+        """A new reason is written with its decision; an unchanged one writes nothing."""
         if reason != job.reason:
-            out.notes.append((job.id, reason, record))
+            out.notes.append((job.id, reason, record()))
 
 
 def _place(
@@ -466,16 +478,22 @@ def _pools(
     capped = {c.factory_id for c in keys.values() if c.pool.startswith("factory:")}
     rows = s.execute(
         select(
-            Job.id, Job.factory_id, Job.partition_id, Job.gpus, Job.started_at, Job.time_limit_s
+            Job.id,
+            Job.factory_id,
+            Job.partition_id,
+            Job.gpus,
+            Job.started_at,
+            Job.updated_at,
+            Job.time_limit_s,
         ).where(Job.state.in_(list(ACTIVE)), Job.gpus > 0)
     )
     ts = now.timestamp()
-    for job_id, factory_id, partition_id, gpus, started, limit in rows:
+    for job_id, factory_id, partition_id, gpus, started, since, limit in rows:
         if factory_id is None or partition_id is None:
             continue
         key = job_service.pool_key(factory_id, partition_id, factory_id in capped)
         if key in pools:
-            start = started.timestamp() if started is not None else ts
+            start = (started or since or now).timestamp()  # not started: since it was placed
             pools[key].running.append((max(start + limit, ts), job_id, gpus))
     for pool in pools.values():
         pool.running.sort()
@@ -502,12 +520,13 @@ def _at(ts: float, now: datetime) -> datetime:
     return datetime.fromtimestamp(max(ts, now.timestamp()), tz=now.tzinfo)
 
 
-def _moved(row: SiteQueue | None, pool: _Pool) -> bool:
+def _moved(row: SiteQueue | None, pool: _Pool, now: datetime) -> bool:
     if row is None or pool.reservation is None:
         return True
-    start = pool.reservation.start
-    return (row.job_id, row.gpus, row.extra_gpus) != (
+    same = (row.job_id, row.gpus, row.extra_gpus) == (
         pool.head,
         pool.head_gpus,
         pool.reservation.extra,
-    ) or abs(row.start_at.timestamp() - start) > 1.0
+    )
+    start = _at(pool.reservation.start, now)
+    return not same or abs((row.start_at - start).total_seconds()) > MOVED_S
