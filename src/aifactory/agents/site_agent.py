@@ -49,9 +49,11 @@ _WATCHED = (*_LIVE, JobState.LOST)
 #: Seconds a job may stay lost (no scheduler record, no finished accounting) before it fails.
 LOST_GRACE_S = 600.0
 ACCOUNT_SYNC_S = 15.0
-CONTACT_NOTE_S = 5.0
+CONTACT_NOTE_S = 30.0
 HANDOVER_THREADS = 4
 HANDOVER_BATCH = 64
+#: A placed or live job as a full pass reads it: id, state, backend id, cancel asked, lost since.
+_Work = tuple[int, JobState, str | None, bool, datetime | None]
 
 
 class SiteAgent:
@@ -98,9 +100,11 @@ class SiteAgent:
         try:
             if full:
                 self._sync_accounts()
-                self._cancel_requested()
-                self._submit_placed()
-                self._load_live()
+                work = self._read_work()
+                self._load_live(work)
+                self._cancel_requested(work)
+                if any(state == JobState.PLACED for _, state, _, _, _ in work):
+                    self._submit_placed()
                 self._synced_token = self.lease.token
             self._poll_live()
         except BackendUnavailable as exc:
@@ -133,10 +137,22 @@ class SiteAgent:
             ensure(project, hours, logins[project])
         self._accounts_due = time.monotonic() + ACCOUNT_SYNC_S
 
-    def _cancel_requested(self) -> None:
+    def _read_work(self) -> list[_Work]:
+        """The site's placed and live jobs, in one statement: (id, state, backend id, cancel
+        requested, lost since)."""
         with self.db.session() as s:
-            placed = [j.id for j in self._jobs(s, JobState.PLACED, cancel=True)]
-            backend_ids = [j.backend_id for j in self._jobs(s, *_LIVE, cancel=True)]
+            rows = s.execute(
+                select(
+                    Job.id, Job.state, Job.backend_id, Job.cancel_requested, Job.lost_since
+                ).where(
+                    Job.factory_id == self.factory_id, Job.state.in_((JobState.PLACED, *_WATCHED))
+                )
+            ).all()
+        return [(i, JobState(st), b, bool(c), lost) for i, st, b, c, lost in rows]
+
+    def _cancel_requested(self, work: list[_Work]) -> None:
+        placed = [i for i, st, _, cancel, _ in work if cancel and st == JobState.PLACED]
+        backend_ids = [b for _, st, b, cancel, _ in work if cancel and st in _LIVE]
         for job_id in placed:
             self._with_job(job_id, lambda j: j.state == JobState.PLACED, self._cancel_placed)
         for backend_id in backend_ids:
@@ -241,15 +257,10 @@ class SiteAgent:
         )
         job_service.move(s, job, JobState.SUBMITTED, f"handed to {self.name}", utcnow())
 
-    def _load_live(self) -> None:
-        with self.db.session() as s:
-            rows = s.execute(
-                select(Job.backend_id, Job.id, Job.state, Job.lost_since).where(
-                    Job.factory_id == self.factory_id, Job.state.in_(_WATCHED)
-                )
-            ).all()
-        self._live = {b: (i, JobState(st)) for b, i, st, _ in rows if b}
-        self._lost_since = {b: since for b, _, _, since in rows if b and since is not None}
+    def _load_live(self, work: list[_Work]) -> None:
+        live = [(i, st, b, lost) for i, st, b, _, lost in work if b and st in _WATCHED]
+        self._live = {b: (i, st) for i, st, b, _ in live}
+        self._lost_since = {b: lost for _, _, b, lost in live if lost is not None}
 
     def _poll_live(self) -> None:
         """Ask the executor about live jobs; touch the database only for those that changed.
@@ -354,14 +365,6 @@ class SiteAgent:
             ),
         )
 
-    def _jobs(
-        self, s: Session, *states: JobState, cancel: bool = False, limit: int | None = None
-    ) -> list[Job]:
-        query = select(Job).where(Job.factory_id == self.factory_id, Job.state.in_(states))
-        if cancel:
-            query = query.where(Job.cancel_requested.is_(True))
-        return list(s.scalars(query.order_by(Job.id).limit(limit)))
-
     # --- availability ---
 
     def _unavailable(self, why: str) -> None:
@@ -371,7 +374,7 @@ class SiteAgent:
         self._set_status(False, why)
 
     def _available(self) -> None:
-        """Note the contact (at most every few seconds) and announce a site that came back."""
+        """Note the contact (at most every half minute) and announce a site that came back."""
         if self.backoff_s or time.monotonic() >= self._contact_noted + CONTACT_NOTE_S:
             back = bool(self.backoff_s)
             self.backoff_s = 0.0
