@@ -353,14 +353,22 @@ def why_table(p: PlacementView) -> Table:
     for name in p.ranked:
         verdict = "[green]chosen[/green]" if name == p.chosen else "candidate"
         start = p.est_start_s.get(name)
-        table.add_row(
-            name, verdict, f"fits; estimated start in {start:g} s" if start is not None else "fits"
-        )
+        table.add_row(name, verdict, f"fits; {_start_in(start)}" if start is not None else "fits")
     for name, reason in p.rejected.items():
         table.add_row(name, "[red]rejected[/red]", reason)
     if p.waiting:
         table.add_row("-", "[yellow]waiting[/yellow]", p.waiting)
     return table
+
+
+def _start_in(seconds: float) -> str:
+    if seconds <= 0:
+        return "starts now"
+    if seconds < 120:
+        return f"estimated start in {seconds:.0f} s"
+    if seconds < 7200:
+        return f"estimated start in {seconds / 60:.0f} min"
+    return f"estimated start in {seconds / 3600:.1f} h"
 
 
 def install(app: typer.Typer) -> None:

@@ -24,6 +24,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aifactory.errors import Invalid
 from aifactory.executors import _jobfs
@@ -112,6 +113,26 @@ class LaunchRules:
         stdout = cwd / spec.stdout_path if spec.stdout_path else log_dir / "stdout.log"
         stderr = cwd / spec.stderr_path if spec.stderr_path else log_dir / "stderr.log"
         return str(stdout), str(stderr)
+
+    def record(
+        self, spec: ExecJob, backend_id: str, gpus: list[int], home: Path, records: Path
+    ) -> dict[str, Any]:
+        """What the wrapper runs for ``spec``: the job's part of its launch record."""
+        stdout, stderr = self.logs(spec, records, home)
+        return {
+            "argv": self.argv(spec, home),
+            "env": self.env(spec, backend_id, gpus, home),
+            "cwd": str(self.workdir(spec, home)),
+            "home": str(home),
+            "script": spec.script,
+            "script_name": self.script_name(spec),
+            "notes": self.notes(spec),
+            "stdout": stdout,
+            "stderr": stderr,
+            "time_limit_s": spec.time_limit_s,
+            "gpus": gpus,
+            "exclusive": spec.exclusive,
+        }
 
     @staticmethod
     def script_name(spec: ExecJob) -> str:

@@ -8,9 +8,10 @@ by the next executor instance. No shell is involved anywhere: argv comes from ``
 
 While the job runs the wrapper sleeps in ``select`` and uses no CPU: it wakes when the job ends
 (SIGCHLD), when the executor asks for a cancel (SIGTERM, after creating the ``cancel`` file),
-at the time limit and at the end of the kill grace. A signal that got lost is made up for by a
-look at the ``cancel`` file every ``RECHECK_S``. After each change to its records it creates
-the attempt's event (``_jobdir.note``), so the executor re-reads only what changed.
+at the time limit and at the end of the kill grace. Should a signal get lost, a look at the
+``cancel`` file every ``cancel_recheck_s`` (default ``RECHECK_S``) makes up for it. After each
+change to its records the wrapper creates the attempt's event (``_jobdir.note``), so executors
+re-read only what changed.
 
 The wrapper stays the service user, with an environment of a few harmless variables: it writes
 the records the job must not forge, in a directory the job cannot reach. Only the job switches
@@ -36,7 +37,7 @@ from typing import Any
 from aifactory.executors import _jobdir as jd
 from aifactory.executors import _jobfs
 
-RECHECK_S = 5.0  # how often the wrapper looks at the cancel file, in case a signal was lost
+RECHECK_S = 10.0  # how often the wrapper looks at the cancel file, in case a signal was lost
 
 
 class _Wake:
@@ -96,13 +97,14 @@ def _supervise(
     limit = launch.get("time_limit_s")
     deadline = now + limit if limit is not None else math.inf
     grace = float(launch.get("kill_grace_s", 10.0))
-    outcome, kill_at, recheck_at = None, math.inf, now + RECHECK_S
+    recheck = float(launch.get("cancel_recheck_s", RECHECK_S))
+    outcome, kill_at, recheck_at = None, math.inf, now + recheck
     while proc.poll() is None:
         now = time.monotonic()
         if outcome is None:
             if now >= recheck_at:
                 wake.stop = wake.stop or (jobdir / jd.CANCEL).exists()
-                recheck_at = now + RECHECK_S
+                recheck_at = now + recheck
             if wake.stop or now >= deadline:
                 outcome = jd.CANCELLED if wake.stop else jd.TIMED_OUT
                 _killpg(proc.pid, signal.SIGTERM)

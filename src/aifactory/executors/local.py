@@ -51,7 +51,7 @@ from typing import Any
 
 from aifactory.errors import Conflict, Invalid, NotFound
 from aifactory.executors import _jobdir as jd
-from aifactory.executors import _jobuser
+from aifactory.executors import _jobuser, _wrapper
 from aifactory.executors import _records as records
 from aifactory.executors._homes import DEFAULT_JOB_ROOT, Homes
 from aifactory.executors._launch import DEFAULT_ENV_PASSTHROUGH, LaunchRules
@@ -100,6 +100,8 @@ class LocalExecutor(Executor):
     capabilities = frozenset({Capability.GPUS, Capability.TORCHRUN})
     #: Seconds between looks for attempts that changed without an event (see the module doc).
     liveness_check_s = 2.0
+    #: Seconds between a wrapper's looks at the cancel file, should the signal have got lost.
+    cancel_recheck_s = _wrapper.RECHECK_S
 
     def __init__(
         self,
@@ -344,28 +346,16 @@ class LocalExecutor(Executor):
     # ----------------------------------------------------------------- launching
 
     def _launch(self, backend_id: str, gpus: list[int]) -> None:
-        spec, home = self._spec(backend_id), self.home(backend_id)
-        stdout, stderr = self._rules.logs(spec, self._jobs / backend_id, home)
-        user = self.user
-        launch = {
-            "argv": self._rules.argv(spec, home),
-            "env": self._rules.env(spec, backend_id, gpus, home),
-            "cwd": str(self._rules.workdir(spec, home)),
-            "home": str(home),
-            "homes_mode": self._homes.mode,
-            "user": user.name if user else None,
-            "uid": user.uid if user else None,
-            "gid": user.gid if user else None,
-            "script": spec.script,
-            "script_name": self._rules.script_name(spec),
-            "notes": self._rules.notes(spec),
-            "stdout": stdout,
-            "stderr": stderr,
-            "time_limit_s": spec.time_limit_s,
-            "kill_grace_s": self._kill_grace_s,
-            "gpus": gpus,
-            "exclusive": spec.exclusive,
-        }
+        spec, home, user = self._spec(backend_id), self.home(backend_id), self.user
+        launch = self._rules.record(spec, backend_id, gpus, home, self._jobs / backend_id)
+        launch.update(
+            homes_mode=self._homes.mode,
+            user=user.name if user else None,
+            uid=user.uid if user else None,
+            gid=user.gid if user else None,
+            kill_grace_s=self._kill_grace_s,
+            cancel_recheck_s=self.cancel_recheck_s,
+        )
         self._record_launch(backend_id, launch)
 
     def _record_launch(self, backend_id: str, launch: dict[str, Any]) -> None:

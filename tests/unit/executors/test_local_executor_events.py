@@ -20,8 +20,7 @@ from typing import Any
 import pytest
 from exechelpers import Holder, Wait
 
-from aifactory.executors import ExecJob, ExecState, LocalExecutor
-from aifactory.executors import _changes, _wrapper
+from aifactory.executors import ExecJob, ExecState, LocalExecutor, _changes, _wrapper
 
 SLEEP = shutil.which("sleep") or "/bin/sleep"
 # Code of a job that tells, in its output, that it got SIGTERM (then exits as asked).
@@ -154,10 +153,11 @@ def test_the_wrapper_reacts_to_the_signal_alone(executor: LocalExecutor, wait: W
 def test_a_cancel_whose_signal_was_lost_is_found_by_the_wrappers_slow_look(
     executor: LocalExecutor, wait: Wait
 ) -> None:
+    executor.cancel_recheck_s = 0.2  # instead of every few seconds, so the test is quick
     backend_id = executor.submit(ExecJob(job_id="lost-signal", argv=[SLEEP, "120"]))
     wait(executor, backend_id, ExecState.RUNNING)
     (executor.state_dir / "jobs" / backend_id / "cancel").touch()  # no SIGTERM follows
-    assert wait(executor, backend_id, ExecState.CANCELLED, timeout=60).exit_code == 128 + 15
+    assert wait(executor, backend_id, ExecState.CANCELLED, timeout=30).exit_code == 128 + 15
 
 
 def test_waiting_wrappers_wake_only_for_the_end_of_their_job(
@@ -185,7 +185,9 @@ def test_a_wrapper_killed_outright_is_found_without_any_event(
     assert "wrapper died" in status.message
 
 
-def test_the_time_limit_holds_with_no_executor_alive(state_dir: Path, executor: LocalExecutor) -> None:
+def test_the_time_limit_holds_with_no_executor_alive(
+    state_dir: Path, executor: LocalExecutor
+) -> None:
     ex = LocalExecutor(state_dir, kill_grace_s=0.5)
     backend_id = ex.submit(ExecJob(job_id="limited", argv=[SLEEP, "120"], time_limit_s=0.5))
     del ex  # nobody polls
