@@ -28,7 +28,7 @@ from itertools import chain, zip_longest
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import bindparam, delete, func, select
+from sqlalchemy import Table, bindparam, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
@@ -188,8 +188,8 @@ class Backlog:
         placed = 0
         for job_id, ranked, record in plan.place:
             placed += self._one(job_id, partial(_place, ranked=ranked, record=record, now=now))
-        for job_id, state, reason, record in plan.end:
-            self._one(job_id, partial(_end, state=state, reason=reason, record=record, now=now))
+        for job_id, state, reason, last in plan.end:
+            self._one(job_id, partial(_end, state=state, reason=reason, record=last, now=now))
         for chunk in range(0, len(plan.notes), NOTE_BATCH):
             self._note(plan.notes[chunk : chunk + NOTE_BATCH])
         return placed
@@ -219,6 +219,7 @@ class Backlog:
     def _note(self, notes: list[tuple[int, str, dict[str, Any]]]) -> None:
         """New reasons of waiting jobs, many in one statement (not a state change: no version)."""
         jobs = Job.__table__
+        assert isinstance(jobs, Table)
         statement = (
             jobs.update()
             .where(jobs.c.id == bindparam("job"), jobs.c.state == JobState.PENDING)
@@ -313,8 +314,8 @@ class _Planner:
         waiting = job_service.waits_for(self.policy, request, cands, rejected, self.now)
         if waiting is None:
             why = "no site can run this job: " + "; ".join(f"{k}: {v}" for k, v in rejected.items())
-            record = job_service.placement_record(self.now, (), rejected)
-            out.end.append((job.id, JobState.FAILED, f"can never run as asked: {why}", record))
+            last = job_service.placement_record(self.now, (), rejected)
+            out.end.append((job.id, JobState.FAILED, f"can never run as asked: {why}", last))
             return
         record = partial(
             job_service.placement_record, self.now, decision.ranked, rejected, waiting=waiting
@@ -509,7 +510,7 @@ def _active_siblings(s: Session, arrays: set[int | None]) -> dict[int, int]:
         .where(Job.array_id.in_(ids), Job.state.in_(list(ACTIVE)))
         .group_by(Job.array_id)
     )
-    return {a: int(n) for a, n in rows}
+    return {a: int(n) for a, n in rows if a is not None}
 
 
 def _with(c: Candidate, free: int, budget: float | None) -> SiteView:

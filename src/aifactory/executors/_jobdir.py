@@ -19,11 +19,13 @@ Files, in the order they appear::
 This directory (the attempt's records) belongs to the service user alone: a job never works
 here, it works in its home (``_jobfs``), so it can neither read these files nor forge them.
 
-Whoever changes an attempt's records then creates ``<state_dir>/events/<backend id>`` (``note``),
-so executors re-read only the attempts that changed instead of every record on every poll
-(``_changes``). A writer that does not hold the executor's lock notes *after* its change; one
-that holds it notes *before* (the lock keeps readers out until the change is made, and a crash
-between the two then costs a needless re-read rather than a missed change).
+Whoever changes an attempt's records also creates ``<state_dir>/events/<backend id>``
+(``note``), so executors re-read only the attempts that changed instead of every record on every
+poll (``_changes``). A writer without the executor's lock notes *after* its change, so that no
+reader can take the event before the change is there to see. The executor notes *before* the
+changes it makes under its lock: readers take events only under that lock, and a crash between
+the two then costs a needless re-read, not a change other instances never hear of. (Recording
+a lost attempt notes after: other instances also find that by their own look, ``_records.stale``.)
 """
 
 from __future__ import annotations
