@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 
 from aifactory.agents.leases import LeaseHandle, LeaseLost
-from aifactory.agents.reconciler import fair_order
+from aifactory.agents.planner import fair_order
 from aifactory.agents.runner import AgentRunner
 from aifactory.api.app import create_app
 from aifactory.db.engine import Database
