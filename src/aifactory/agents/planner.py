@@ -20,7 +20,7 @@ from aifactory.broker import backfill
 from aifactory.broker.placement import Decision, JobRequest, PlacementPolicy, SiteView
 from aifactory.domain.jobs import JobState
 from aifactory.services import jobs as job_service
-from aifactory.services.jobs import Candidate
+from aifactory.services.candidates import Candidate
 
 
 def fair_order(rows: Iterable[tuple[int, str]]) -> list[int]:

@@ -41,7 +41,7 @@ from aifactory.db.wake import site_topic, wake
 from aifactory.domain.jobs import ACTIVE, JobState
 from aifactory.domain.jobspec import JobSpec
 from aifactory.services import jobs as job_service
-from aifactory.services.jobs import Candidate
+from aifactory.services.candidates import Candidate, candidates_by_project, job_request, pool_key
 
 log = logging.getLogger(__name__)
 Fence = Callable[[Session], None]
@@ -110,7 +110,7 @@ class Backlog:
             }
             self._specs = {i: self._specs[i] for i in pending}
             projects = sorted({p.project for p in pending.values()})
-            candidates = job_service.candidates_by_project(s, projects, now, self.capacity)
+            candidates = candidates_by_project(s, projects, now, self.capacity)
             pools = _pools(s, candidates, now)
             siblings = _active_siblings(s, {p.array_id for p in pending.values()})
             queues = {q.pool: q for q in s.scalars(select(SiteQueue))}
@@ -236,7 +236,7 @@ def _read_spec(raw: Any) -> planner.Spec:
         spec = JobSpec.model_validate(raw)
     except ValidationError as exc:
         return planner.Spec(None, str(exc))
-    return planner.Spec(job_service.job_request(spec), array_limit=spec.tasks()[1])
+    return planner.Spec(job_request(spec), array_limit=spec.tasks()[1])
 
 
 def _pools(
@@ -263,7 +263,7 @@ def _pools(
     for job_id, factory_id, partition_id, gpus, started, since, limit in rows:
         if factory_id is None or partition_id is None:
             continue
-        key = job_service.pool_key(factory_id, partition_id, factory_id in capped)
+        key = pool_key(factory_id, partition_id, factory_id in capped)
         if key in pools:
             start = (started or since or now).timestamp()  # not started: since it was placed
             pools[key].running.append((max(start + limit, ts), job_id, gpus))

@@ -16,7 +16,7 @@ from aifactory.domain.jobspec import MAX_SPEC_BYTES, parse_spec
 from aifactory.errors import Invalid
 from aifactory.portal.charts import burn_down
 from aifactory.portal.web import CurrentUser, FormErrors, PortalRoute, attempt, redirect, render
-from aifactory.services import job_queries, jobs, projects
+from aifactory.services import candidates, job_queries, jobs, projects
 from aifactory.services.sessions import SignedIn
 from aifactory.services.sites import load_sites
 from aifactory.services.views import FactoryView
@@ -53,7 +53,7 @@ def utilisation(session: Session, settings: Settings, factories: list[FactoryVie
     out = []
     for f in factories:
         parts = tuple(
-            Use(f"{s.name}/{p.name}", p.gpus, jobs.busy_gpus(session, None, p.id))
+            Use(f"{s.name}/{p.name}", p.gpus, candidates.busy_gpus(session, None, p.id))
             for s in f.systems
             for p in s.partitions
         )
@@ -61,7 +61,7 @@ def utilisation(session: Session, settings: Settings, factories: list[FactoryVie
         if pool is None:
             out.append(Use(f.name, f.total_gpus, sum(p.busy for p in parts), parts))
         else:
-            busy = jobs.busy_gpus(session, f.id, 0)
+            busy = candidates.busy_gpus(session, f.id, 0)
             out.append(Use(f.name, min(pool, f.total_gpus), busy, parts))
     return out
 

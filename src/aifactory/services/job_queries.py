@@ -26,7 +26,7 @@ from aifactory.domain.enums import Role
 from aifactory.domain.jobs import TERMINAL, JobState
 from aifactory.domain.ledger import from_milli
 from aifactory.errors import Conflict, Invalid, NotFound
-from aifactory.services import jobs as job_service
+from aifactory.services import candidates
 from aifactory.services.job_views import (
     JobAttemptView,
     JobPage,
@@ -98,7 +98,7 @@ def why(
         now = utcnow()
         sites = {
             c.view.name: c
-            for c in job_service.site_candidates(session, job.project_code, now, capacity or {})
+            for c in candidates.site_candidates(session, job.project_code, now, capacity or {})
         }
         live = [sites[n] for n in p.get("ranked", []) if n in sites]
         if live:

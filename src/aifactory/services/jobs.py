@@ -8,7 +8,7 @@ overspend an allocation. Site agents move placed jobs on (see ``agents/site_agen
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -20,51 +20,25 @@ from aifactory.broker import backfill
 from aifactory.broker.placement import (
     JobRequest,
     PlacementPolicy,
-    SiteView,
     get_placement_policy,
 )
 from aifactory.db.models import (
-    Allocation,
     Country,
-    Factory,
     Job,
     JobTransition,
-    Partition,
     Project,
     SiteQueue,
-    SiteStatus,
-    System,
 )
 from aifactory.db.wake import BROKER, site_topic, wake
-from aifactory.domain.clock import as_date
 from aifactory.domain.jobs import ACTIVE, JobState, check_move
 from aifactory.domain.jobspec import JobSpec
 from aifactory.domain.ledger import charge_milli
-from aifactory.domain.registry import FactoryStatus
 from aifactory.errors import Conflict, FieldError, Invalid, QuotaExceeded
 from aifactory.services import ledger
+from aifactory.services.candidates import Candidate, job_request, site_candidates
 from aifactory.services.permissions import Principal
 
 POLICY = "broker"
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """A site view and the allocation/partition it stands for."""
-
-    view: SiteView
-    allocation_id: int
-    partition_id: int
-    factory_id: int
-    charge_factor: float
-    site_down: bool = False  # the site agent cannot reach the scheduler now (transient)
-    held_gpu_hours: float = 0.0  # budget the project's placed and running jobs hold there
-    pool: str = ""  # the GPUs it competes for: its partition, or its whole (capped) factory
-
-
-def pool_key(factory_id: int, partition_id: int, capped: bool) -> str:
-    """A pool of GPUs: a partition, or a whole factory whose agent caps its GPUs."""
-    return f"factory:{factory_id}" if capped else f"partition:{partition_id}"
 
 
 def submit(
@@ -260,118 +234,6 @@ def waits_for(
         for name in later
     ]
     return "waiting for " + "; ".join(reasons)
-
-
-def site_candidates(
-    session: Session, project_code: str, now: datetime, capacity: Mapping[str, int | None]
-) -> list[Candidate]:
-    """One site view per active allocation of the project, with live capacity and budget."""
-    return candidates_by_project(session, [project_code], now, capacity).get(project_code, [])
-
-
-def candidates_by_project(
-    session: Session, projects: Sequence[str], now: datetime, capacity: Mapping[str, int | None]
-) -> dict[str, list[Candidate]]:
-    """The candidates of several projects, read in four statements whatever their number."""
-    today = as_date(now)
-    rows = session.execute(
-        select(Allocation, Partition, System.name, Factory)
-        .join(Partition, Partition.id == Allocation.partition_id)
-        .join(System, System.id == Partition.system_id)
-        .join(Factory, Factory.id == Allocation.factory_id)
-        .where(
-            Allocation.project_code.in_(list(projects)),
-            Allocation.status == "active",
-            Allocation.start_date <= today,
-            Allocation.end_date >= today,
-        )
-        .order_by(Allocation.id)
-    ).all()
-    down = set(
-        session.scalars(select(SiteStatus.factory_id).where(SiteStatus.available.is_(False)))
-    )
-    busy = busy_by_pool(session, capacity) if rows else {}
-    out: dict[str, list[Candidate]] = {}
-    for alloc, part, system_name, factory in rows:
-        limit = capacity.get(factory.name)
-        pool = pool_key(factory.id, part.id, limit is not None)
-        total = part.nodes * part.gpus_per_node
-        pool_total = min(total, limit) if limit is not None else total
-        serving = factory.status == FactoryStatus.OPERATIONAL
-        books = ledger.state(session, alloc.id)
-        view = SiteView(
-            name=f"{factory.name}/{system_name}/{part.name}",
-            country=factory.country_code,
-            operational=serving and factory.id not in down,
-            gpu_model=part.gpu_model,
-            gpu_memory_gb=part.gpu_memory_gb,
-            gpus_per_node=part.gpus_per_node,
-            nodes=part.nodes,
-            free_gpus=max(pool_total - busy.get(pool, 0), 0),
-            total_gpus=pool_total,
-            queued_gpu_seconds=0.0,
-            charge_factor=part.charge_factor,
-            budget_remaining_gpu_hours=books.remaining / 1000,
-            max_time_s=part.max_time_hours * 3600,
-        )
-        out.setdefault(alloc.project_code, []).append(
-            Candidate(
-                view,
-                alloc.id,
-                part.id,
-                factory.id,
-                part.charge_factor,
-                serving and factory.id in down,
-                books.reserved / 1000,
-                pool,
-            )
-        )
-    return out
-
-
-def busy_by_pool(session: Session, capacity: Mapping[str, int | None]) -> dict[str, int]:
-    """GPUs held by placed or running jobs, per pool (see ``pool_key``)."""
-    capped = set(
-        session.scalars(
-            select(Factory.id).where(
-                Factory.name.in_([name for name, limit in capacity.items() if limit is not None])
-            )
-        )
-    )
-    rows = session.execute(
-        select(Job.factory_id, Job.partition_id, func.sum(Job.gpus))
-        .where(Job.state.in_(list(ACTIVE)))
-        .group_by(Job.factory_id, Job.partition_id)
-    )
-    busy: dict[str, int] = {}
-    for factory_id, partition_id, gpus in rows:
-        if factory_id is None or partition_id is None:
-            continue
-        key = pool_key(factory_id, partition_id, factory_id in capped)
-        busy[key] = busy.get(key, 0) + int(gpus or 0)
-    return busy
-
-
-def busy_gpus(session: Session, factory_id: int | None, partition_id: int) -> int:
-    """GPUs held by placed or running jobs: the factory's pool (local) or the partition."""
-    query = select(func.coalesce(func.sum(Job.gpus), 0)).where(Job.state.in_(list(ACTIVE)))
-    if factory_id is not None:
-        query = query.where(Job.factory_id == factory_id)
-    else:
-        query = query.where(Job.partition_id == partition_id)
-    return int(session.scalar(query) or 0)
-
-
-def job_request(spec: JobSpec) -> JobRequest:
-    r = spec.resources
-    return JobRequest(
-        nodes=r.nodes,
-        gpus_per_node=r.gpus_per_node,
-        time_limit_s=float(r.time_limit),
-        gpu_model=r.gpu_model,
-        min_gpu_memory_gb=r.min_gpu_memory_gb,
-        allowed_countries=frozenset(spec.allowed_countries) if spec.allowed_countries else None,
-    )
 
 
 def move(session: Session, job: Job, target: JobState, reason: str, at: datetime) -> None:
