@@ -1,8 +1,9 @@
 """The GPU-hour ledger over the database: locked, append-only, never overspent.
 
 Every change locks the allocation row first (``SELECT ... FOR UPDATE`` on PostgreSQL; on SQLite a
-no-op write takes the database write lock), then folds the entries into a state, checks the new
-entry with the pure rules of ``domain.ledger`` and appends it, in one transaction.
+no-op write of a non-key column takes the database write lock), then folds the entries into a
+state, checks the new entry with the pure rules of ``domain.ledger`` and appends it, in one
+transaction.
 """
 
 from __future__ import annotations
@@ -30,8 +31,12 @@ _LEVEL_EVENTS = {
 def lock(session: Session, allocation_id: int) -> Allocation:
     """Take the allocation's row lock for the rest of the transaction."""
     if session.get_bind().dialect.name == "sqlite":
+        # A no-op write of a column no foreign key refers to: rewriting the key itself made
+        # SQLite check every job and ledger row of the allocation (9 ms with a million).
         session.execute(
-            update(Allocation).where(Allocation.id == allocation_id).values(id=Allocation.id)
+            update(Allocation)
+            .where(Allocation.id == allocation_id)
+            .values(status=Allocation.status)
         )
         allocation = session.get(Allocation, allocation_id, populate_existing=True)
     else:
