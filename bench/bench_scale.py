@@ -104,7 +104,7 @@ from bench_handover import (  # noqa: E402
     open_loop,
     seconds_summary,
 )
-from bench_jobs import _bulk_insert  # noqa: E402
+from bench_jobs import JOB_COLUMNS, LEDGER_COLUMNS, _bulk_insert  # noqa: E402
 from sqlalchemy import Table, func, insert, inspect, literal, select, text, update  # noqa: E402
 
 import aifactory  # noqa: E402
@@ -826,43 +826,8 @@ def run_running(args: argparse.Namespace, backend: str, resync: float) -> list[d
 # --- curve 3: history -----------------------------------------------------------------------
 
 
-JOB_COLS = (
-    "id",
-    "uid",
-    "name",
-    "project_code",
-    "owner_id",
-    "spec",
-    "state",
-    "attempt",
-    "gpus",
-    "time_limit_s",
-    "allocation_id",
-    "factory_id",
-    "partition_id",
-    "reserved_milli",
-    "charged_milli",
-    "backend_id",
-    "exit_code",
-    "placement",
-    "reason",
-    "cancel_requested",
-    "created_at",
-    "updated_at",
-    "started_at",
-    "ended_at",
-)
-LEDGER_COLS = (
-    "allocation_id",
-    "kind",
-    "amount_milli",
-    "at",
-    "actor",
-    "job_ref",
-    "job_id",
-    "attempt",
-    "note",
-)
+JOB_COLS = ("id", "uid", *JOB_COLUMNS)
+LEDGER_COLS = (*LEDGER_COLUMNS[:-1], "job_id", "attempt", "note")
 FINISHED = [
     ("completed", 80),
     ("failed", 10),

@@ -19,6 +19,7 @@ from aifactory.db.models import Allocation, Factory, Job, Partition, SiteStatus,
 from aifactory.domain.clock import as_date
 from aifactory.domain.jobs import ACTIVE
 from aifactory.domain.jobspec import JobSpec
+from aifactory.domain.ledger import LedgerState
 from aifactory.domain.registry import FactoryStatus
 from aifactory.services import ledger
 
@@ -73,40 +74,51 @@ def candidates_by_project(
     busy = busy_by_pool(session, capacity) if rows else {}
     out: dict[str, list[Candidate]] = {}
     for alloc, part, system_name, factory in rows:
-        limit = capacity.get(factory.name)
-        pool = pool_key(factory.id, part.id, limit is not None)
-        total = part.nodes * part.gpus_per_node
-        pool_total = min(total, limit) if limit is not None else total
-        serving = factory.status == FactoryStatus.OPERATIONAL
         books = ledger.state(session, alloc.id)
-        view = SiteView(
-            name=f"{factory.name}/{system_name}/{part.name}",
-            country=factory.country_code,
-            operational=serving and factory.id not in down,
-            gpu_model=part.gpu_model,
-            gpu_memory_gb=part.gpu_memory_gb,
-            gpus_per_node=part.gpus_per_node,
-            nodes=part.nodes,
-            free_gpus=max(pool_total - busy.get(pool, 0), 0),
-            total_gpus=pool_total,
-            queued_gpu_seconds=0.0,
-            charge_factor=part.charge_factor,
-            budget_remaining_gpu_hours=books.remaining / 1000,
-            max_time_s=part.max_time_hours * 3600,
-        )
-        out.setdefault(alloc.project_code, []).append(
-            Candidate(
-                view,
-                alloc.id,
-                part.id,
-                factory.id,
-                part.charge_factor,
-                serving and factory.id in down,
-                books.reserved / 1000,
-                pool,
-            )
-        )
+        site = (part, system_name, factory, capacity.get(factory.name))
+        out.setdefault(alloc.project_code, []).append(_candidate(alloc.id, books, site, busy, down))
     return out
+
+
+def _candidate(
+    allocation_id: int,
+    books: LedgerState,
+    site: tuple[Partition, str, Factory, int | None],
+    busy: Mapping[str, int],
+    down: set[int],
+) -> Candidate:
+    """One allocation's partition as placement sees it: hardware, free GPUs of its pool, budget."""
+    part, system_name, factory, limit = site
+    pool = pool_key(factory.id, part.id, limit is not None)
+    total = part.nodes * part.gpus_per_node
+    pool_total = min(total, limit) if limit is not None else total
+    serving = factory.status == FactoryStatus.OPERATIONAL
+    view = SiteView(
+        name=f"{factory.name}/{system_name}/{part.name}",
+        country=factory.country_code,
+        operational=serving and factory.id not in down,
+        gpu_model=part.gpu_model,
+        gpu_memory_gb=part.gpu_memory_gb,
+        gpus_per_node=part.gpus_per_node,
+        nodes=part.nodes,
+        free_gpus=max(pool_total - busy.get(pool, 0), 0),
+        total_gpus=pool_total,
+        queued_gpu_seconds=0.0,
+        charge_factor=part.charge_factor,
+        budget_remaining_gpu_hours=books.remaining / 1000,
+        max_time_s=part.max_time_hours * 3600,
+    )
+    site_down = serving and factory.id in down
+    return Candidate(
+        view,
+        allocation_id,
+        part.id,
+        factory.id,
+        part.charge_factor,
+        site_down,
+        books.reserved / 1000,
+        pool,
+    )
 
 
 def busy_by_pool(session: Session, capacity: Mapping[str, int | None]) -> dict[str, int]:

@@ -126,18 +126,7 @@ def place(
     policy = get_placement_policy(POLICY)
     decision = policy.place(request, tuple(c.view for c in candidates), now.timestamp())
     by_name = {c.view.name: c for c in candidates}
-    fits = [n for n in decision.ranked if by_name[n].view.free_gpus >= request.gpus]
-    queues = _queues(session, {by_name[n].pool for n in fits})
-    behind = {n: queues[by_name[n].pool] for n in fits if by_name[n].pool in queues}
-    ready = [
-        n
-        for n in fits
-        if n not in behind
-        or backfill.allows(
-            _reservation(behind[n]), now.timestamp(), request.time_limit_s, request.gpus
-        )
-        is not None
-    ]
+    ready, behind = _ready(session, request, decision.ranked, by_name, now)
     rejected = dict(decision.rejected)
     if not candidates:
         rejected["(none)"] = f"project {job.project_code} has no active allocation"
@@ -191,11 +180,31 @@ def gpu_wait(gpus: int, sites: Sequence[str], head: int | None = None) -> str:
     return f"waiting for {gpus} GPUs at {where}{behind}"
 
 
-def _queues(session: Session, pools: set[str]) -> dict[str, SiteQueue]:
-    if not pools:
-        return {}
-    rows = session.scalars(select(SiteQueue).where(SiteQueue.pool.in_(sorted(pools))))
-    return {q.pool: q for q in rows}
+def _ready(
+    session: Session,
+    request: JobRequest,
+    ranked: Sequence[str],
+    by_name: Mapping[str, Candidate],
+    now: datetime,
+) -> tuple[list[str], dict[str, SiteQueue]]:
+    """The ranked sites with the GPUs free whose next-in-line job this one cannot delay, and
+    the reservations of the sites that have one."""
+    fits = [n for n in ranked if by_name[n].view.free_gpus >= request.gpus]
+    pools = sorted({by_name[n].pool for n in fits})
+    queues = (
+        {q.pool: q for q in session.scalars(select(SiteQueue).where(SiteQueue.pool.in_(pools)))}
+        if pools
+        else {}
+    )
+    behind = {n: queues[by_name[n].pool] for n in fits if by_name[n].pool in queues}
+    start, length = now.timestamp(), request.time_limit_s
+    ready = [
+        n
+        for n in fits
+        if n not in behind
+        or backfill.allows(_reservation(behind[n]), start, length, request.gpus) is not None
+    ]
+    return ready, behind
 
 
 def _reservation(queue: SiteQueue) -> backfill.Reservation:

@@ -43,3 +43,12 @@ class Holder:
 
     def run_count(self) -> int:
         return len(self.runs.read_text().splitlines()) if self.runs.exists() else 0
+
+
+def gone(pid: int) -> bool:
+    """Dead or a zombie (an orphan that PID 1 of a container may never reap)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat[stat.rfind(")") + 2] in "ZX"

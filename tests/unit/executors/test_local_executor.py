@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from exechelpers import Holder, Wait
+from exechelpers import Holder, Wait, gone
 
 from aifactory.errors import Invalid, NotFound
 from aifactory.executors import ExecJob, ExecState, LocalExecutor
@@ -21,15 +21,6 @@ def py(code: str, job_id: str = "j1", **kw: object) -> ExecJob:
 
 def read(path: Path) -> str:
     return path.read_text(encoding="utf-8")
-
-
-def gone(pid: int) -> bool:
-    """Dead or a zombie (an orphan that PID 1 of a container may never reap)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return True
-    return stat[stat.rfind(")") + 2] in "ZX"
 
 
 def test_successful_job_completes_with_exit_0_and_its_output_in_the_logs(

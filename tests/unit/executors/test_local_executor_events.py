@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from exechelpers import Holder, Wait
+from exechelpers import Holder, Wait, gone
 
 from aifactory.executors import ExecJob, ExecState, LocalExecutor, _changes, _wrapper
 
@@ -42,15 +42,6 @@ def quiet(ex: LocalExecutor) -> LocalExecutor:
 
 def records(ex: LocalExecutor, backend_id: str, name: str) -> dict[str, Any]:
     return dict(json.loads((ex.state_dir / "jobs" / backend_id / name).read_text()))
-
-
-def gone(pid: int) -> bool:
-    """Dead or a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return True
-    return stat[stat.rfind(")") + 2] in "ZX"
 
 
 def until(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
