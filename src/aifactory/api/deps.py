@@ -17,6 +17,7 @@ from aifactory.services import audit, identity, throttle
 from aifactory.services.audit import AuditAction
 from aifactory.services.permissions import Principal
 from aifactory.services.sites import capacity_map
+from aifactory.services.token_cache import TOKENS
 from aifactory.settings import Settings
 
 
@@ -52,7 +53,8 @@ def get_principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    """The token's owner, checked in a short transaction of its own.
+    """The token's owner, checked in a short transaction of its own (or, when the same token
+    was checked in the last few seconds, taken from ``services/token_cache.py``).
 
     Unknown tokens count against the caller's address (``services/throttle.py``); after too
     many, unknown tokens from there get 429 until the lock ends. A valid token still works from
@@ -62,9 +64,12 @@ def get_principal(
     if credentials is None or not credentials.credentials:
         raise Unauthenticated("missing API token: send 'Authorization: Bearer <token>'")
     now = utcnow()  # tokens expire and locks end in real time, whatever the app's clock says
+    known = TOKENS.get(identity.hash_token(credentials.credentials), now)
+    if known is not None:
+        return known
     with get_db(request).session() as session:
         try:
-            return identity.authenticate(session, credentials.credentials, now)
+            return identity.authenticate(session, credentials.credentials, now, TOKENS)
         except Unauthenticated as exc:
             refused = exc
             if exc.extra.get("guess"):

@@ -148,10 +148,10 @@ def submit_job(
     errors = FormErrors({"spec"})
 
     def submit() -> int:
-        job = jobs.submit(
+        submitted = jobs.submit(
             session, user.principal, _spec(spec, code), now, site_capacity(request, session)
         )
-        return job.id
+        return submitted.job.id
 
     job_id = attempt(session, errors, submit)
     if job_id is None:

@@ -7,7 +7,7 @@ partition, or its whole factory when the site's agent caps the factory's GPUs (l
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -36,6 +36,8 @@ class Candidate:
     site_down: bool = False  # the site agent cannot reach the scheduler now (transient)
     held_gpu_hours: float = 0.0  # budget the project's placed and running jobs hold there
     pool: str = ""  # the GPUs it competes for: its partition, or its whole (capped) factory
+    factory_name: str = ""
+    partition_name: str = ""  # "system/partition", as job views show it
 
 
 def pool_key(factory_id: int, partition_id: int, capped: bool) -> str:
@@ -53,13 +55,14 @@ def site_candidates(
 def candidates_by_project(
     session: Session, projects: Sequence[str], now: datetime, capacity: Mapping[str, int | None]
 ) -> dict[str, list[Candidate]]:
-    """The candidates of several projects, read in four statements whatever their number."""
+    """The candidates of several projects, read in two statements whatever their number."""
     today = as_date(now)
     rows = session.execute(
-        select(Allocation, Partition, System.name, Factory)
+        select(Allocation, Partition, System.name, Factory, SiteStatus.available)
         .join(Partition, Partition.id == Allocation.partition_id)
         .join(System, System.id == Partition.system_id)
         .join(Factory, Factory.id == Allocation.factory_id)
+        .outerjoin(SiteStatus, SiteStatus.factory_id == Factory.id)
         .where(
             Allocation.project_code.in_(list(projects)),
             Allocation.status == "active",
@@ -68,12 +71,12 @@ def candidates_by_project(
         )
         .order_by(Allocation.id)
     ).all()
-    down = set(
-        session.scalars(select(SiteStatus.factory_id).where(SiteStatus.available.is_(False)))
-    )
-    busy = busy_by_pool(session, capacity) if rows else {}
+    down = {factory.id for *_, factory, available in rows if available is False}
+    factories = {factory.id: factory.name for *_, factory, _ in rows}
+    capped = {fid for fid, name in factories.items() if capacity.get(name) is not None}
+    busy = busy_by_pool(session, capacity, (factories, capped)) if rows else {}
     out: dict[str, list[Candidate]] = {}
-    for alloc, part, system_name, factory in rows:
+    for alloc, part, system_name, factory, _ in rows:
         books = ledger.state(session, alloc.id)
         site = (part, system_name, factory, capacity.get(factory.name))
         out.setdefault(alloc.project_code, []).append(_candidate(alloc.id, books, site, busy, down))
@@ -118,23 +121,33 @@ def _candidate(
         site_down,
         books.reserved / 1000,
         pool,
+        factory.name,
+        f"{system_name}/{part.name}",
     )
 
 
-def busy_by_pool(session: Session, capacity: Mapping[str, int | None]) -> dict[str, int]:
-    """GPUs held by placed or running jobs, per pool (see ``pool_key``)."""
-    capped = set(
-        session.scalars(
-            select(Factory.id).where(
-                Factory.name.in_([name for name, limit in capacity.items() if limit is not None])
-            )
-        )
-    )
-    rows = session.execute(
+def busy_by_pool(
+    session: Session,
+    capacity: Mapping[str, int | None],
+    only: tuple[Collection[int], set[int]] | None = None,
+) -> dict[str, int]:
+    """GPUs held by placed or running jobs, per pool (see ``pool_key``).
+
+    ``only``: (factory ids, those of them whose GPUs are capped) to count at those factories
+    alone, as a submission needs; by default every factory's.
+    """
+    query = (
         select(Job.factory_id, Job.partition_id, func.sum(Job.gpus))
         .where(Job.state.in_(list(ACTIVE)))
         .group_by(Job.factory_id, Job.partition_id)
     )
+    if only is None:
+        limited = [name for name, limit in capacity.items() if limit is not None]
+        capped = set(session.scalars(select(Factory.id).where(Factory.name.in_(limited))))
+    else:
+        capped = only[1]
+        query = query.where(Job.factory_id.in_(list(only[0])))
+    rows = session.execute(query)
     busy: dict[str, int] = {}
     for factory_id, partition_id, gpus in rows:
         if factory_id is None or partition_id is None:

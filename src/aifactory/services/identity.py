@@ -26,6 +26,7 @@ from aifactory.errors import Conflict, Invalid, NotFound, Unauthenticated
 from aifactory.services import audit
 from aifactory.services.audit import AuditAction
 from aifactory.services.permissions import Principal
+from aifactory.services.token_cache import TOKENS, TokenCache
 from aifactory.services.views import NewToken, OrganisationView, RoleView, TokenView, UserView
 
 TOKEN_PREFIX = "aif_"  # noqa: S105 (a label, not a secret)
@@ -101,6 +102,7 @@ def grant_role(
     if not exists:
         user.roles.append(RoleGrant(role=role, factory_id=factory_id))
         session.flush()
+        TOKENS.clear()  # the user's cached principals lack the role
         audit.record(
             session, actor, AuditAction.ROLE_GRANT, ("user", username), role=role, factory=factory
         )
@@ -260,14 +262,21 @@ def revoke_token(session: Session, token_id: int, actor: str = "system") -> Toke
         ids = [t.id for t in frontier]
         frontier = list(session.scalars(select(ApiToken).where(ApiToken.parent_id.in_(ids))))
     session.flush()
+    TOKENS.clear()
     if revoked:
         audit.record(session, actor, AuditAction.TOKEN_REVOKE, ("token", token_id), revoked=revoked)
     return token_view(row)
 
 
-def authenticate(session: Session, token: str, now: datetime | None = None) -> Principal:
-    """Resolve a bearer token to a principal; unknown, revoked or expired tokens are refused."""
-    row = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
+def authenticate(
+    session: Session, token: str, now: datetime | None = None, cache: TokenCache | None = None
+) -> Principal:
+    """Resolve a bearer token to a principal; unknown, revoked or expired tokens are refused.
+
+    With ``cache``, a token checked here is remembered there (see ``services/token_cache.py``).
+    """
+    digest = hash_token(token)
+    row = session.scalar(select(ApiToken).where(ApiToken.token_hash == digest))
     moment = now or utcnow()
     if row is None:  # only unknown tokens count as guesses (see services/throttle.py)
         raise Unauthenticated("invalid API token", extra={"guess": True})
@@ -279,7 +288,10 @@ def authenticate(session: Session, token: str, now: datetime | None = None) -> P
         raise Unauthenticated("API token expired")
     if row.last_used_at is None or moment - row.last_used_at >= LAST_USED_GRAIN:
         row.last_used_at = moment
-    return principal_of(row.user, row.id)
+    principal = principal_of(row.user, row.id)
+    if cache is not None:
+        cache.put(digest, principal, row.expires_at)
+    return principal
 
 
 def principal_of(user: User, token_id: int | None = None) -> Principal:

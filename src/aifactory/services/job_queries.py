@@ -194,7 +194,7 @@ def logs(
 
 
 @dataclass(frozen=True)
-class _Names:
+class Names:
     """Names a page of jobs refers to, fetched in three small queries instead of per row."""
 
     factories: dict[int, str]
@@ -202,14 +202,14 @@ class _Names:
     users: dict[int, str]
 
 
-def _names(session: Session, jobs: list[Job]) -> _Names:
+def _names(session: Session, jobs: list[Job]) -> Names:
     partitions = session.execute(
         select(Partition.id, System.name, Partition.name).join(
             System, System.id == Partition.system_id
         )
     )
     owners = {j.owner_id for j in jobs}
-    return _Names(
+    return Names(
         factories={fid: name for fid, name in session.execute(select(Factory.id, Factory.name))},
         partitions={pid: f"{system}/{name}" for pid, system, name in partitions},
         users={
@@ -221,7 +221,7 @@ def _names(session: Session, jobs: list[Job]) -> _Names:
     )
 
 
-def view(session: Session, job: Job, detail: bool = True, names: _Names | None = None) -> JobView:
+def view(session: Session, job: Job, detail: bool = True, names: Names | None = None) -> JobView:
     names = names or _names(session, [job])
     out = JobView(
         id=job.id,

@@ -11,9 +11,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from aifactory.broker import backfill
@@ -27,18 +27,27 @@ from aifactory.db.models import (
     Job,
     JobTransition,
     Project,
+    ProjectMember,
     SiteQueue,
 )
 from aifactory.db.wake import BROKER, site_topic, wake
-from aifactory.domain.jobs import ACTIVE, JobState, check_move
+from aifactory.domain.jobs import JobState, check_move
 from aifactory.domain.jobspec import JobSpec
 from aifactory.domain.ledger import charge_milli
 from aifactory.errors import Conflict, FieldError, Invalid, QuotaExceeded
 from aifactory.services import ledger
 from aifactory.services.candidates import Candidate, job_request, site_candidates
+from aifactory.services.job_queries import Names
 from aifactory.services.permissions import Principal
 
 POLICY = "broker"
+
+
+class Submitted(NamedTuple):
+    """A stored submission: its (first) job and the names its view needs."""
+
+    job: Job
+    names: Names
 
 
 def submit(
@@ -47,11 +56,45 @@ def submit(
     spec: JobSpec,
     now: datetime,
     capacity: Mapping[str, int | None],
-) -> Job:
-    """Store a job and try to place it; refuse at once when no site could ever run it."""
-    project = session.get(Project, spec.project)
-    member = project is not None and any(m.user_id == who.user_id for m in project.members)
-    if project is None or not (who.is_admin or member):  # one answer: existence is not told
+) -> Submitted:
+    """Store a job (or an array's tasks) and try to place it; refuse at once when no site
+    could ever run it. The sites are read once, and an array's tasks share that view."""
+    _check_project(session, who, spec)
+    jobs = _new_jobs(session, who, spec, now)
+    sites = site_candidates(session, spec.project, now, capacity)
+    request, queues = job_request(spec), _Queues(session)
+    _, limit = spec.tasks()
+    placed, topics = 0, set()
+    for job in jobs:
+        if limit is not None and placed >= limit:
+            held = f"array limit: at most {limit} of array {job.array_id}'s tasks run at a time"
+            job.placement, job.reason = placement_record(now, waiting=held), held
+            continue
+        chosen = place(session, job, request, now, sites, queues)
+        if chosen is None and not _may_wait(job):
+            raise _no_candidate(job)  # the request's transaction rolls back: nothing is stored
+        if chosen is not None:
+            placed += 1
+            sites = _taken(sites, chosen, job) if len(jobs) > 1 else sites
+        topics.add(site_topic(job.factory_id) if chosen and job.factory_id else BROKER)
+    for topic in sorted(topics):
+        wake(session, topic)
+    names = Names(
+        factories={c.factory_id: c.factory_name for c in sites},
+        partitions={c.partition_id: c.partition_name for c in sites},
+        users={who.user_id: who.username},
+    )
+    return Submitted(jobs[0], names)
+
+
+def _check_project(session: Session, who: Principal, spec: JobSpec) -> None:
+    if who.is_admin:
+        query = select(Project.code).where(Project.code == spec.project)
+    else:
+        query = select(ProjectMember.project_code).where(
+            ProjectMember.project_code == spec.project, ProjectMember.user_id == who.user_id
+        )
+    if session.scalar(query) is None:  # one answer: existence is not told
         msg = f"{spec.project!r} is not a project you are a member of"
         raise Invalid.field("project", "your_project", msg)
     if spec.allowed_countries:
@@ -60,73 +103,93 @@ def submit(
         if unknown:
             msg = f"unknown country codes {unknown}"
             raise Invalid.field("allowed_countries", "known_country", msg)
+
+
+def _new_jobs(session: Session, who: Principal, spec: JobSpec, now: datetime) -> list[Job]:
+    """The job, or the array's tasks (the first task's id is the array's), stored pending."""
     indices, _ = spec.tasks()
-    first = _new_job(session, who, spec, now, indices[0] if indices else None)
+    stored = spec.model_dump(mode="json")
+
+    def new(task: int | None, array_id: int | None = None) -> Job:
+        return Job(
+            name=spec.name,
+            project_code=spec.project,
+            owner_id=who.user_id,
+            spec=stored,
+            state=JobState.PENDING,
+            gpus=spec.resources.gpus,
+            time_limit_s=spec.resources.time_limit,
+            created_at=now,
+            updated_at=now,
+            array_id=array_id,
+            array_task=task,
+        )
+
+    first = new(indices[0] if indices else None)
+    session.add(first)
+    session.flush()
+    jobs = [first]
     if indices:
         first.array_id = first.id
-    jobs = [first]
-    jobs += [_new_job(session, who, spec, now, i, array_id=first.id) for i in indices[1:]]
+        jobs += [new(i, first.id) for i in indices[1:]]
+        session.add_all(jobs[1:])
+        session.flush()  # one multi-row INSERT for the rest of the array
     for job in jobs:
-        placed = place(session, job, spec, now, capacity)
-        if not placed and not _may_wait(job):
-            raise _no_candidate(job)  # the request's transaction rolls back: nothing is stored
-        session.flush()
-        wake(session, site_topic(job.factory_id) if placed and job.factory_id else BROKER)
-    return first
+        _record(session, job, "", JobState.PENDING, "submitted", now)
+    return jobs
 
 
-def _new_job(
-    session: Session,
-    who: Principal,
-    spec: JobSpec,
-    now: datetime,
-    task: int | None,
-    array_id: int | None = None,
-) -> Job:
-    job = Job(
-        name=spec.name,
-        project_code=spec.project,
-        owner_id=who.user_id,
-        spec=spec.model_dump(mode="json"),
-        state=JobState.PENDING,
-        gpus=spec.resources.gpus,
-        time_limit_s=spec.resources.time_limit,
-        created_at=now,
-        updated_at=now,
-        array_id=array_id,
-        array_task=task,
-    )
-    session.add(job)
-    session.flush()
-    _record(session, job, "", JobState.PENDING, "submitted", now)
-    return job
+class _Queues:
+    """The broker's reservations (``site_queues``) of the pools a submission looks at, each
+    read once per submission."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.known: dict[str, SiteQueue | None] = {}
+
+    def of(self, pools: Sequence[str]) -> dict[str, SiteQueue]:
+        unread = sorted(set(pools) - set(self.known))
+        if unread:
+            self.known.update(dict.fromkeys(unread))
+            rows = self.session.scalars(select(SiteQueue).where(SiteQueue.pool.in_(unread)))
+            self.known.update({q.pool: q for q in rows})
+        return {p: q for p in pools if (q := self.known[p]) is not None}
+
+
+def _taken(sites: list[Candidate], chosen: Candidate, job: Job) -> list[Candidate]:
+    """The sites as the next task of the same submission sees them: the chosen pool's GPUs
+    and the chosen allocation's budget less what ``job`` took."""
+    out = []
+    for c in sites:
+        view = c.view
+        if c.pool == chosen.pool:
+            view = replace(view, free_gpus=max(view.free_gpus - job.gpus, 0))
+        if c.allocation_id == chosen.allocation_id:
+            left = (view.budget_remaining_gpu_hours or 0) - job.reserved_milli / 1000
+            view = replace(view, budget_remaining_gpu_hours=left)
+        out.append(c if view is c.view else replace(c, view=view))
+    return out
 
 
 def place(
     session: Session,
     job: Job,
-    spec: JobSpec,
+    request: JobRequest,
     now: datetime,
-    capacity: Mapping[str, int | None],
-) -> bool:
+    candidates: list[Candidate],
+    queues: _Queues,
+) -> Candidate | None:
     """Place a new submission at once if it fits free GPUs without delaying anyone's turn.
 
-    On success the budget is reserved and the job is placed. Otherwise
+    On success the budget is reserved, the job is placed and its site returned. Otherwise
     ``job.placement["waiting"]`` says why it may still run later (a site busy or down, a job
     next in line there, the project's budget held by its running jobs) and the broker takes it
     from there; when it is empty the job can never run as asked.
     """
-    held = _array_limit_reached(session, job, spec)
-    if held:
-        job.placement = placement_record(now, waiting=held)
-        job.reason = held
-        return False
-    candidates = site_candidates(session, job.project_code, now, capacity)
-    request = job_request(spec)
     policy = get_placement_policy(POLICY)
     decision = policy.place(request, tuple(c.view for c in candidates), now.timestamp())
     by_name = {c.view.name: c for c in candidates}
-    ready, behind = _ready(session, request, decision.ranked, by_name, now)
+    ready, behind = _ready(queues, request, decision.ranked, by_name, now)
     rejected = dict(decision.rejected)
     if not candidates:
         rejected["(none)"] = f"project {job.project_code} has no active allocation"
@@ -134,7 +197,7 @@ def place(
         short = try_reserve(session, job, by_name[name], now)
         if short is None:
             job.placement = placement_record(now, decision.ranked, rejected, chosen=name)
-            return True
+            return by_name[name]
         rejected[name] = short  # concurrent submissions took the budget this read still saw
     if decision.ranked and not ready:
         head = next((behind[n].job_id for n in decision.ranked if n in behind), None)
@@ -145,7 +208,7 @@ def place(
     job.reason = waiting or "no site can run this job: " + "; ".join(
         f"{k}: {v}" for k, v in rejected.items()
     )
-    return False
+    return None
 
 
 def placement_record(
@@ -181,7 +244,7 @@ def gpu_wait(gpus: int, sites: Sequence[str], head: int | None = None) -> str:
 
 
 def _ready(
-    session: Session,
+    queues: _Queues,
     request: JobRequest,
     ranked: Sequence[str],
     by_name: Mapping[str, Candidate],
@@ -190,13 +253,8 @@ def _ready(
     """The ranked sites with the GPUs free whose next-in-line job this one cannot delay, and
     the reservations of the sites that have one."""
     fits = [n for n in ranked if by_name[n].view.free_gpus >= request.gpus]
-    pools = sorted({by_name[n].pool for n in fits})
-    queues = (
-        {q.pool: q for q in session.scalars(select(SiteQueue).where(SiteQueue.pool.in_(pools)))}
-        if pools
-        else {}
-    )
-    behind = {n: queues[by_name[n].pool] for n in fits if by_name[n].pool in queues}
+    queued = queues.of([by_name[n].pool for n in fits])
+    behind = {n: queued[by_name[n].pool] for n in fits if by_name[n].pool in queued}
     start, length = now.timestamp(), request.time_limit_s
     ready = [
         n
@@ -267,10 +325,9 @@ def release_reservation(session: Session, job: Job, actor: str) -> None:
 def try_reserve(session: Session, job: Job, site: Candidate, now: datetime) -> str | None:
     """Reserve the job's budget on ``site`` and place it there; or say why the budget is short."""
     amount = charge_milli(job.gpus * job.time_limit_s, _decimal(site.charge_factor))
-    try:
-        with session.begin_nested():
-            if amount:
-                ledger.reserve(session, site.allocation_id, amount, "broker", (job.id, job.attempt))
+    try:  # a refusal writes nothing (the lock's no-op write aside): no savepoint needed
+        if amount:
+            ledger.reserve(session, site.allocation_id, amount, "broker", (job.id, job.attempt))
     except QuotaExceeded as exc:
         return exc.message
     job.allocation_id, job.partition_id, job.factory_id = (
@@ -281,21 +338,6 @@ def try_reserve(session: Session, job: Job, site: Candidate, now: datetime) -> s
     job.reserved_milli = amount
     move(session, job, JobState.PLACED, f"placed on {site.view.name}", now)
     return None
-
-
-def _array_limit_reached(session: Session, job: Job, spec: JobSpec) -> str | None:
-    """Why an array task waits for its siblings (the ``%`` limit), or None."""
-    _, limit = spec.tasks()
-    if job.array_id is None or limit is None:
-        return None
-    active = session.scalar(
-        select(func.count()).where(
-            Job.array_id == job.array_id, Job.id != job.id, Job.state.in_(list(ACTIVE))
-        )
-    )
-    if int(active or 0) < limit:
-        return None
-    return f"array limit: at most {limit} of array {job.array_id}'s tasks run at a time"
 
 
 def _may_wait(job: Job) -> bool:

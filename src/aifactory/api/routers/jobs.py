@@ -40,8 +40,8 @@ def submit_job(
     """
 
     def create() -> JobView:
-        job = jobs.submit(session, who, body, now, site_capacity(request, session))
-        return job_queries.view(session, job, detail=False)
+        job, names = jobs.submit(session, who, body, now, site_capacity(request, session))
+        return job_queries.view(session, job, detail=False, names=names)
 
     view, replayed = idempotency.once(
         session,
