@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
@@ -37,7 +38,7 @@ def get_session(request: Request) -> Iterator[Session]:
         yield session
 
 
-def get_now(request: Request) -> datetime:
+async def get_now(request: Request) -> datetime:  # async: no thread hop for a clock read
     """The current time; tests replace ``app.state.clock`` to move through cut-offs."""
     clock: Callable[[], datetime] = request.app.state.clock
     return clock()
@@ -49,12 +50,13 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 _bearer = HTTPBearer(auto_error=False, description="API token from `aif admin create-token`")
 
 
-def get_principal(
+async def get_principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     """The token's owner, checked in a short transaction of its own (or, when the same token
-    was checked in the last few seconds, taken from ``services/token_cache.py``).
+    was checked in the last few seconds, taken from ``services/token_cache.py`` without
+    leaving the event loop).
 
     Unknown tokens count against the caller's address (``services/throttle.py``); after too
     many, unknown tokens from there get 429 until the lock ends. A valid token still works from
@@ -67,16 +69,20 @@ def get_principal(
     known = TOKENS.get(identity.hash_token(credentials.credentials), now)
     if known is not None:
         return known
+    return await run_in_threadpool(_authenticate, request, credentials.credentials, now)
+
+
+def _authenticate(request: Request, token: str, now: datetime) -> Principal:
     with get_db(request).session() as session:
         try:
-            return identity.authenticate(session, credentials.credentials, now, TOKENS)
+            return identity.authenticate(session, token, now, TOKENS)
         except Unauthenticated as exc:
             refused = exc
             if exc.extra.get("guess"):
                 limits = throttle.policies(get_settings(request), audit.origin.get())
                 throttle.check(session, list(limits), now)
                 throttle.fail(session, limits, now)
-                prefix = credentials.credentials[:12]
+                prefix = token[:12]
                 audit.record(session, "anonymous", AuditAction.TOKEN_REJECTED, ("token", prefix))
     raise refused
 

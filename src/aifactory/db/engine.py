@@ -16,7 +16,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -159,6 +159,14 @@ class _Writer:
                 self.give_back(driver)
                 raise
         return statement, params
+
+
+def begin_write(session: Session) -> None:
+    """SQLite: take the database's write lock now, so that what the transaction reads next
+    (free GPUs, say) cannot change before it writes. PostgreSQL: nothing; row locks do that
+    where it matters, and reads do not block there."""
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(text("UPDATE allocations SET id = id WHERE 0 = 1"))  # touches no row
 
 
 def make_engine(

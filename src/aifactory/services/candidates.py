@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Row, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from aifactory.broker.placement import JobRequest, SiteView
@@ -21,7 +22,6 @@ from aifactory.domain.jobs import ACTIVE
 from aifactory.domain.jobspec import JobSpec
 from aifactory.domain.ledger import LedgerState
 from aifactory.domain.registry import FactoryStatus
-from aifactory.services import ledger
 
 
 @dataclass(frozen=True)
@@ -52,77 +52,107 @@ def site_candidates(
     return candidates_by_project(session, [project_code], now, capacity).get(project_code, [])
 
 
+_COLUMNS = (
+    Allocation.id.label("allocation_id"),
+    Allocation.project_code,
+    Allocation.granted_milli,
+    Allocation.used_milli,
+    Allocation.reserved_milli,
+    Allocation.expired_milli,
+    Partition.id.label("partition_id"),
+    Partition.name.label("partition"),
+    Partition.nodes,
+    Partition.gpus_per_node,
+    Partition.gpu_model,
+    Partition.gpu_memory_gb,
+    Partition.charge_factor,
+    Partition.max_time_hours,
+    System.name.label("system"),
+    Factory.id.label("factory_id"),
+    Factory.name.label("factory"),
+    Factory.status,
+    Factory.country_code,
+    SiteStatus.available,
+)
+
+
+_CANDIDATES = (
+    select(*_COLUMNS)
+    .join(Partition, Partition.id == Allocation.partition_id)
+    .join(System, System.id == Partition.system_id)
+    .join(Factory, Factory.id == Allocation.factory_id)
+    .outerjoin(SiteStatus, SiteStatus.factory_id == Factory.id)
+    .where(
+        Allocation.project_code.in_(bindparam("projects", expanding=True)),
+        Allocation.status == "active",
+        Allocation.start_date <= bindparam("today"),
+        Allocation.end_date >= bindparam("today"),
+    )
+    .order_by(Allocation.id)
+)
+_BUSY = (
+    select(Job.factory_id, Job.partition_id, func.sum(Job.gpus))
+    .where(Job.state.in_(sorted(ACTIVE)))
+    .group_by(Job.factory_id, Job.partition_id)
+)
+_BUSY_AT = _BUSY.where(Job.factory_id.in_(bindparam("factories", expanding=True)))
+
+
 def candidates_by_project(
     session: Session, projects: Sequence[str], now: datetime, capacity: Mapping[str, int | None]
 ) -> dict[str, list[Candidate]]:
-    """The candidates of several projects, read in two statements whatever their number."""
-    today = as_date(now)
-    rows = session.execute(
-        select(Allocation, Partition, System.name, Factory, SiteStatus.available)
-        .join(Partition, Partition.id == Allocation.partition_id)
-        .join(System, System.id == Partition.system_id)
-        .join(Factory, Factory.id == Allocation.factory_id)
-        .outerjoin(SiteStatus, SiteStatus.factory_id == Factory.id)
-        .where(
-            Allocation.project_code.in_(list(projects)),
-            Allocation.status == "active",
-            Allocation.start_date <= today,
-            Allocation.end_date >= today,
-        )
-        .order_by(Allocation.id)
-    ).all()
-    down = {factory.id for *_, factory, available in rows if available is False}
-    factories = {factory.id: factory.name for *_, factory, _ in rows}
+    """The candidates of several projects, read in two statements whatever their number
+    (columns, not ORM objects, by statements built once: submissions read this every time)."""
+    rows = session.execute(_CANDIDATES, {"projects": list(projects), "today": as_date(now)}).all()
+    factories = {r.factory_id: r.factory for r in rows}
     capped = {fid for fid, name in factories.items() if capacity.get(name) is not None}
     busy = busy_by_pool(session, capacity, (factories, capped)) if rows else {}
     out: dict[str, list[Candidate]] = {}
-    for alloc, part, system_name, factory, _ in rows:
-        books = ledger.state(session, alloc.id)
-        site = (part, system_name, factory, capacity.get(factory.name))
-        out.setdefault(alloc.project_code, []).append(_candidate(alloc.id, books, site, busy, down))
+    for row in rows:
+        candidate = _candidate(row, busy, capacity.get(row.factory))  # type: ignore[arg-type]
+        out.setdefault(row.project_code, []).append(candidate)
     return out
 
 
-def _candidate(
-    allocation_id: int,
-    books: LedgerState,
-    site: tuple[Partition, str, Factory, int | None],
-    busy: Mapping[str, int],
-    down: set[int],
-) -> Candidate:
+def _candidate(row: Row[Any], busy: Mapping[str, int], limit: int | None) -> Candidate:
     """One allocation's partition as placement sees it: hardware, free GPUs of its pool, budget."""
-    part, system_name, factory, limit = site
-    pool = pool_key(factory.id, part.id, limit is not None)
-    total = part.nodes * part.gpus_per_node
+    pool = pool_key(row.factory_id, row.partition_id, limit is not None)
+    total = row.nodes * row.gpus_per_node
     pool_total = min(total, limit) if limit is not None else total
-    serving = factory.status == FactoryStatus.OPERATIONAL
+    serving = row.status == FactoryStatus.OPERATIONAL
+    down = row.available is False
+    books = LedgerState(
+        granted=row.granted_milli or 0,
+        used=row.used_milli or 0,
+        reserved=row.reserved_milli or 0,
+        expired=row.expired_milli or 0,
+    )
     view = SiteView(
-        name=f"{factory.name}/{system_name}/{part.name}",
-        country=factory.country_code,
-        operational=serving and factory.id not in down,
-        gpu_model=part.gpu_model,
-        gpu_memory_gb=part.gpu_memory_gb,
-        gpus_per_node=part.gpus_per_node,
-        nodes=part.nodes,
+        name=f"{row.factory}/{row.system}/{row.partition}",
+        country=row.country_code,
+        operational=serving and not down,
+        gpu_model=row.gpu_model,
+        gpu_memory_gb=row.gpu_memory_gb,
+        gpus_per_node=row.gpus_per_node,
+        nodes=row.nodes,
         free_gpus=max(pool_total - busy.get(pool, 0), 0),
         total_gpus=pool_total,
         queued_gpu_seconds=0.0,
-        charge_factor=part.charge_factor,
+        charge_factor=row.charge_factor,
         budget_remaining_gpu_hours=books.remaining / 1000,
-        max_time_s=part.max_time_hours * 3600,
+        max_time_s=row.max_time_hours * 3600,
     )
-    site_down = serving and factory.id in down
     return Candidate(
         view,
-        allocation_id,
-        part.id,
-        factory.id,
-        part.charge_factor,
-        site_down,
+        row.allocation_id,
+        row.partition_id,
+        row.factory_id,
+        row.charge_factor,
+        serving and down,
         books.reserved / 1000,
         pool,
-        factory.name,
-        f"{system_name}/{part.name}",
+        row.factory,
+        f"{row.system}/{row.partition}",
     )
 
 
@@ -136,18 +166,13 @@ def busy_by_pool(
     ``only``: (factory ids, those of them whose GPUs are capped) to count at those factories
     alone, as a submission needs; by default every factory's.
     """
-    query = (
-        select(Job.factory_id, Job.partition_id, func.sum(Job.gpus))
-        .where(Job.state.in_(list(ACTIVE)))
-        .group_by(Job.factory_id, Job.partition_id)
-    )
     if only is None:
         limited = [name for name, limit in capacity.items() if limit is not None]
         capped = set(session.scalars(select(Factory.id).where(Factory.name.in_(limited))))
+        rows = session.execute(_BUSY)
     else:
         capped = only[1]
-        query = query.where(Job.factory_id.in_(list(only[0])))
-    rows = session.execute(query)
+        rows = session.execute(_BUSY_AT, {"factories": list(only[0])})
     busy: dict[str, int] = {}
     for factory_id, partition_id, gpus in rows:
         if factory_id is None or partition_id is None:

@@ -13,7 +13,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from aifactory.broker import backfill
@@ -22,6 +22,7 @@ from aifactory.broker.placement import (
     PlacementPolicy,
     get_placement_policy,
 )
+from aifactory.db.engine import begin_write
 from aifactory.db.models import (
     Country,
     Job,
@@ -58,27 +59,33 @@ def submit(
     capacity: Mapping[str, int | None],
 ) -> Submitted:
     """Store a job (or an array's tasks) and try to place it; refuse at once when no site
-    could ever run it. The sites are read once, and an array's tasks share that view."""
+    could ever run it.
+
+    The sites are read once, and an array's tasks share that view. Where each job goes is
+    decided (budgets checked under the allocations' locks) before the jobs are stored, so
+    each is inserted once in its final state, in one multi-row statement for an array.
+    """
     _check_project(session, who, spec)
+    begin_write(session)  # SQLite: one writer from here, so the free GPUs read stay free
     jobs = _new_jobs(session, who, spec, now)
     sites = site_candidates(session, spec.project, now, capacity)
-    request, queues = job_request(spec), _Queues(session)
+    request, queues, promised = job_request(spec), _Queues(session), dict[int, int]()
     _, limit = spec.tasks()
-    placed, topics = 0, set()
-    for job in jobs:
-        if limit is not None and placed >= limit:
-            held = f"array limit: at most {limit} of array {job.array_id}'s tasks run at a time"
-            job.placement, job.reason = placement_record(now, waiting=held), held
-            continue
-        chosen = place(session, job, request, now, sites, queues)
-        if chosen is None and not _may_wait(job):
-            raise _no_candidate(job)  # the request's transaction rolls back: nothing is stored
-        if chosen is not None:
-            placed += 1
-            sites = _taken(sites, chosen, job) if len(jobs) > 1 else sites
-        topics.add(site_topic(job.factory_id) if chosen and job.factory_id else BROKER)
-    for topic in sorted(topics):
-        wake(session, topic)
+    chosen: list[Candidate | None] = []
+    with session.no_autoflush:
+        for job in jobs:
+            if limit is not None and sum(c is not None for c in chosen) >= limit:
+                held = f"array limit: at most {limit} of array {job.array_id}'s tasks run at a time"
+                job.placement, job.reason = placement_record(now, waiting=held), held
+                chosen.append(None)
+                continue
+            site = place(session, job, request, now, sites, (queues, promised))
+            if site is None and not _may_wait(job):
+                raise _no_candidate(job)  # the request's transaction rolls back: nothing is stored
+            chosen.append(site)
+            if site is not None and len(jobs) > 1:
+                sites = _taken(sites, site, job)
+    _store(session, jobs, chosen, now)
     names = Names(
         factories={c.factory_id: c.factory_name for c in sites},
         partitions={c.partition_id: c.partition_name for c in sites},
@@ -87,14 +94,38 @@ def submit(
     return Submitted(jobs[0], names)
 
 
+def _store(
+    session: Session, jobs: list[Job], chosen: list[Candidate | None], now: datetime
+) -> None:
+    """Insert the decided jobs, then their reservations and transitions; wake who acts next."""
+    session.add_all([job for job in jobs if job.id is None])
+    session.flush()
+    topics = set()
+    for job, site in zip(jobs, chosen, strict=True):
+        _record(session, job, "", JobState.PENDING, "submitted", now)
+        if site is None:
+            topics.add(BROKER)
+            continue
+        if job.reserved_milli:  # under the lock place() took: cannot be refused now
+            effect = (job.id, job.attempt)
+            ledger.reserve(session, site.allocation_id, job.reserved_milli, "broker", effect)
+        _record(session, job, JobState.PENDING, JobState.PLACED, job.reason or "", now)
+        topics.add(site_topic(site.factory_id))
+    for topic in sorted(topics):
+        wake(session, topic)
+
+
+_PROJECT = select(Project.code).where(Project.code == bindparam("code"))
+_MEMBER = select(ProjectMember.project_code).where(
+    ProjectMember.project_code == bindparam("code"), ProjectMember.user_id == bindparam("user")
+)
+_QUEUES = select(SiteQueue).where(SiteQueue.pool.in_(bindparam("pools", expanding=True)))
+
+
 def _check_project(session: Session, who: Principal, spec: JobSpec) -> None:
-    if who.is_admin:
-        query = select(Project.code).where(Project.code == spec.project)
-    else:
-        query = select(ProjectMember.project_code).where(
-            ProjectMember.project_code == spec.project, ProjectMember.user_id == who.user_id
-        )
-    if session.scalar(query) is None:  # one answer: existence is not told
+    query = _PROJECT if who.is_admin else _MEMBER
+    if session.scalar(query, {"code": spec.project, "user": who.user_id}) is None:
+        # one answer for both: whether a project exists is not told to non-members
         msg = f"{spec.project!r} is not a project you are a member of"
         raise Invalid.field("project", "your_project", msg)
     if spec.allowed_countries:
@@ -106,7 +137,8 @@ def _check_project(session: Session, who: Principal, spec: JobSpec) -> None:
 
 
 def _new_jobs(session: Session, who: Principal, spec: JobSpec, now: datetime) -> list[Job]:
-    """The job, or the array's tasks (the first task's id is the array's), stored pending."""
+    """The job, or the array's tasks (the first task's id is the array's), pending; only an
+    array's first task is stored yet."""
     indices, _ = spec.tasks()
     stored = spec.model_dump(mode="json")
 
@@ -126,17 +158,12 @@ def _new_jobs(session: Session, who: Principal, spec: JobSpec, now: datetime) ->
         )
 
     first = new(indices[0] if indices else None)
+    if not indices:
+        return [first]  # stored by _store once placed (or not)
     session.add(first)
-    session.flush()
-    jobs = [first]
-    if indices:
-        first.array_id = first.id
-        jobs += [new(i, first.id) for i in indices[1:]]
-        session.add_all(jobs[1:])
-        session.flush()  # one multi-row INSERT for the rest of the array
-    for job in jobs:
-        _record(session, job, "", JobState.PENDING, "submitted", now)
-    return jobs
+    session.flush()  # the first task's id is the array's
+    first.array_id = first.id
+    return [first, *(new(i, first.id) for i in indices[1:])]
 
 
 class _Queues:
@@ -151,7 +178,7 @@ class _Queues:
         unread = sorted(set(pools) - set(self.known))
         if unread:
             self.known.update(dict.fromkeys(unread))
-            rows = self.session.scalars(select(SiteQueue).where(SiteQueue.pool.in_(unread)))
+            rows = self.session.scalars(_QUEUES, {"pools": unread})
             self.known.update({q.pool: q for q in rows})
         return {p: q for p in pools if (q := self.known[p]) is not None}
 
@@ -177,11 +204,13 @@ def place(
     request: JobRequest,
     now: datetime,
     candidates: list[Candidate],
-    queues: _Queues,
+    reads: tuple[_Queues, dict[int, int]],
 ) -> Candidate | None:
     """Place a new submission at once if it fits free GPUs without delaying anyone's turn.
 
-    On success the budget is reserved, the job is placed and its site returned. Otherwise
+    ``reads``: the sites' reservations, and the hours this submission's earlier jobs are to
+    reserve per allocation. On success the budget is checked under the allocation's lock (the
+    caller reserves it), the job is placed and its site returned. Otherwise
     ``job.placement["waiting"]`` says why it may still run later (a site busy or down, a job
     next in line there, the project's budget held by its running jobs) and the broker takes it
     from there; when it is empty the job can never run as asked.
@@ -189,15 +218,21 @@ def place(
     policy = get_placement_policy(POLICY)
     decision = policy.place(request, tuple(c.view for c in candidates), now.timestamp())
     by_name = {c.view.name: c for c in candidates}
+    queues, promised = reads
     ready, behind = _ready(queues, request, decision.ranked, by_name, now)
     rejected = dict(decision.rejected)
     if not candidates:
         rejected["(none)"] = f"project {job.project_code} has no active allocation"
     for name in ready:
-        short = try_reserve(session, job, by_name[name], now)
+        site = by_name[name]
+        amount = charge_milli(job.gpus * job.time_limit_s, _decimal(site.charge_factor))
+        aid = site.allocation_id
+        short = ledger.check_reserve(session, aid, amount, promised.get(aid, 0))
         if short is None:
+            promised[aid] = promised.get(aid, 0) + amount
+            _assign(job, site, amount, now)
             job.placement = placement_record(now, decision.ranked, rejected, chosen=name)
-            return by_name[name]
+            return site
         rejected[name] = short  # concurrent submissions took the budget this read still saw
     if decision.ranked and not ready:
         head = next((behind[n].job_id for n in decision.ranked if n in behind), None)
@@ -209,6 +244,17 @@ def place(
         f"{k}: {v}" for k, v in rejected.items()
     )
     return None
+
+
+def _assign(job: Job, site: Candidate, amount: int, now: datetime) -> None:
+    check_move(JobState(job.state), JobState.PLACED)
+    job.allocation_id, job.partition_id, job.factory_id = (
+        site.allocation_id,
+        site.partition_id,
+        site.factory_id,
+    )
+    job.reserved_milli = amount
+    job.state, job.updated_at, job.reason = JobState.PLACED, now, f"placed on {site.view.name}"
 
 
 def placement_record(

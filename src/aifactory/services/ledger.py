@@ -8,10 +8,11 @@ transaction.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, datetime
 
-from sqlalchemy import event, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam, event, func, select, update
+from sqlalchemy.orm import Session, SessionTransaction
 
 from aifactory.db.models import Allocation, Event, Job, LedgerRow
 from aifactory.db.types import utcnow
@@ -28,15 +29,33 @@ _LEVEL_EVENTS = {
 }
 
 
+# The lock, read back in the same statement and refreshing the row in the session. SQLite:
+# a no-op write of a column no foreign key refers to (rewriting the key itself made SQLite
+# check every job and ledger row of the allocation: 9 ms with a million) takes its write lock.
+_LOCK_SQLITE = (
+    update(Allocation)
+    .where(Allocation.id == bindparam("aid"))
+    .values(status=Allocation.status)
+    .returning(Allocation)
+    .execution_options(synchronize_session=False, populate_existing=True)
+)
+_LOCK = (
+    select(Allocation)
+    .where(Allocation.id == bindparam("aid"))
+    .with_for_update()
+    .execution_options(populate_existing=True)
+)
 #: ``session.info`` key: the allocations this session's transaction has locked already.
 _LOCKED = "aif_ledger_locked"
 
 
 @event.listens_for(Session, "after_transaction_end")
-def _forget_locks(session: Session, _transaction: object) -> None:
-    # Any end, a savepoint's included: PostgreSQL lets go of row locks taken in a savepoint
-    # that rolls back, so after one the next lock() takes the lock again.
-    session.info.pop(_LOCKED, None)
+def _forget_locks(session: Session, transaction: SessionTransaction) -> None:
+    # The transaction's end, or a savepoint's: PostgreSQL lets go of row locks taken in a
+    # savepoint that rolls back, so after one the next lock() takes the lock again. (A flush's
+    # own inner transaction, neither of these, ends with every flush: the locks stay.)
+    if transaction.parent is None or transaction.nested:
+        session.info.pop(_LOCKED, None)
 
 
 def lock(session: Session, allocation_id: int) -> Allocation:
@@ -45,27 +64,15 @@ def lock(session: Session, allocation_id: int) -> Allocation:
     Once per transaction: the tasks of an array reserve under the lock their first task took,
     and the row in the session is the current one while the lock is held.
     """
-    locked: set[int] = session.info.setdefault(_LOCKED, set())
+    # Held here, not just in the session's (weak) identity map, which may drop it meanwhile.
+    locked: dict[int, Allocation] = session.info.setdefault(_LOCKED, {})
     if allocation_id in locked:
-        held = session.get(Allocation, allocation_id)
-        if held is not None:
-            return held
-    if session.get_bind().dialect.name == "sqlite":
-        # A no-op write of a column no foreign key refers to: rewriting the key itself made
-        # SQLite check every job and ledger row of the allocation (9 ms with a million).
-        session.execute(
-            update(Allocation)
-            .where(Allocation.id == allocation_id)
-            .values(status=Allocation.status)
-        )
-        allocation = session.get(Allocation, allocation_id, populate_existing=True)
-    else:
-        allocation = session.get(
-            Allocation, allocation_id, with_for_update=True, populate_existing=True
-        )
+        return locked[allocation_id]
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    allocation = session.scalars(_LOCK_SQLITE if sqlite else _LOCK, {"aid": allocation_id}).first()
     if allocation is None:
         raise NotFound(f"allocation {allocation_id} not found")
-    locked.add(allocation_id)
+    locked[allocation_id] = allocation
     return allocation
 
 
@@ -141,6 +148,28 @@ def settle(
     if expiry is not None:  # hours released after the end date expire at once
         current = _append(session, allocation, current, expiry, actor, job_ref, "after end")
     return current, settlement.uncharged
+
+
+def check_reserve(
+    session: Session, allocation_id: int, amount: int, promised: int = 0
+) -> str | None:
+    """Lock the allocation and say why ``amount`` more cannot be reserved there on top of
+    ``promised`` (what this transaction is about to reserve there first), or None if it can.
+
+    Nothing is written: a submission decides where its jobs go first, stores them, then
+    ``reserve``s under the lock this took.
+    """
+    allocation = lock(session, allocation_id)
+    if allocation.status != "active":
+        return f"allocation {allocation_id} is {allocation.status}"
+    if amount <= 0:
+        return None
+    before = _totals(allocation)
+    try:
+        rules.check_reserve(replace(before, reserved=before.reserved + promised), amount)
+    except QuotaExceeded as exc:
+        return exc.message
+    return None
 
 
 def reserve(

@@ -12,6 +12,7 @@ from aifactory.api.deps import (
     IdempotencyKeyDep,
     NowDep,
     SessionDep,
+    get_db,
     site_capacity,
 )
 from aifactory.api.errors import ERROR_RESPONSES
@@ -24,38 +25,39 @@ from aifactory.services.job_views import JobPage, JobView, LogChunk, PlacementVi
 router = APIRouter(tags=["jobs"], responses=ERROR_RESPONSES)
 
 
-@router.post("/jobs", status_code=201, responses=REPLAYED)
+@router.post("/jobs", status_code=201, responses=REPLAYED, response_model=JobView)
 def submit_job(
     body: JobSpec,
     request: Request,
-    response: Response,
-    session: SessionDep,
     who: CurrentPrincipal,
     now: NowDep,
     idempotency_key: IdempotencyKeyDep = None,
-) -> JobView:
+) -> Response:
     """Submit a job; 201 with state placed or pending, 409 when no factory could ever run it.
 
     With an `Idempotency-Key` already used for this request, 201 with the original job.
     """
+    # The hot path: its transaction lives in this one worker-thread call (a session
+    # dependency costs two more hops), committed before the answer is written, and the
+    # answer is the view's JSON as is (no second validation against the response model).
+    with get_db(request).session() as session:
 
-    def create() -> JobView:
-        job, names = jobs.submit(session, who, body, now, site_capacity(request, session))
-        return job_queries.view(session, job, detail=False, names=names)
+        def create() -> JobView:
+            job, names = jobs.submit(session, who, body, now, site_capacity(request, session))
+            return job_queries.view(session, job, detail=False, names=names)
 
-    view, replayed = idempotency.once(
-        session,
-        who.user_id,
-        idempotency.JOBS,
-        idempotency_key,
-        body.model_dump(mode="json"),
-        now,
-        create,
-        lambda job_id: job_queries.get(session, who, job_id, detail=False),
-    )
-    if replayed:
-        response.headers["Idempotent-Replayed"] = "true"
-    return view
+        view, replayed = idempotency.once(
+            session,
+            who.user_id,
+            idempotency.JOBS,
+            idempotency_key,
+            body.model_dump(mode="json") if idempotency_key is not None else None,
+            now,
+            create,
+            lambda job_id: job_queries.get(session, who, job_id, detail=False),
+        )
+    headers = {"Idempotent-Replayed": "true"} if replayed else None
+    return Response(view.model_dump_json(), 201, headers, "application/json")
 
 
 @router.get("/jobs")
