@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["Reservation", "allows", "shadow"]
+__all__ = ["Reservation", "allows", "shadow", "shadow_at"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +35,16 @@ def shadow(free: int, running: Sequence[tuple[float, object, int]], width: int) 
     Raises:
         ValueError: ``width`` never fits, even once every running job has ended.
     """
+    start, extra = shadow_at(free, running, width)
+    return Reservation(start, extra)
+
+
+def shadow_at(free: int, running: Sequence[tuple[Any, object, int]], width: int) -> tuple[Any, int]:
+    """:func:`shadow` as a plain ``(start, extra)`` tuple, for the simulator's hot loop.
+
+    ``start`` is the predicted end as given (an ``int`` for integer ends), or ``-inf`` when
+    ``width`` fits now. Same arguments and errors as :func:`shadow`.
+    """
     avail = free
     for i, (end, _, units) in enumerate(running):
         avail += units
@@ -42,9 +53,9 @@ def shadow(free: int, running: Sequence[tuple[float, object, int]], width: int) 
                 if later_end != end:
                     break
                 avail += later_units
-            return Reservation(end, avail - width)
+            return end, avail - width
     if free >= width:
-        return Reservation(float("-inf"), free - width)
+        return float("-inf"), free - width
     raise ValueError(f"{width} units never fit: {avail} in all")
 
 

@@ -1,23 +1,27 @@
-"""`aif sim`: replay workload traces through the federation's policies."""
+"""`aif sim`: replay workload traces through the federation's policies.
+
+Imports are inside the commands: this module is loaded for every `aif sim ...` (help
+included), and a run needs only the reader of its trace format and the engine.
+"""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from aifactory.errors import Invalid
-from aifactory.sim.machine import InvariantViolation
-from aifactory.sim.model import SiteSpec, Trace
-from aifactory.sim.runner import RunOutcome, load_trace, run_trace
-from aifactory.sim.sites import load_sites
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from aifactory.sim.model import SiteSpec, Trace
+    from aifactory.sim.runner import RunOutcome
+    from aifactory.sim.sweep import Scenario, ScenarioResult
 
 app = typer.Typer(help="Simulate workload traces through scheduling and placement policies.")
 out_console = Console()
@@ -77,6 +81,8 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 @contextmanager
 def _user_errors() -> Iterator[None]:
     """Bad input: message and exit code 2; a broken invariant is a bug: exit code 1."""
+    from aifactory.sim.machine import InvariantViolation
+
     try:
         yield
     except Invalid as exc:
@@ -85,7 +91,17 @@ def _user_errors() -> Iterator[None]:
         raise _fail(f"simulator invariant violated (please report): {exc}", 1) from None
 
 
+def _sites(path: Path | None, assume_operational: bool) -> list[SiteSpec] | None:
+    if path is None:
+        return None
+    from aifactory.sim.sites import load_sites
+
+    return load_sites(path, assume_operational=assume_operational)
+
+
 def _load(trace: Path, fmt: str, lenient: bool, capacity: int | None, estimate: bool) -> Trace:
+    from aifactory.sim.runner import load_trace
+
     loaded = load_trace(
         trace, fmt, lenient=lenient, capacity=capacity, estimate_from_runtime=estimate
     )
@@ -96,14 +112,24 @@ def _load(trace: Path, fmt: str, lenient: bool, capacity: int | None, estimate: 
 
 @contextmanager
 def _progress(label: str, total: int) -> Iterator[Callable[[int, int], None]]:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    # Redrawn by the updates themselves, not by a refresh thread: a sweep forks its worker
+    # processes while the bar is up, and forking a process with threads is unsafe.
     with Progress(
         TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=err_console, transient=True,
+        console=err_console, transient=True, auto_refresh=False,
     ) as bar:  # fmt: skip
         task = bar.add_task(label, total=total)
 
         def update(done: int, _total: int) -> None:
-            bar.update(task, completed=done)
+            bar.update(task, completed=done, refresh=True)
 
         yield update
 
@@ -111,8 +137,22 @@ def _progress(label: str, total: int) -> Iterator[Callable[[int, int], None]]:
 def _simulate(
     loaded: Trace, policy: str, sites: list[SiteSpec] | None, placement: str
 ) -> RunOutcome:
+    from aifactory.sim.runner import run_trace
+
     with _progress(f"{policy}", len(loaded.jobs)) as update:
         return run_trace(loaded, policy, sites=sites, placement=placement, progress=update)
+
+
+def _run_scenarios(
+    loaded: Trace, scenarios: list[Scenario], workers: int | None
+) -> list[ScenarioResult]:
+    from aifactory.sim.policies import make_policy
+    from aifactory.sim.sweep import run_scenarios
+
+    for scenario in scenarios:
+        make_policy(scenario.policy)  # a bad name fails here, before any process starts
+    with _progress("scenarios", len(scenarios)) as update:
+        return run_scenarios(loaded, scenarios, workers=workers, progress=update)
 
 
 def _fmt(value: Any) -> str:
@@ -129,6 +169,8 @@ _COLUMNS = (
 
 
 def _table(title: str, first: str, rows: list[tuple[str, dict[str, Any]]]) -> Table:
+    from rich.table import Table
+
     table = Table(title=title)
     table.add_column(first)
     for _, header in _COLUMNS:
@@ -157,7 +199,7 @@ def run(
 ) -> None:
     """Replay one trace with one scheduling policy and report metrics."""
     with _user_errors():
-        specs = load_sites(sites, assume_operational=assume_operational) if sites else None
+        specs = _sites(sites, assume_operational)
         loaded = _load(trace, fmt, lenient, capacity, estimate_from_runtime)
         outcome = _simulate(loaded, policy, specs, placement)
     m = outcome.metrics
@@ -172,6 +214,12 @@ def run(
 
         for path in write_outputs(outcome.result, m, out):
             out_console.print(f"wrote {path}")
+
+
+WorkersOpt = Annotated[
+    int | None,
+    typer.Option("--workers", help="Processes running scenarios (default: one per CPU)."),
+]
 
 
 @app.command()
@@ -190,20 +238,66 @@ def compare(
     fmt: FormatOpt = "auto",
     estimate_from_runtime: EstimateOpt = False,
     assume_operational: OperationalOpt = False,
+    workers: WorkersOpt = None,
 ) -> None:
     """Replay one trace under several policies: one table, one wait-time plot."""
-    from aifactory.sim.output import plot_compare, wait_times
+    from aifactory.sim.sweep import Scenario
 
-    rows: list[tuple[str, dict[str, Any]]] = []
-    waits = {}
     with _user_errors():
-        specs = load_sites(sites, assume_operational=assume_operational) if sites else None
+        specs = _sites(sites, assume_operational)
         loaded = _load(trace, fmt, lenient, capacity, estimate_from_runtime)
-        for policy in policies:
-            outcome = _simulate(loaded, policy, specs, placement)
-            rows.append((policy, outcome.metrics["overall"]))
-            waits[policy] = wait_times(outcome.result)  # jobs are reused by the next run
-    out_console.print(_table(f"{loaded.name}: policies compared", "policy", rows))
+        site_tuple = tuple(specs) if specs else None
+        scenarios = [Scenario(p, p, sites=site_tuple, placement=placement) for p in policies]
+        results = _run_scenarios(loaded, scenarios, workers)
+    _report(f"{loaded.name}: policies compared", "policy", results, out, "compare")
+
+
+@app.command()
+def sweep(
+    trace: TraceOpt,
+    policies: Annotated[
+        list[str] | None, typer.Option("--policy", help="Policies to try (repeat; easy).")
+    ] = None,
+    capacities: Annotated[
+        list[int] | None, typer.Option("--capacity", help="Machine sizes to try (repeat).")
+    ] = None,
+    loads: Annotated[
+        list[float] | None,
+        typer.Option("--load", help="Arrival-rate factors to try (repeat); 1.2 = 20 % busier."),
+    ] = None,
+    lenient: LenientOpt = False,
+    out: Annotated[
+        Path, typer.Option("--out", help="Directory for sweep.png and sweep.json.")
+    ] = Path("sim-sweep"),
+    fmt: FormatOpt = "auto",
+    estimate_from_runtime: EstimateOpt = False,
+    workers: WorkersOpt = None,
+) -> None:
+    """What-if: every combination of policy, machine size and load, run in parallel."""
+    from aifactory.sim.sweep import Scenario
+
+    with _user_errors():
+        loaded = _load(trace, fmt, lenient, None, estimate_from_runtime)
+        sizes: list[int | None] = list(capacities) if capacities else [None]
+        scenarios = [
+            Scenario(f"{p} cap={c or loaded.capacity} load={x:g}", p, c, x)
+            for p in policies or ["easy"]
+            for c in sizes
+            for x in (loads or [1.0])
+        ]
+        results = _run_scenarios(loaded, scenarios, workers)
+    _report(f"{loaded.name}: what-if sweep", "scenario", results, out, "sweep")
+
+
+def _report(title: str, first: str, results: list[ScenarioResult], out: Path, stem: str) -> None:
+    """One table, ``<stem>.json`` (overall metrics per scenario) and ``<stem>.png``."""
+    import json
+
+    from aifactory.sim.output import plot_compare
+
+    rows = [(r.scenario.name, r.metrics["overall"]) for r in results]
+    out_console.print(_table(title, first, rows))
     out.mkdir(parents=True, exist_ok=True)
-    (out / "compare.json").write_text(json.dumps(dict(rows), indent=2) + "\n", encoding="utf-8")
-    out_console.print(f"wrote {plot_compare(waits, out / 'compare.png')}")
+    (out / f"{stem}.json").write_text(json.dumps(dict(rows), indent=2) + "\n", encoding="utf-8")
+    waits = {r.scenario.name: r.waits for r in results}
+    out_console.print(f"wrote {plot_compare(waits, out / f'{stem}.png')}")

@@ -7,42 +7,58 @@
 
 from __future__ import annotations
 
+from operator import attrgetter
 from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
 
 from aifactory.sim.machine import InvariantViolation
 
 if TYPE_CHECKING:
     from aifactory.sim.engine import SimResult
+    from aifactory.sim.model import Job
 
-__all__ = ["check_invariants"]
+__all__ = ["check_invariants", "job_columns"]
+
+I64 = npt.NDArray[np.int64]
+
+
+def job_columns(jobs: list[Job], names: tuple[str, ...]) -> dict[str, I64]:
+    """The named integer fields of every job as arrays (C-speed reads: no Python loop)."""
+    n = len(jobs)
+    return {k: np.fromiter(map(attrgetter(k), jobs), dtype=np.int64, count=n) for k in names}
 
 
 def check_invariants(result: SimResult) -> None:
     """Raise :class:`InvariantViolation` on the first broken invariant."""
-    deltas: list[list[tuple[int, int]]] = [[] for _ in result.sites]
-    placed = 0
-    for job in result.jobs:
-        if job.site < 0:
-            continue
-        placed += 1
-        if job.start < 0 or job.end != job.start + job.run:
-            raise InvariantViolation(f"job {job.id} did not finish")
-        if job.start < job.submit:
-            raise InvariantViolation(f"job {job.id} started before it was submitted")
-        events = deltas[job.site]
-        events.append((job.start, job.width))
-        events.append((job.end, -job.width))
-    if placed + sum(result.rejected.values()) != len(result.jobs):
+    c = job_columns(result.jobs, ("id", "submit", "start", "end", "run", "width", "site"))
+    placed = c["site"] >= 0
+    unfinished = placed & ((c["start"] < 0) | (c["end"] != c["start"] + c["run"]))
+    if unfinished.any():
+        raise InvariantViolation(f"job {_first(c, unfinished)} did not finish")
+    early = placed & (c["start"] < c["submit"])
+    if early.any():
+        raise InvariantViolation(f"job {_first(c, early)} started before it was submitted")
+    if int(placed.sum()) + sum(result.rejected.values()) != len(result.jobs):
         raise InvariantViolation("some jobs were neither placed nor rejected")
-    for site, events in zip(result.sites, deltas, strict=True):
+    for index, site in enumerate(result.sites):
+        mine = c["site"] == index
+        times = np.concatenate((c["start"][mine], c["end"][mine]))
+        deltas = np.concatenate((c["width"][mine], -c["width"][mine]))
         # Ends sort before starts at equal times: released units are free at the end time.
-        events.sort(key=lambda e: (e[0], e[1]))
-        busy = 0
-        for time, delta in events:
-            busy += delta
-            if busy > site.machine.capacity:
-                raise InvariantViolation(
-                    f"site {site.spec.name} over capacity at t={time}: {busy} units busy"
-                )
+        order = np.lexsort((deltas, times))
+        busy = np.cumsum(deltas[order])
+        over = np.flatnonzero(busy > site.machine.capacity)
+        if over.size:
+            first = order[over[0]]
+            raise InvariantViolation(
+                f"site {site.spec.name} over capacity at t={int(times[first])}: "
+                f"{int(busy[over[0]])} units busy"
+            )
         if site.machine.queue:
             raise InvariantViolation(f"site {site.spec.name} ended with jobs still queued")
+
+
+def _first(c: dict[str, I64], mask: npt.NDArray[np.bool_]) -> int:
+    return int(c["id"][np.flatnonzero(mask)[0]])

@@ -20,11 +20,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from aifactory.errors import Invalid
+from aifactory.sim.fastloop import FAST_POLICIES, run_fast
 from aifactory.sim.machine import InvariantViolation, Machine
 from aifactory.sim.model import Job, SiteSpec
 from aifactory.sim.policies import LocalPolicy, make_policy
 
-__all__ = ["ARRIVAL", "COMPLETION", "Router", "SimResult", "SiteRun", "simulate"]
+__all__ = ["ARRIVAL", "COMPLETION", "Router", "SimResult", "SiteRun", "simulate", "validate_jobs"]
 
 COMPLETION = 0
 ARRIVAL = 1
@@ -154,8 +155,13 @@ def make_sites(specs: Sequence[SiteSpec], default_policy: str) -> list[SiteRun]:
     ]
 
 
-def _validate(jobs: list[Job]) -> None:
-    """Schedulers rely on these; the trace readers guarantee them, hand-made jobs might not."""
+def validate_jobs(jobs: list[Job]) -> None:
+    """Refuse jobs the schedulers cannot take (the trace readers never make them).
+
+    Raises:
+        Invalid: Naming the first job with width < 1, run time < 0 or beyond its requested
+            time, or submitted before the job ahead of it.
+    """
     last = -1
     for job in jobs:
         if job.width < 1 or job.run < 0 or job.run > job.req or job.submit < last:
@@ -173,6 +179,7 @@ def simulate(
     router: Router | None = None,
     progress: Progress | None = None,
     check: bool = True,
+    fast: bool = True,
 ) -> SimResult:
     """Replay jobs (sorted by submit time) through the sites.
 
@@ -182,16 +189,26 @@ def simulate(
         router: Chooses a site per arriving job; ``None`` sends every job to site 0.
         progress: Called now and then with (jobs finished, jobs in all).
         check: Verify the run's invariants afterwards (cheap; see :mod:`aifactory.sim.checks`).
+        fast: Use :mod:`aifactory.sim.fastloop` when it applies (one site, no router, FCFS or
+            EASY); ``False`` forces the general engine (the fast path is tested against it).
 
     Raises:
         InvariantViolation: A scheduling invariant broke.
     """
-    _validate(jobs)
-    for job in jobs:
-        job.start = job.end = job.site = -1
-    engine = _Engine(jobs, sites, router, progress)
-    engine.run()
-    result = SimResult(jobs, sites, engine.rejected)
+    if fast and router is None and len(sites) == 1 and sites[0].policy.name in FAST_POLICIES:
+        site = sites[0]  # run_fast checks the jobs and sets every result field
+        times, busy, queued = run_fast(jobs, site.machine.capacity, site.policy.name, progress)
+        site.times = array("q", times.astype("<i8").tobytes())
+        site.busy = array("q", busy.astype("<i8").tobytes())
+        site.queued = array("q", queued.astype("<i8").tobytes())
+        result = SimResult(jobs, sites, {})
+    else:
+        validate_jobs(jobs)
+        for job in jobs:
+            job.start = job.end = job.site = -1
+        engine = _Engine(jobs, sites, router, progress)
+        engine.run()
+        result = SimResult(jobs, sites, engine.rejected)
     if check:
         from aifactory.sim.checks import check_invariants
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from aifactory.sim.checks import job_columns
 from aifactory.sim.engine import SimResult, SiteRun
 
 __all__ = ["TAU", "binned_series", "compute_metrics", "job_arrays"]
@@ -24,13 +25,12 @@ Array = npt.NDArray[np.int64]
 
 def job_arrays(result: SimResult) -> dict[str, Array]:
     """Columns of the placed jobs: submit, start, end, run, req, width, site, id."""
-    placed = [j for j in result.jobs if j.site >= 0]
-    n = len(placed)
-
-    def col(name: str) -> Array:
-        return np.fromiter((getattr(j, name) for j in placed), dtype=np.int64, count=n)
-
-    return {k: col(k) for k in ("id", "submit", "start", "end", "run", "req", "width", "site")}
+    names = ("id", "submit", "start", "end", "run", "req", "width", "site")
+    columns = job_columns(result.jobs, names)
+    placed = columns["site"] >= 0
+    if placed.all():
+        return columns
+    return {k: v[placed] for k, v in columns.items()}
 
 
 def _job_stats(a: dict[str, Array]) -> dict[str, float]:
