@@ -9,10 +9,17 @@ from datetime import UTC, date, datetime, time
 from decimal import Decimal
 
 from pydantic import BaseModel
-from sqlalchemy import ColumnElement, and_, case, func, select, true
+from sqlalchemy import ColumnElement, Date, FromClause, and_, case, cast, func, select, true
 from sqlalchemy.orm import Session
 
-from aifactory.db.models import Allocation, Factory, LedgerRow, Organisation, Project
+from aifactory.db.models import (
+    Allocation,
+    Factory,
+    LedgerDay,
+    LedgerRow,
+    Organisation,
+    Project,
+)
 from aifactory.domain.enums import LedgerKind
 from aifactory.domain.ledger import FundingSplit, attribute, from_milli
 from aifactory.errors import Invalid
@@ -140,32 +147,93 @@ def _running_totals(a: Allocation) -> dict[str, int]:
 def _ranged_totals(
     session: Session, ids: list[int], start: date | None, end: date | None
 ) -> dict[int, dict[str, int]]:
+    """Totals for a date range from the per-day sums (``ledger_days``), not the entries.
+
+    A range is whole UTC days (``start`` 00:00 to ``end`` 23:59:59.999999), so an entry falls
+    in it exactly when its UTC day does: the day sums give the entries' totals to the
+    milli-GPU-hour (``ranged_totals_from_entries`` is the same report read from the entries).
+    """
+    in_time = LedgerDay.day <= end if end else true()
+    in_range = LedgerDay.day >= start if start else true()
+    return _totals(session, LedgerDay.__table__, ids, in_time, in_range)
+
+
+def ranged_totals_from_entries(
+    session: Session, ids: list[int], start: date | None, end: date | None
+) -> dict[int, dict[str, int]]:
+    """``_ranged_totals`` summed from every ledger entry: the reference the day sums are
+    checked against (tests, ``audit_days``, the benchmark's before figure)."""
     until = datetime.combine(end, time.max, UTC) if end else None
     since = datetime.combine(start, time.min, UTC) if start else None
-    in_time: ColumnElement[bool] = LedgerRow.at <= until if until else true()
-    in_range: ColumnElement[bool] = LedgerRow.at >= since if since else true()
+    in_time = LedgerRow.at <= until if until else true()
+    in_range = LedgerRow.at >= since if since else true()
+    return _totals(session, LedgerRow.__table__, ids, in_time, in_range)
+
+
+def _totals(
+    session: Session,
+    table: FromClause,
+    ids: list[int],
+    in_time: ColumnElement[bool],
+    in_range: ColumnElement[bool],
+) -> dict[int, dict[str, int]]:
+    """Granted, reserved and remaining as of the end of the range (``in_time``); used
+    (charges) only within it (``in_range``), per allocation of ``ids``."""
+    kind, amount = table.c.kind, table.c.amount_milli
 
     def total(
         kinds: tuple[LedgerKind, ...], condition: ColumnElement[bool] | None = None
     ) -> ColumnElement[int]:
-        cond = and_(LedgerRow.kind.in_(kinds), condition if condition is not None else true())
-        return func.coalesce(func.sum(case((cond, LedgerRow.amount_milli), else_=0)), 0)
+        cond = and_(kind.in_(kinds), condition if condition is not None else true())
+        return func.coalesce(func.sum(case((cond, amount), else_=0)), 0)
 
     query = (
         select(
-            LedgerRow.allocation_id,
+            table.c.allocation_id,
             total((LedgerKind.GRANT, LedgerKind.ADJUST)),
             total((LedgerKind.CHARGE,), in_range),
             total((LedgerKind.RESERVE, LedgerKind.RELEASE)),
-            func.coalesce(func.sum(LedgerRow.amount_milli), 0),
+            func.coalesce(func.sum(amount), 0),
         )
-        .where(LedgerRow.allocation_id.in_(ids), in_time)
-        .group_by(LedgerRow.allocation_id)
+        .where(table.c.allocation_id.in_(ids), in_time)
+        .group_by(table.c.allocation_id)
     )
     return {
         aid: {"granted": int(g), "used": -int(u), "reserved": -int(r), "remaining": int(b)}
         for aid, g, u, r, b in session.execute(query)
     }
+
+
+def audit_days(session: Session) -> list[str]:
+    """Every (allocation, day, kind) whose sum or count differs from its ledger entries; an
+    empty list means the day sums are exact. Reads the whole ledger (an audit, not a report)."""
+    day = func.date(LedgerRow.at) if _is_sqlite(session) else cast(LedgerRow.at, Date)
+    entries = {
+        (a, str(d), k): (int(s), n)
+        for a, d, k, s, n in session.execute(
+            select(
+                LedgerRow.allocation_id,
+                day,
+                LedgerRow.kind,
+                func.sum(LedgerRow.amount_milli),
+                func.count(),
+            ).group_by(LedgerRow.allocation_id, day, LedgerRow.kind)
+        )
+    }
+    days = {
+        (d.allocation_id, d.day.isoformat(), d.kind): (d.amount_milli, d.entries)
+        for d in session.scalars(select(LedgerDay))
+    }
+    return [
+        f"allocation {key[0]} {key[1]} {key[2]}: days hold {days.get(key)}, "
+        f"entries sum to {entries.get(key)} (amount, entries)"
+        for key in sorted(entries.keys() | days.keys())
+        if entries.get(key) != days.get(key)
+    ]
+
+
+def _is_sqlite(session: Session) -> bool:
+    return session.get_bind().dialect.name == "sqlite"
 
 
 def to_csv(report: Report) -> str:

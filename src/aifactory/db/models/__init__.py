@@ -3,6 +3,7 @@
 from aifactory.db.models.access import (
     Allocation,
     Event,
+    LedgerDay,
     LedgerRow,
     Project,
     ProjectMember,
@@ -56,6 +57,7 @@ __all__ = [
     "JobAttempt",
     "JobTransition",
     "Lease",
+    "LedgerDay",
     "LedgerRow",
     "Membership",
     "Organisation",

@@ -164,6 +164,24 @@ class LedgerRow(Base):
     note: Mapped[str] = mapped_column(Text, default="")
 
 
+class LedgerDay(Base):
+    """The ledger summed per allocation, UTC day and kind: what a dated usage report reads.
+
+    Kept exact by database triggers on ``ledger_entries`` (migration 0009), never by Python:
+    every insert (also a bulk ``COPY``), update and delete of an entry adds its difference in
+    the same transaction, so the two cannot drift whoever writes. ``entries`` counts the rows
+    summed (the audit compares both with the entries themselves).
+    """
+
+    __tablename__ = "ledger_days"
+
+    allocation_id: Mapped[int] = mapped_column(ForeignKey("allocations.id"), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    amount_milli: Mapped[int] = mapped_column(BigInteger)
+    entries: Mapped[int] = mapped_column(Integer)
+
+
 class Event(Base):
     """Notable things users should hear about (budget warnings, hard stops, expiries)."""
 

@@ -26,7 +26,8 @@ from aifactory.db.types import UTCDateTime, utcnow
 class Job(Base):
     __tablename__ = "jobs"
     __table_args__ = (
-        Index("ix_jobs_factory_state", "factory_id", "state"),
+        # Submissions sum active jobs' GPUs per factory from this index alone (0010).
+        Index("ix_jobs_busy", "factory_id", "state", "partition_id", "gpus"),
         Index("ix_jobs_project_id", "project_code", "id"),
         Index("ix_jobs_state_id", "state", "id"),
         Index("ix_jobs_allocation_id", "allocation_id"),
