@@ -61,12 +61,12 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
         """Liveness; the only endpoint that needs no token."""
         return Health(status="ok", version=aifactory.__version__)
 
+    api.include_router(jobs.router)  # first: routes are matched in order, submissions most often
     api.include_router(registry.router)
     api.include_router(identity.router)
     api.include_router(site_accounts.router)
     api.include_router(access.router)
     api.include_router(projects.router)
-    api.include_router(jobs.router)
     api.include_router(status.router)
     api.include_router(audit.router)
     app.include_router(api)

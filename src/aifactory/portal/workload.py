@@ -16,7 +16,7 @@ from aifactory.domain.jobspec import MAX_SPEC_BYTES, parse_spec
 from aifactory.errors import Invalid
 from aifactory.portal.charts import burn_down
 from aifactory.portal.web import CurrentUser, FormErrors, PortalRoute, attempt, redirect, render
-from aifactory.services import candidates, job_queries, jobs, projects
+from aifactory.services import candidates, job_queries, projects, submissions
 from aifactory.services.sessions import SignedIn
 from aifactory.services.sites import load_sites
 from aifactory.services.views import FactoryView
@@ -148,7 +148,7 @@ def submit_job(
     errors = FormErrors({"spec"})
 
     def submit() -> int:
-        submitted = jobs.submit(
+        submitted = submissions.submit(
             session, user.principal, _spec(spec, code), now, site_capacity(request, session)
         )
         return submitted.job.id

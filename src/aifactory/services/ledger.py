@@ -8,11 +8,13 @@ transaction.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import date, datetime
+from typing import cast
 
-from sqlalchemy import bindparam, event, func, select, update
+from sqlalchemy import Table, bindparam, event, func, insert, select, update
 from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy.orm.util import identity_key
 
 from aifactory.db.models import Allocation, Event, Job, LedgerRow
 from aifactory.db.types import utcnow
@@ -56,6 +58,7 @@ def _forget_locks(session: Session, transaction: SessionTransaction) -> None:
     # own inner transaction, neither of these, ends with every flush: the locks stay.)
     if transaction.parent is None or transaction.nested:
         session.info.pop(_LOCKED, None)
+        session.info.pop(_HELD, None)
 
 
 def lock(session: Session, allocation_id: int) -> Allocation:
@@ -74,6 +77,129 @@ def lock(session: Session, allocation_id: int) -> Allocation:
         raise NotFound(f"allocation {allocation_id} not found")
     locked[allocation_id] = allocation
     return allocation
+
+
+# --- the submission path: Core statements on a held row --------------------------------------
+
+_A, _L = cast(Table, Allocation.__table__), cast(Table, LedgerRow.__table__)
+_TOTALS = (
+    _A.c.status,
+    _A.c.granted_milli,
+    _A.c.used_milli,
+    _A.c.reserved_milli,
+    _A.c.expired_milli,
+)
+_HOLD_SQLITE = (
+    update(_A).where(_A.c.id == bindparam("aid")).values(status=_A.c.status).returning(*_TOTALS)
+)
+_HOLD = select(*_TOTALS).where(_A.c.id == bindparam("aid")).with_for_update()
+_SET_RESERVED = (
+    update(_A)
+    .where(_A.c.id == bindparam("aid"))
+    .values(reserved_milli=bindparam("reserved"), usage_level=bindparam("level"))
+)
+_HELD = "aif_ledger_held"
+
+
+@dataclass
+class Held:
+    """An allocation's totals as the transaction that locked its row sees them."""
+
+    allocation_id: int
+    status: str
+    books: rules.LedgerState
+
+
+def hold(session: Session, allocation_id: int) -> Held:
+    """Lock the allocation's row (once per transaction, as ``lock``) and read its totals, in
+    one Core statement: the submission path, which keeps no ORM allocation in the session."""
+    held: dict[int, Held] = session.info.setdefault(_HELD, {})
+    if allocation_id in held:
+        return held[allocation_id]
+    if session.info.get(_LOCKED):
+        session.flush()  # an ORM lock() earlier in the transaction: its changes first
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    row = session.connection().execute(_HOLD_SQLITE if sqlite else _HOLD, {"aid": allocation_id})
+    found = row.first()
+    if found is None:
+        raise NotFound(f"allocation {allocation_id} not found")
+    status, granted, used, reserved, expired = found
+    books = rules.LedgerState(granted or 0, used or 0, reserved or 0, expired or 0)
+    held[allocation_id] = Held(allocation_id, status, books)
+    return held[allocation_id]
+
+
+def shortfall(held: Held, amount: int, promised: int = 0) -> str | None:
+    """Why ``amount`` more cannot be reserved on a held allocation on top of ``promised``
+    (what the transaction is about to reserve there first), or None if it can."""
+    if held.status != "active":
+        return f"allocation {held.allocation_id} is {held.status}"
+    if amount <= 0:
+        return None
+    books = held.books
+    try:
+        rules.check_reserve(replace(books, reserved=books.reserved + promised), amount)
+    except QuotaExceeded as exc:
+        return exc.message
+    return None
+
+
+def reserve_held(
+    session: Session, held: Held, amounts: list[tuple[int, JobAttempt]], actor: str
+) -> None:
+    """Reserve for several jobs on a held allocation: one UPDATE of its totals and one
+    multi-row INSERT of the entries, checked entry by entry with the pure rules.
+
+    Raises:
+        QuotaExceeded: The allocation is not active, or an amount exceeds what remains (the
+            transaction must then roll back: nothing is half-written that it keeps).
+    """
+    if held.status != "active":
+        raise QuotaExceeded(f"allocation {held.allocation_id} is {held.status}")
+    before = books = held.books
+    rows, at = [], utcnow()
+    for amount, (job_id, attempt) in amounts:
+        entry = rules.check_reserve(books, amount)
+        books = rules.fold(books, entry)
+        job = (job_id, attempt)
+        rows.append(_entry_row(held.allocation_id, entry, actor, at, job, f"job:{job_id}"))
+    if not rows:
+        return
+    level = rules.usage_level(books)
+    conn = session.connection()
+    conn.execute(
+        _SET_RESERVED, {"aid": held.allocation_id, "reserved": books.reserved, "level": level}
+    )
+    conn.execute(insert(_L), rows)
+    for crossed in rules.crossed_levels(before, books):
+        kind, message = _LEVEL_EVENTS[crossed]
+        _event(session, kind, held.allocation_id, f"{message}: {books.describe()}")
+    stale = session.identity_map.get(identity_key(Allocation, held.allocation_id))
+    if stale is not None:
+        session.expire(stale)  # the row changed beneath an ORM copy of it
+    held.books = books
+
+
+def _entry_row(
+    allocation_id: int,
+    entry: rules.LedgerEntry,
+    actor: str,
+    at: datetime,
+    job: JobAttempt | None,
+    job_ref: str | None,
+    note: str = "",
+) -> dict[str, object]:
+    return {
+        "allocation_id": allocation_id,
+        "kind": entry.kind,
+        "amount_milli": entry.amount,
+        "at": at,
+        "actor": actor,
+        "job_ref": job_ref,
+        "job_id": job[0] if job else None,
+        "attempt": job[1] if job else None,
+        "note": note,
+    }
 
 
 def state(session: Session, allocation_id: int) -> rules.LedgerState:
@@ -148,28 +274,6 @@ def settle(
     if expiry is not None:  # hours released after the end date expire at once
         current = _append(session, allocation, current, expiry, actor, job_ref, "after end")
     return current, settlement.uncharged
-
-
-def check_reserve(
-    session: Session, allocation_id: int, amount: int, promised: int = 0
-) -> str | None:
-    """Lock the allocation and say why ``amount`` more cannot be reserved there on top of
-    ``promised`` (what this transaction is about to reserve there first), or None if it can.
-
-    Nothing is written: a submission decides where its jobs go first, stores them, then
-    ``reserve``s under the lock this took.
-    """
-    allocation = lock(session, allocation_id)
-    if allocation.status != "active":
-        return f"allocation {allocation_id} is {allocation.status}"
-    if amount <= 0:
-        return None
-    before = _totals(allocation)
-    try:
-        rules.check_reserve(replace(before, reserved=before.reserved + promised), amount)
-    except QuotaExceeded as exc:
-        return exc.message
-    return None
 
 
 def reserve(
@@ -254,19 +358,10 @@ def _append(
     after = rules.fold(before, entry)
     allocation.granted_milli, allocation.used_milli = after.granted, after.used
     allocation.reserved_milli, allocation.expired_milli = after.reserved, after.expired
-    session.add(
-        LedgerRow(
-            allocation_id=allocation.id,
-            kind=entry.kind,
-            amount_milli=entry.amount,
-            at=at or utcnow(),
-            actor=actor,
-            job_ref=job_ref,
-            job_id=job[0] if job else None,
-            attempt=job[1] if job else None,
-            note=note,
-        )
-    )
+    row = _entry_row(allocation.id, entry, actor, at or utcnow(), job, job_ref, note)
+    # Written now, as a plain INSERT: nothing reads the row back in this transaction, so
+    # the unit of work need not fetch its id.
+    session.execute(insert(LedgerRow), [row])
     for level in rules.crossed_levels(before, after):
         kind, message = _LEVEL_EVENTS[level]
         _event(session, kind, allocation.id, f"{message}: {after.describe()}")

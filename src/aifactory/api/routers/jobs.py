@@ -19,7 +19,7 @@ from aifactory.api.errors import ERROR_RESPONSES
 from aifactory.api.params import IdPath, IdQuery
 from aifactory.domain.jobs import JobState
 from aifactory.domain.jobspec import JobSpec
-from aifactory.services import idempotency, job_queries, jobs
+from aifactory.services import idempotency, job_queries, submissions
 from aifactory.services.job_views import JobPage, JobView, LogChunk, PlacementView
 
 router = APIRouter(tags=["jobs"], responses=ERROR_RESPONSES)
@@ -43,7 +43,9 @@ def submit_job(
     with get_db(request).session() as session:
 
         def create() -> JobView:
-            job, names = jobs.submit(session, who, body, now, site_capacity(request, session))
+            job, names = submissions.submit(
+                session, who, body, now, site_capacity(request, session)
+            )
             return job_queries.view(session, job, detail=False, names=names)
 
         view, replayed = idempotency.once(
