@@ -1,42 +1,50 @@
-"""Typed HTTP client for the aifactory API, used by the CLI, the tests and users' scripts."""
+"""Typed HTTP client for the aifactory API, used by the CLI, the tests and users' scripts.
+
+Each method imports the response model it returns when it is called: some of those models sit
+beside server-side code that loads SQLAlchemy, and a CLI command (`aif jobs list`) should load
+only what it shows (see ``tests/unit/test_cli_imports.py``).
+"""
 
 from __future__ import annotations
 
+import ssl
 import time
 import uuid
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel, TypeAdapter
 
 from aifactory import errors
-from aifactory.services.access_views import (
-    AllocationView,
-    CallView,
-    DecisionBatchView,
-    EligibilityView,
-    LedgerEntryView,
-    ProjectView,
-    ProposalView,
-    Report,
-)
-from aifactory.services.audit import AuditPage
-from aifactory.services.health import SystemHealth
-from aifactory.services.job_views import JobPage, JobView, LogChunk, PlacementView
-from aifactory.services.site_accounts import SiteAccountView
-from aifactory.services.throttle import LockoutView
-from aifactory.services.views import (
-    CountryView,
-    FactoryView,
-    FederationSummary,
-    NewToken,
-    OrganisationView,
-    TokenView,
-    UserView,
-)
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from aifactory.services.access_views import (
+        AllocationView,
+        CallView,
+        DecisionBatchView,
+        EligibilityView,
+        LedgerEntryView,
+        ProjectView,
+        ProposalView,
+        Report,
+    )
+    from aifactory.services.audit import AuditPage
+    from aifactory.services.health import SystemHealth
+    from aifactory.services.job_views import JobPage, JobView, LogChunk, PlacementView
+    from aifactory.services.site_accounts import SiteAccountView
+    from aifactory.services.throttle import LockoutView
+    from aifactory.services.views import (
+        CountryView,
+        FactoryView,
+        FederationSummary,
+        NewToken,
+        OrganisationView,
+        TokenView,
+        UserView,
+    )
+
+M = TypeVar("M", bound=BaseModel)
 #: Tries of a create request (same Idempotency-Key) while its outcome is unknown.
 CREATE_ATTEMPTS = 5
 #: The longest wait between two tries, seconds (a longer Retry-After is cut to this).
@@ -73,6 +81,7 @@ class Client:
             headers=headers,
             timeout=timeout,
             transport=transport,
+            verify=_tls_for(self.base_url),
         )
 
     def close(self) -> None:
@@ -103,11 +112,15 @@ class Client:
             f"{times}); is `aif serve` running?"
         )
 
-    def _call(self, method: str, path: str, model: Any, **kwargs: Any) -> Any:
-        response = self._send(method, path, **kwargs)
-        return TypeAdapter(model).validate_python(response.json())
+    def _call(self, method: str, path: str, model: type[M], **kwargs: Any) -> M:
+        return model.model_validate(self._send(method, path, **kwargs).json())
 
-    def _create(self, path: str, model: Any, body: Any, key: str | None) -> Any:
+    def _call_list(self, method: str, path: str, model: type[M], **kwargs: Any) -> list[M]:
+        return TypeAdapter(list[model]).validate_python(  # type: ignore[valid-type]
+            self._send(method, path, **kwargs).json()
+        )
+
+    def _create(self, path: str, model: type[M], body: Any, key: str | None) -> M:
         """POST a create request with an ``Idempotency-Key``, sent again with the same key
         while its outcome is unknown: a dropped connection, a timeout, or a 503."""
         headers = {"Idempotency-Key": key or str(uuid.uuid4())}
@@ -124,189 +137,211 @@ class Client:
             time.sleep(_retry_after(response, attempt))
         if response.status_code >= 400:
             raise _error_from(response)
-        return TypeAdapter(model).validate_python(response.json())
+        return model.model_validate(response.json())
 
     # --- registry ---
 
     def status(self) -> SystemHealth:
         """Controllers, site leases and contact, hand-over backlog (staff only)."""
-        result: SystemHealth = self._call("GET", "/status", SystemHealth)
-        return result
+        from aifactory.services.health import SystemHealth
+
+        return self._call("GET", "/status", SystemHealth)
 
     def health(self) -> dict[str, str]:
-        result: dict[str, str] = self._call("GET", "/health", dict[str, str])
-        return result
+        health = self._send("GET", "/health").json()
+        return TypeAdapter(dict[str, str]).validate_python(health)
 
     def federation_summary(self) -> FederationSummary:
-        result: FederationSummary = self._call("GET", "/federation/summary", FederationSummary)
-        return result
+        from aifactory.services.views import FederationSummary
+
+        return self._call("GET", "/federation/summary", FederationSummary)
 
     def list_countries(self) -> list[CountryView]:
-        result: list[CountryView] = self._call("GET", "/countries", list[CountryView])
-        return result
+        from aifactory.services.views import CountryView
+
+        return self._call_list("GET", "/countries", CountryView)
 
     def list_factories(self) -> list[FactoryView]:
-        result: list[FactoryView] = self._call("GET", "/factories", list[FactoryView])
-        return result
+        from aifactory.services.views import FactoryView
+
+        return self._call_list("GET", "/factories", FactoryView)
 
     def get_factory(self, name: str) -> FactoryView:
-        result: FactoryView = self._call("GET", f"/factories/{_q(name)}", FactoryView)
-        return result
+        from aifactory.services.views import FactoryView
+
+        return self._call("GET", f"/factories/{_q(name)}", FactoryView)
 
     def create_factory(self, spec: dict[str, Any] | BaseModel) -> FactoryView:
-        result: FactoryView = self._call("POST", "/factories", FactoryView, json=_body(spec))
-        return result
+        from aifactory.services.views import FactoryView
+
+        return self._call("POST", "/factories", FactoryView, json=_body(spec))
 
     def update_factory(self, name: str, changes: dict[str, Any]) -> FactoryView:
+        from aifactory.services.views import FactoryView
+
         path = f"/factories/{_q(name)}"
-        result: FactoryView = self._call("PATCH", path, FactoryView, json=changes)
-        return result
+        return self._call("PATCH", path, FactoryView, json=changes)
 
     # --- identity ---
 
     def me(self) -> UserView:
-        result: UserView = self._call("GET", "/me", UserView)
-        return result
+        from aifactory.services.views import UserView
+
+        return self._call("GET", "/me", UserView)
 
     def create_user(self, **fields: Any) -> UserView:
-        result: UserView = self._call("POST", "/users", UserView, json=fields)
-        return result
+        from aifactory.services.views import UserView
+
+        return self._call("POST", "/users", UserView, json=fields)
 
     def grant_role(self, username: str, role: str, factory: str | None = None) -> UserView:
+        from aifactory.services.views import UserView
+
         body = {"role": role, "factory": factory}
         path = f"/users/{_q(username)}/roles"
-        result: UserView = self._call("POST", path, UserView, json=body)
-        return result
+        return self._call("POST", path, UserView, json=body)
 
     def create_organisation(self, **fields: Any) -> OrganisationView:
-        result: OrganisationView = self._call(
-            "POST", "/organisations", OrganisationView, json=fields
-        )
-        return result
+        from aifactory.services.views import OrganisationView
+
+        return self._call("POST", "/organisations", OrganisationView, json=fields)
 
     def create_token(
         self, name: str = "cli", username: str | None = None, ttl_days: int | None = None
     ) -> NewToken:
+        from aifactory.services.views import NewToken
+
         body = {"name": name, "username": username, "ttl_days": ttl_days}
-        result: NewToken = self._call("POST", "/tokens", NewToken, json=body)
-        return result
+        return self._call("POST", "/tokens", NewToken, json=body)
 
     def set_password(self, username: str, password: str, current: str | None = None) -> None:
         body = {"password": password, "current_password": current}
         self._send("PUT", f"/users/{_q(username)}/password", json=body)
 
     def list_tokens(self) -> list[TokenView]:
-        result: list[TokenView] = self._call("GET", "/tokens", list[TokenView])
-        return result
+        from aifactory.services.views import TokenView
+
+        return self._call_list("GET", "/tokens", TokenView)
 
     def revoke_token(self, token_id: int) -> TokenView:
-        result: TokenView = self._call("DELETE", f"/tokens/{token_id}", TokenView)
-        return result
+        from aifactory.services.views import TokenView
+
+        return self._call("DELETE", f"/tokens/{token_id}", TokenView)
 
     def list_site_accounts(self, username: str) -> list[SiteAccountView]:
+        from aifactory.services.site_accounts import SiteAccountView
+
         path = f"/users/{_q(username)}/site-accounts"
-        result: list[SiteAccountView] = self._call("GET", path, list[SiteAccountView])
-        return result
+        return self._call_list("GET", path, SiteAccountView)
 
     def set_site_account(self, username: str, factory: str, login: str) -> SiteAccountView:
+        from aifactory.services.site_accounts import SiteAccountView
+
         path = f"/users/{_q(username)}/site-accounts/{_q(factory)}"
-        result: SiteAccountView = self._call("PUT", path, SiteAccountView, json={"login": login})
-        return result
+        return self._call("PUT", path, SiteAccountView, json={"login": login})
 
     def remove_site_account(self, username: str, factory: str) -> None:
         self._send("DELETE", f"/users/{_q(username)}/site-accounts/{_q(factory)}")
 
     def audit_log(self, **filters: Any) -> AuditPage:
+        from aifactory.services.audit import AuditPage
+
         params = {k: str(v) for k, v in filters.items() if v is not None}
-        result: AuditPage = self._call("GET", "/audit", AuditPage, params=params)
-        return result
+        return self._call("GET", "/audit", AuditPage, params=params)
 
     def lockouts(self) -> list[LockoutView]:
-        result: list[LockoutView] = self._call("GET", "/lockouts", list[LockoutView])
-        return result
+        from aifactory.services.throttle import LockoutView
+
+        return self._call_list("GET", "/lockouts", LockoutView)
 
     def unlock(self, key: str) -> LockoutView:
-        result: LockoutView = self._call("DELETE", f"/lockouts/{_q(key)}", LockoutView)
-        return result
+        from aifactory.services.throttle import LockoutView
+
+        return self._call("DELETE", f"/lockouts/{_q(key)}", LockoutView)
 
     # --- access ---
 
     def list_calls(
         self, mode: str | None = None, factory: str | None = None, open_only: bool = False
     ) -> list[CallView]:
+        from aifactory.services.access_views import CallView
+
         params = {k: v for k, v in {"mode": mode, "factory": factory}.items() if v}
         params["open_only"] = str(open_only).lower()
-        result: list[CallView] = self._call("GET", "/calls", list[CallView], params=params)
-        return result
+        return self._call_list("GET", "/calls", CallView, params=params)
 
     def get_call(self, call_id: str) -> CallView:
-        result: CallView = self._call("GET", f"/calls/{_q(call_id)}", CallView)
-        return result
+        from aifactory.services.access_views import CallView
+
+        return self._call("GET", f"/calls/{_q(call_id)}", CallView)
 
     def check_eligibility(self, **fields: Any) -> EligibilityView:
-        result: EligibilityView = self._call(
-            "POST", "/eligibility/check", EligibilityView, json=_jsonable(fields)
-        )
-        return result
+        from aifactory.services.access_views import EligibilityView
+
+        return self._call("POST", "/eligibility/check", EligibilityView, json=_jsonable(fields))
 
     def create_proposal(self, idempotency_key: str | None = None, **fields: Any) -> ProposalView:
         """A draft proposal; a dropped connection is retried without creating a second one."""
-        result: ProposalView = self._create(
-            "/proposals", ProposalView, _jsonable(fields), idempotency_key
-        )
-        return result
+        from aifactory.services.access_views import ProposalView
+
+        return self._create("/proposals", ProposalView, _jsonable(fields), idempotency_key)
 
     def proposal_action(
         self, proposal_id: int, action: str, body: dict[str, Any] | None = None
     ) -> ProposalView:
         """``submit``, ``withdraw``, ``assessment``, ``reviewers``, ``reviews`` or ``decision``."""
+        from aifactory.services.access_views import ProposalView
+
         path = f"/proposals/{proposal_id}/{action}"
-        result: ProposalView = self._call(
+        return self._call(
             "POST", path, ProposalView, json=_jsonable(body) if body is not None else None
         )
-        return result
 
     def get_proposal(self, proposal_id: int) -> ProposalView:
-        result: ProposalView = self._call("GET", f"/proposals/{proposal_id}", ProposalView)
-        return result
+        from aifactory.services.access_views import ProposalView
+
+        return self._call("GET", f"/proposals/{proposal_id}", ProposalView)
 
     def list_proposals(self, status: str | None = None) -> list[ProposalView]:
+        from aifactory.services.access_views import ProposalView
+
         params = {"status": status} if status else {}
-        result: list[ProposalView] = self._call(
-            "GET", "/proposals", list[ProposalView], params=params
-        )
-        return result
+        return self._call_list("GET", "/proposals", ProposalView, params=params)
 
     def decide_cutoff(self, call_id: str, cutoff: str) -> DecisionBatchView:
+        from aifactory.services.access_views import DecisionBatchView
+
         path = f"/calls/{_q(call_id)}/decisions"
-        result: DecisionBatchView = self._call(
-            "POST", path, DecisionBatchView, json={"cutoff": cutoff}
-        )
-        return result
+        return self._call("POST", path, DecisionBatchView, json={"cutoff": cutoff})
 
     def get_project(self, code: str) -> ProjectView:
-        result: ProjectView = self._call("GET", f"/projects/{_q(code)}", ProjectView)
-        return result
+        from aifactory.services.access_views import ProjectView
+
+        return self._call("GET", f"/projects/{_q(code)}", ProjectView)
 
     def list_projects(self) -> list[ProjectView]:
-        result: list[ProjectView] = self._call("GET", "/projects", list[ProjectView])
-        return result
+        from aifactory.services.access_views import ProjectView
+
+        return self._call_list("GET", "/projects", ProjectView)
 
     def get_allocation(self, allocation_id: int) -> AllocationView:
-        result: AllocationView = self._call("GET", f"/allocations/{allocation_id}", AllocationView)
-        return result
+        from aifactory.services.access_views import AllocationView
+
+        return self._call("GET", f"/allocations/{allocation_id}", AllocationView)
 
     def get_ledger(self, allocation_id: int) -> list[LedgerEntryView]:
+        from aifactory.services.access_views import LedgerEntryView
+
         path = f"/allocations/{allocation_id}/ledger"
-        result: list[LedgerEntryView] = self._call("GET", path, list[LedgerEntryView])
-        return result
+        return self._call_list("GET", path, LedgerEntryView)
 
     def usage_report(
         self, group_by: str, start: str | None = None, end: str | None = None
     ) -> Report:
+        from aifactory.services.access_views import Report
+
         params = _report_params(group_by, start, end)
-        result: Report = self._call("GET", "/reports/usage", Report, params=params)
-        return result
+        return self._call("GET", "/reports/usage", Report, params=params)
 
     def usage_report_csv(
         self, group_by: str, start: str | None = None, end: str | None = None
@@ -319,8 +354,9 @@ class Client:
     def submit_job(self, spec: dict[str, Any], idempotency_key: str | None = None) -> JobView:
         """Submit once: a dropped connection is retried with the same ``Idempotency-Key``
         (a new UUID unless given), so the server creates one job at most."""
-        result: JobView = self._create("/jobs", JobView, spec, idempotency_key)
-        return result
+        from aifactory.services.job_views import JobView
+
+        return self._create("/jobs", JobView, spec, idempotency_key)
 
     def list_jobs(
         self,
@@ -330,34 +366,49 @@ class Client:
         before: int | None = None,
         array: int | None = None,
     ) -> JobPage:
+        from aifactory.services.job_views import JobPage
+
         params: dict[str, Any] = {"limit": limit}
         wanted = {"project": project, "state": state, "before": before, "array": array}
         params.update({k: v for k, v in wanted.items() if v is not None})
-        result: JobPage = self._call("GET", "/jobs", JobPage, params=params)
-        return result
+        return self._call("GET", "/jobs", JobPage, params=params)
 
     def get_job(self, job_id: int) -> JobView:
-        result: JobView = self._call("GET", f"/jobs/{job_id}", JobView)
-        return result
+        from aifactory.services.job_views import JobView
+
+        return self._call("GET", f"/jobs/{job_id}", JobView)
 
     def cancel_job(self, job_id: int, whole_array: bool = False) -> JobView:
+        from aifactory.services.job_views import JobView
+
         params = {"array": "true"} if whole_array else None
-        result: JobView = self._call("POST", f"/jobs/{job_id}/cancel", JobView, params=params)
-        return result
+        return self._call("POST", f"/jobs/{job_id}/cancel", JobView, params=params)
 
     def why_job(self, job_id: int) -> PlacementView:
-        result: PlacementView = self._call("GET", f"/jobs/{job_id}/why", PlacementView)
-        return result
+        from aifactory.services.job_views import PlacementView
+
+        return self._call("GET", f"/jobs/{job_id}/why", PlacementView)
 
     def job_logs(
         self, job_id: int, offset: int = 0, stream: str = "stdout", attempt: int | None = None
     ) -> LogChunk:
         """A chunk of the log of ``attempt`` (default: the job's current attempt)."""
+        from aifactory.services.job_views import LogChunk
+
         params: dict[str, str | int] = {"offset": offset, "stream": stream}
         if attempt is not None:
             params["attempt"] = attempt
-        result: LogChunk = self._call("GET", f"/jobs/{job_id}/logs", LogChunk, params=params)
-        return result
+        return self._call("GET", f"/jobs/{job_id}/logs", LogChunk, params=params)
+
+
+def _tls_for(base_url: str) -> ssl.SSLContext | bool:
+    """Certificate checks as usual for an https API. A plain-http one (the local `aif serve`)
+    never makes a TLS handshake (redirects are not followed), so it gets a verifying context
+    with no trusted roots, which fails closed if ever used: loading the CA bundle for nothing
+    costs 40-100 ms of every CLI command."""
+    if httpx.URL(base_url).scheme == "http":
+        return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    return True
 
 
 def _backoff(attempt: int) -> float:

@@ -1,17 +1,24 @@
-"""Shared CLI plumbing: friendly errors and the configured API client."""
+"""Shared CLI plumbing: friendly errors and the configured API client.
+
+The CLI modules import only Typer, Rich (which Typer's help loads anyway), ``errors``,
+``domain.jobs`` and the standard library at import time: every `aif` command, `aif --help`
+too, imports all of them to build the command tree, so what one command needs (the HTTP client,
+the response models, PyYAML) is imported when it runs (``tests/unit/test_cli_imports.py``).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from functools import wraps
-from typing import ParamSpec, TypeVar
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 import typer
 
 from aifactory.cli import config as cli_config
-from aifactory.cli.render import console
-from aifactory.client import Client
 from aifactory.errors import AIFactoryError
+
+if TYPE_CHECKING:
+    from aifactory.client import Client
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -25,6 +32,8 @@ def friendly(fn: Callable[P, R]) -> Callable[P, R]:
         try:
             return fn(*args, **kwargs)
         except AIFactoryError as exc:
+            from aifactory.cli.render import console
+
             console.print(f"[red]error ({exc.code}):[/red] {exc.message}")
             for d in exc.details:
                 console.print(f"  [red]•[/red] {d.field}: {d.message} [dim]({d.rule})[/dim]")
@@ -34,5 +43,7 @@ def friendly(fn: Callable[P, R]) -> Callable[P, R]:
 
 
 def client() -> Client:
+    from aifactory.client import Client
+
     cfg = cli_config.load()
     return Client(cfg.url, cfg.token)

@@ -5,21 +5,22 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
-import yaml
-from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
 from aifactory.cli.common import client, friendly
 from aifactory.cli.render import console
-from aifactory.client import Client
 from aifactory.domain.jobs import TERMINAL, JobState
-from aifactory.domain.jobspec import MAX_SPEC_BYTES
 from aifactory.errors import Invalid
-from aifactory.services.job_views import JobView, LogChunk, PlacementView
+
+if TYPE_CHECKING:
+    from rich.live import Live
+
+    from aifactory.client import Client
+    from aifactory.services.job_views import JobView, LogChunk, PlacementView
 
 jobs_app = typer.Typer(help="Your jobs: state, placement reasons, cancel.", no_args_is_help=True)
 
@@ -30,6 +31,8 @@ def read_spec(
     """A job spec from YAML/JSON, or from an existing Slurm batch script (``#!`` and
     ``#SBATCH``), with the notes on the script's directives; ``args`` (after ``--`` on the
     command line) become the script's arguments, replacing any in the file."""
+    from aifactory.domain.jobspec import MAX_SPEC_BYTES  # pydantic: not for `aif --help`
+
     if not path.is_file():
         raise Invalid.field("file", "exists", f"{path} is not a readable file")
     if path.stat().st_size > MAX_SPEC_BYTES:
@@ -45,6 +48,8 @@ def read_spec(
 
 
 def _spec_file(path: Path, text: str) -> dict[str, Any]:
+    import yaml
+
     try:
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
@@ -270,6 +275,8 @@ def follow_job(c: Client, job_id: int, stream: str = "stdout") -> JobView:
     the same transaction as the failure, so an end state read from the API is final; following
     stops once the job is in one and the current attempt's log has been read to its end.
     """
+    from rich.live import Live
+
     attempt, offset = 1, 0
     with Live(console=console, refresh_per_second=4, transient=True) as live:
         while True:

@@ -3,16 +3,21 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
 
 from aifactory import errors
-from aifactory.cli import access, jobs, ops, render, security, sim, site_accounts
+from aifactory.cli import access, jobs, ops, render, security, site_accounts
 from aifactory.cli import config as cli_config
 from aifactory.cli.common import client, friendly
+from aifactory.cli.lazy import lazy_typer
 from aifactory.cli.render import console
-from aifactory.client import Client
+
+#: `aif sim`'s help text: the simulator's module (NumPy and the sim package) is imported only
+#: when an `aif sim` command runs (equal to its app's help: tests/unit/test_cli_imports.py).
+SIM_HELP = "Simulate workload traces through scheduling and placement policies."
 
 app = typer.Typer(help="aifactory: a federation of AI Factories.", no_args_is_help=True)
 factories_app = typer.Typer(help="AI Factories in the federation registry.", no_args_is_help=True)
@@ -21,7 +26,7 @@ admin_app = typer.Typer(help="Users, roles and API tokens (federation admins).")
 app.add_typer(factories_app, name="factories")
 app.add_typer(federation_app, name="federation")
 app.add_typer(admin_app, name="admin")
-app.add_typer(sim.app, name="sim")
+app.add_typer(lazy_typer("aifactory.cli.sim:app", SIM_HELP), name="sim")
 access.install(app)
 jobs.install(app)
 ops.install(app)
@@ -97,6 +102,8 @@ def login(
         settings = load_settings()
         local = cli_config.server_url(settings.host, settings.port)
         url = cli_config.load(fallback_url=local).url
+    from aifactory.client import Client
+
     secret = token or typer.prompt("API token", hide_input=True)
     with Client(url, secret) as c:
         me = c.me()
@@ -234,4 +241,11 @@ def admin_tokens() -> None:
 
 
 def main() -> None:
+    """The `aif` entry point."""
+    if "httpx" not in sys.modules:
+        # httpx's __init__ imports its own command-line tool (click, Pygments, Rich's progress
+        # bars: 10-15 % of `aif jobs list`) unless its `[cli]` extra is missing, which it
+        # handles with a stub `httpx.main`; `aif` never runs that tool, so it is marked
+        # missing here (None in sys.modules: the import raises ModuleNotFoundError).
+        sys.modules["httpx._main"] = None  # type: ignore[assignment]
     app(prog_name="aif")

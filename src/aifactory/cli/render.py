@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 from rich.console import Console, Group
 from rich.table import Table
 
-from aifactory.services.views import FactoryView, FederationSummary, TokenView, UserView
+if TYPE_CHECKING:
+    from aifactory.services.views import FactoryView, FederationSummary, TokenView, UserView
 
 
 def eur(amount: int) -> str:

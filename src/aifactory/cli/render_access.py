@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from rich.console import Group
 from rich.table import Table
 
-from aifactory.services.access_views import (
-    AllocationView,
-    CallView,
-    EligibilityView,
-    LedgerEntryView,
-    ProjectView,
-    ProposalView,
-    Report,
-)
+if TYPE_CHECKING:
+    from aifactory.services.access_views import (
+        AllocationView,
+        CallView,
+        EligibilityView,
+        LedgerEntryView,
+        ProjectView,
+        ProposalView,
+        Report,
+    )
 
 
 def hours(value: Decimal | None) -> str:

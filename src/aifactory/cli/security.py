@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from aifactory.cli.common import client, friendly
 from aifactory.cli.render import console
-from aifactory.services.audit import AuditView
-from aifactory.services.throttle import LockoutView
+
+if TYPE_CHECKING:  # both modules load SQLAlchemy; the client imports them when it calls
+    from aifactory.services.audit import AuditView
+    from aifactory.services.throttle import LockoutView
 
 
 def install(admin_app: typer.Typer) -> None:
