@@ -144,6 +144,9 @@ class AgentRunner:
             self._spawn(f"aif-site-{agent.factory_id}", site_topic(agent.factory_id), loop)
         if self.db.dialect == "postgresql":
             self._threads.append(threading.Thread(target=self._listen, daemon=True))
+        elif self.db.bus.address:  # SQLite: submissions of API worker processes wake us here
+            listen = partial(self.db.bus.serve, self._stop)
+            self._threads.append(threading.Thread(target=listen, name="aif-wake", daemon=True))
         self._threads.append(threading.Thread(target=self._beats, daemon=True))
         for thread in self._threads:
             thread.start()
@@ -180,15 +183,21 @@ class AgentRunner:
         self._threads.append(threading.Thread(target=loop, args=(event,), name=name, daemon=True))
 
     def _site_loop(self, agent: SiteAgent, wake: threading.Event) -> None:
-        resync = self.settings.controller_resync_s
-        due = 0.0  # next full pass, woken or not
+        resync, interval = self.settings.controller_resync_s, self.settings.agent_interval_s
+        due = poll_due = 0.0  # next full pass (woken or not), next poll of the live jobs
         while not self._stop.is_set():
             woken = wake.is_set()
             wake.clear()
-            full = woken or agent.backlog or time.monotonic() >= due
-            _guarded(agent.name, agent.lease, partial(agent.tick, full))
+            now = time.monotonic()
+            full = woken or agent.backlog or now >= due
+            # Live jobs are polled every agent_interval_s, not on each wake-up: a pass woken
+            # by a submission (20 a second, say) hands it over without polling every job.
+            poll = now >= poll_due
+            _guarded(agent.name, agent.lease, partial(agent.tick, full, poll=poll))
             if full:
                 due = time.monotonic() + resync
+            if poll:
+                poll_due = now + interval
             if agent.backlog and agent.lease.held:
                 continue  # more placed jobs than one pass takes: go on at once
             busy = agent.has_live and agent.lease.held

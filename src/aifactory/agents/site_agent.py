@@ -12,17 +12,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from functools import partial
-from typing import TypeGuard
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
+from aifactory.agents.handover import HandOver, JobStep
 from aifactory.agents.leases import LeaseHandle, LeaseLost
 from aifactory.agents.recording import (
     STATE,
@@ -31,14 +30,12 @@ from aifactory.agents.recording import (
     mark_lost,
 )
 from aifactory.db.engine import Database
-from aifactory.db.models import Allocation, Job, JobAttempt, Partition, SiteStatus
+from aifactory.db.models import Allocation, Job, Partition, SiteStatus
 from aifactory.db.types import utcnow
 from aifactory.db.wake import BROKER, wake
 from aifactory.domain.jobs import JobState
-from aifactory.domain.jobspec import JobSpec
 from aifactory.errors import BackendUnavailable, NotFound
-from aifactory.executors import ExecJob, ExecUsage, Executor
-from aifactory.executors.from_spec import exec_job
+from aifactory.executors import ExecUsage, Executor
 from aifactory.services import jobs as job_service
 from aifactory.services import ledger, site_accounts
 
@@ -50,8 +47,6 @@ _WATCHED = (*_LIVE, JobState.LOST)
 LOST_GRACE_S = 600.0
 ACCOUNT_SYNC_S = 15.0
 CONTACT_NOTE_S = 30.0
-HANDOVER_THREADS = 4
-HANDOVER_BATCH = 64
 #: A placed or live job as a full pass reads it: id, state, backend id, cancel asked, lost since.
 _Work = tuple[int, JobState, str | None, bool, datetime | None]
 
@@ -70,28 +65,43 @@ class SiteAgent:
         lost_grace_s: float = LOST_GRACE_S,
     ) -> None:
         self.db, self.factory_id, self.name = db, factory_id, name
-        self.executor, self.lease = executor, lease
+        self.lease = lease
         self.lost_grace = timedelta(seconds=lost_grace_s)
         self._lost_since: dict[str, datetime] = {}  # backend id -> when it went missing
-        self._waiting: dict[int, float] = {}  # job id -> monotonic time its hand-over may retry
+        self.handover = HandOver(name, factory_id, executor)
         self.backoff_s = 0.0
         self._retry_at = 0.0
         self._accounts_due = 0.0
         self._contact_noted = 0.0
         self._live: dict[str, tuple[int, JobState]] = {}  # backend id -> (job id, last state)
         self._synced_token: int | None = None
-        self.backlog = False  # more placed jobs wait than one pass hands over
+
+    @property
+    def executor(self) -> Executor:
+        """The site's executor (replaceable: tests and tools swap in their own)."""
+        return self.handover.executor
+
+    @executor.setter
+    def executor(self, executor: Executor) -> None:
+        self.handover.executor = executor
+
+    @property
+    def backlog(self) -> bool:
+        """More placed jobs wait than one pass hands over: the loop comes back at once."""
+        return self.handover.backlog
 
     @property
     def has_live(self) -> bool:
         """Whether jobs run here that need polling (the only work without a wake-up)."""
         return bool(self._live)
 
-    def tick(self, full: bool = True) -> bool:
+    def tick(self, full: bool = True, *, poll: bool = True) -> bool:
         """One pass; returns False while the site is unavailable.
 
         A full pass cancels, hands over and re-reads the live jobs from the database; a short
         one only asks the executor about the jobs known to be live and records what changed.
+        ``poll=False`` leaves the live jobs alone (the runner polls on its own clock, so a
+        pass woken by a submission hands it over without first polling every job).
         ``LeaseLost`` propagates: the caller stops acting until it holds the lease again.
         """
         if time.monotonic() < self._retry_at:
@@ -106,7 +116,8 @@ class SiteAgent:
                 if any(state == JobState.PLACED for _, state, _, _, _ in work):
                     self._submit_placed()
                 self._synced_token = self.lease.token
-            self._poll_live()
+            if poll:
+                self._poll_live()
         except BackendUnavailable as exc:
             self._unavailable(str(exc))
             return False
@@ -167,95 +178,10 @@ class SiteAgent:
         job_service.move(s, job, JobState.CANCELLED, "cancelled before start", utcnow())
 
     def _submit_placed(self) -> None:
-        """Hand placed jobs over, several at a time (sbatch waits on the controller, not on us).
-
-        Each hand-over is recorded as soon as its submission returns, and a pass takes at most
-        ``HANDOVER_BATCH`` jobs (``backlog`` tells the loop to come back at once). A job that
-        cannot be turned into an executor job, or that the scheduler refuses, fails with the
-        reason and frees its budget; the others go on. A job the executor defers (Slurm said
-        "not now", or an unclear sbatch is not settled yet) stays placed and is left alone until
-        the time the executor named; an unreachable site stops the pass (it stays placed too).
-        """
-        todo: list[tuple[int, int, ExecJob]] = []
-        broken: list[tuple[int, int, str]] = []
-        now = time.monotonic()
-        self._waiting = {i: due for i, due in self._waiting.items() if due > now}
-        with self.db.session() as s:
-            query = select(Job).where(
-                Job.factory_id == self.factory_id, Job.state == JobState.PLACED
-            )
-            if self._waiting:
-                query = query.where(Job.id.not_in(list(self._waiting)))
-            placed = list(s.scalars(query.order_by(Job.id).limit(HANDOVER_BATCH + 1)))
-            self.backlog = len(placed) > HANDOVER_BATCH
-            for job in placed[:HANDOVER_BATCH]:
-                if job.cancel_requested:
-                    continue
-                try:
-                    todo.append((job.id, job.attempt, self._exec_job(s, job)))
-                except Exception as exc:  # a bad job must not stop its site
-                    broken.append((job.id, job.attempt, f"cannot be run as given: {exc}"))
-        for job_id, attempt, why in broken:
-            self._with_job(job_id, _placed(attempt), partial(self._refuse, why))
-        if not todo:
-            return
-        unreachable = None
-        with ThreadPoolExecutor(max_workers=HANDOVER_THREADS) as pool:
-            futures = {pool.submit(self._hand_over, spec): (i, a, spec) for i, a, spec in todo}
-            for done in as_completed(futures):
-                job_id, attempt, spec = futures[done]
-                outcome = done.result()
-                if _deferred(outcome):
-                    wait = float(outcome.extra.get("retry_after_s") or 0)
-                    self._waiting[job_id] = time.monotonic() + wait
-                elif isinstance(outcome, BackendUnavailable):
-                    unreachable = outcome  # this one stays placed; the next pass tries again
-                elif isinstance(outcome, Exception):
-                    self._with_job(job_id, _placed(attempt), partial(self._refuse, str(outcome)))
-                else:
-                    record = partial(self._record_handover, spec, outcome)
-                    if self._with_job(job_id, _placed(attempt), record):
-                        self._live[outcome] = (job_id, JobState.SUBMITTED)
-        if unreachable is not None:
-            self.backlog = False
-            raise unreachable
-
-    def _hand_over(self, spec: ExecJob) -> str | Exception:
-        """Submit one attempt (idempotent per job and attempt); errors are returned, not raised.
-
-        Only an ``Invalid`` (or an error outside the platform's own) refuses the job; an
-        executor says "try this one later" with a ``BackendUnavailable`` whose
-        ``extra["scope"]`` is ``"job"`` (and ``extra["retry_after_s"]``), and "the site does
-        not answer" with any other ``BackendUnavailable``.
-        """
-        try:
-            return self.executor.submit(spec)
-        except Exception as exc:
-            level = logging.INFO if _deferred(exc) else logging.WARNING
-            log.log(level, "%s: hand-over of %s failed: %s", self.name, spec.job_id, exc)
-            return exc
-
-    def _refuse(self, why: str, s: Session, job: Job) -> None:
-        """The job cannot run here as asked: fail it with the reason and free its budget."""
-        job_service.release_reservation(s, job, self.name)
-        job_service.move(s, job, JobState.FAILED, f"{self.name} refused it: {why}", utcnow())
-
-    def _record_handover(self, spec: ExecJob, backend_id: str, s: Session, job: Job) -> None:
-        logs = self.executor.log_paths_for(spec) or (None, None)
-        job.backend_id = backend_id
-        s.add(
-            JobAttempt(
-                job_id=job.id,
-                attempt=job.attempt,
-                factory_id=self.factory_id,
-                partition_id=job.partition_id or 0,
-                backend_id=backend_id,
-                state=JobState.SUBMITTED,
-                stdout_path=logs[0],
-                stderr_path=logs[1],
-            )
-        )
-        job_service.move(s, job, JobState.SUBMITTED, f"handed to {self.name}", utcnow())
+        """Hand placed jobs over, several at a time, each recorded once (see handover.py)."""
+        handed = self.handover.run(self.db.session, self._with_job, self._with_jobs)
+        for backend_id, job_id in handed:
+            self._live[backend_id] = (job_id, JobState.SUBMITTED)
 
     def _load_live(self, work: list[_Work]) -> None:
         live = [(i, st, b, lost) for i, st, b, _, lost in work if b and st in _WATCHED]
@@ -274,6 +200,8 @@ class SiteAgent:
         if not self._live:
             return
         statuses = self.executor.poll(list(self._live))
+        changed: list[tuple[str, JobState]] = []
+        steps: list[JobStep] = []
         for backend_id, (job_id, known) in list(self._live.items()):
             status = statuses.get(backend_id)
             if status is None:
@@ -285,11 +213,14 @@ class SiteAgent:
             # Ask the executor before the transaction: no scheduler call holds a database lock.
             usage = self._usage(backend_id) if target not in _LIVE else None
             apply = partial(apply_status, self.name, status, usage)
-            ok = self._with_job(job_id, _live_as(backend_id), apply)
+            steps.append((job_id, _live_as(backend_id), apply))
+            changed.append((backend_id, target))
+        # Every change of the poll in one commit (a burst moves hundreds to queued at once).
+        for (backend_id, target), ok in zip(changed, self._with_jobs(steps), strict=True):
             if ok:
                 self._lost_since.pop(backend_id, None)
             if ok and target in _LIVE:
-                self._live[backend_id] = (job_id, target)
+                self._live[backend_id] = (self._live[backend_id][0], target)
             elif ok:
                 self._live.pop(backend_id, None)
 
@@ -345,25 +276,33 @@ class SiteAgent:
             log.exception("%s: job %s could not be reconciled; the others go on", self.name, job_id)
         return False
 
-    # --- recording ---
+    def _with_jobs(self, steps: Sequence[JobStep]) -> list[bool]:
+        """:meth:`_with_job` for several jobs in one fenced transaction (hand-overs).
 
-    def _exec_job(self, s: Session, job: Job) -> ExecJob:
-        spec = JobSpec.model_validate(job.spec)
-        partition = s.get_one(Partition, job.partition_id).name if job.partition_id else None
-        required = getattr(self.executor, "requires_site_account", None)
-        return exec_job(
-            spec,
-            exec_id=job.exec_id,
-            platform_id=str(job.id),
-            attempt=job.attempt,
-            time_limit_s=float(job.time_limit_s),
-            partition=partition,
-            array_id=job.array_id,
-            array_task=job.array_task,
-            run_as=site_accounts.run_as(
-                s, job.owner_id, self.factory_id, self.name, required=required
-            ),
-        )
+        One commit instead of one per job: on SQLite each write transaction queues for the one
+        writer, behind the API's submissions. If any job's step fails, that transaction is
+        rolled back and every job is redone in its own, so errors still stay with their job.
+        """
+        if len(steps) < 2:
+            return [self._with_job(*step) for step in steps]
+        try:
+            done = []
+            with self.db.session() as s:
+                self.lease.fence(s)
+                ids = [job_id for job_id, _, _ in steps]
+                jobs = {j.id: j for j in s.scalars(select(Job).where(Job.id.in_(ids)))}
+                for job_id, expect, act in steps:
+                    job = jobs.get(job_id)
+                    ok = job is not None and expect(job)
+                    if job is not None and ok:
+                        act(s, job)
+                    done.append(ok)
+            return done
+        except (LeaseLost, BackendUnavailable):
+            raise
+        except Exception as exc:  # one of them: find it by doing each on its own
+            log.info("%s: %d jobs recorded one by one (%s)", self.name, len(steps), exc)
+            return [self._with_job(*step) for step in steps]
 
     # --- availability ---
 
@@ -398,13 +337,3 @@ class SiteAgent:
 def _live_as(backend_id: str) -> Callable[[Job], bool]:
     """Still live (or lost) under this backend id (not re-placed, not already ended)."""
     return lambda j: j.state in _WATCHED and j.backend_id == backend_id
-
-
-def _deferred(outcome: object) -> TypeGuard[BackendUnavailable]:
-    """An executor's "hand this job over later" (per job; the site itself answers)."""
-    return isinstance(outcome, BackendUnavailable) and outcome.extra.get("scope") == "job"
-
-
-def _placed(attempt: int) -> Callable[[Job], bool]:
-    """Still placed, in the same attempt, and not being cancelled."""
-    return lambda j: j.state == JobState.PLACED and j.attempt == attempt and not j.cancel_requested

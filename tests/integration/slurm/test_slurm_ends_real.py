@@ -321,7 +321,8 @@ def test_an_sbatch_whose_answer_is_lost_makes_one_job_charged_once(fed: Fed, how
 
 
 class Forgetful:
-    """The real transport, but the controller's ``squeue --json`` no longer lists ``hidden``."""
+    """The real transport, but the controller's ``squeue`` (``--json``, and the poll's
+    ``--Format``) no longer lists ``hidden``."""
 
     def __init__(self, inner: Transport) -> None:
         self.inner, self.hidden = inner, set[str]()
@@ -340,6 +341,10 @@ class Forgetful:
                 j for j in data.get("jobs") or [] if str(j["job_id"]) not in self.hidden
             ]
             return CommandResult(0, json.dumps(data), result.stderr)
+        if "squeue" in argv and any(a.startswith("--Format=") for a in argv) and self.hidden:
+            lines = result.stdout.splitlines(keepends=True)  # the poll: one job a line
+            kept = [ln for ln in lines if ln.split("|", 1)[0].strip() not in self.hidden]
+            return CommandResult(result.returncode, "".join(kept), result.stderr)
         return result
 
 

@@ -10,7 +10,7 @@ over. (The same paths on real clusters: test_slurm_ends_real.py.)
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from decimal import Decimal
@@ -75,6 +75,12 @@ class ScriptedSlurm:
             if i not in found and record is not None and record.exec_state.terminal:
                 found[i] = record
         return found
+
+    def states(self, job_ids: Iterable[str]) -> dict[str, SlurmJob]:
+        return self.jobs(list(job_ids))
+
+    def find_many(self, names: Sequence[str]) -> dict[str, SlurmJob]:
+        return {n: j for n in names if (j := self.find(n)) is not None}
 
     def _answer(self) -> None:
         if self.down:
@@ -275,8 +281,8 @@ def test_a_temporary_refusal_keeps_the_job_placed_and_the_site_available(site: S
     site.ticks(2)
     assert site.job(job_id)["state"] == "placed" and site.ledger()[0] > 0
     assert site.agent.backoff_s == 0  # the site is not marked unavailable
-    assert job_id in site.agent._waiting
-    site.agent._waiting.clear()
+    assert job_id in site.agent.handover.waiting
+    site.agent.handover.waiting.clear()
     site.agent.executor.submitter._unsettled.clear()  # type: ignore[attr-defined]
     site.ticks(2)
     assert site.job(job_id)["state"] == "queued" and site.slurm.sbatch_calls == 4

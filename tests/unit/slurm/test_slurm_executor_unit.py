@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -41,6 +41,12 @@ class FakeBackend:
 
     def cancel(self, job_id: str) -> None:
         self.cancelled.append(job_id)
+
+    def states(self, job_ids: Iterable[str]) -> dict[str, SlurmJob]:
+        return self.jobs(list(job_ids))
+
+    def find_many(self, names: Sequence[str]) -> dict[str, SlurmJob]:
+        return {n: j for n in names if (j := self.find(n)) is not None}
 
     def accounting(self, job_id: str) -> SlurmJob | None:
         return replace(self.jobs_by_id[job_id], gpus=8)

@@ -7,7 +7,7 @@ sbatch fails (the words are Slurm's and OpenSSH's own), and to have submitted th
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -148,6 +148,12 @@ class FlakySlurm:
 
     def cancel(self, job_id: str) -> None:
         pass
+
+    def states(self, job_ids: Iterable[str]) -> dict[str, SlurmJob]:
+        return self.jobs(list(job_ids))
+
+    def find_many(self, names: Sequence[str]) -> dict[str, SlurmJob]:
+        return {n: j for n in names if (j := self.find(n)) is not None}
 
     def accounting(self, job_id: str) -> SlurmJob | None:
         return self.by_id.get(job_id)

@@ -8,7 +8,7 @@ the site account the job runs as; every other call uses the service's own creden
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Protocol, TypeVar
 
 from aifactory.errors import BackendUnavailable, Invalid
@@ -24,6 +24,7 @@ from aifactory.executors.slurm.failures import command_error
 from aifactory.executors.slurm.models import SlurmJob, SlurmNode
 from aifactory.executors.slurm.rest import RestClient, UserTokens
 from aifactory.executors.slurm.script import RenderedScript
+from aifactory.executors.slurm.squeue_states import SqueueStates
 from aifactory.executors.slurm.transport import Transport
 
 __all__ = ["CliBackend", "RestBackend", "SlurmBackend", "latest_submission", "settled"]
@@ -57,8 +58,16 @@ class SlurmBackend(Protocol):
         """The live or recorded job with this name (rejected submissions excluded)."""
         ...
 
+    def find_many(self, names: Sequence[str]) -> dict[str, SlurmJob]:
+        """:meth:`find` for several names at once; names without a job are absent."""
+        ...
+
     def jobs(self, job_ids: Iterable[str]) -> dict[str, SlurmJob]:
         """Current records of the given jobs; unknown ids are absent."""
+        ...
+
+    def states(self, job_ids: Iterable[str]) -> dict[str, SlurmJob]:
+        """:meth:`jobs` as a poll needs them, as cheaply as the backend can (no restarts)."""
         ...
 
     def cancel(self, job_id: str) -> None:
@@ -98,6 +107,23 @@ def settled(record: SlurmJob | None) -> SlurmJob | None:
     return record if record is not None and record.exec_state.terminal else None
 
 
+#: Names or ids per command line (a few KiB of argv, whatever the transport).
+_CHUNK = 500
+
+
+def _chunks(items: list[str]) -> list[list[str]]:
+    return [items[i : i + _CHUNK] for i in range(0, len(items), _CHUNK)]
+
+
+def _latest_by_name(jobs: Iterable[SlurmJob]) -> dict[str, SlurmJob]:
+    """:func:`latest_submission` per name."""
+    by_name: dict[str, list[SlurmJob]] = {}
+    for job in jobs:
+        by_name.setdefault(job.name, []).append(job)
+    latest = {name: latest_submission(js) for name, js in by_name.items()}
+    return {name: job for name, job in latest.items() if job is not None}
+
+
 class CliBackend:
     """Slurm's command-line clients through a :class:`Transport`.
 
@@ -128,8 +154,17 @@ class CliBackend:
         return command.parse(result.stdout, result.stderr, result.returncode)
 
     def prepare(self, rendered: RenderedScript, run_as: str | None = None) -> None:
-        """``mkdir -p`` the job directory and any explicit log directories, owner-only, as
-        the user the job runs as (so the job can write there and nobody else can read)."""
+        """``mkdir -p`` explicit log directories (and the job directory above them),
+        owner-only, as the user the job runs as (so the job can write there and nobody else
+        can read).
+
+        Slurm opens a job's log files before its script runs, so their directories must exist
+        first. Without explicit log paths nothing must: the logs go to the job root, and the
+        script makes the job directory itself (umask 077), which spares every hand-over a
+        command run as the person.
+        """
+        if not rendered.explicit_paths:
+            return
         argv = ["mkdir", "-p", "-m", "0700", "--", rendered.job_dir, *rendered.explicit_paths]
         transport = self.transport if run_as is None else self.transport.as_user(run_as)
         result = transport.run(argv)
@@ -151,12 +186,34 @@ class CliBackend:
             found = latest_submission(self.run(Sacct(name=name, since=self.lookup_window)))
         return found
 
+    def find_many(self, names: Sequence[str]) -> dict[str, SlurmJob]:
+        """One ``squeue --name=A,B,...`` (then one ``sacct`` for the rest) for many names."""
+        found: dict[str, SlurmJob] = {}
+        for chunk in _chunks(list(dict.fromkeys(names))):
+            found.update(_latest_by_name(self.run(SqueueByName(chunk[0], chunk[1:]))))
+            rest = [n for n in chunk if n not in found]
+            if rest and self.accounting_enabled:
+                query = Sacct(name=rest[0], more=rest[1:], since=self.lookup_window)
+                found.update(_latest_by_name(self.run(query)))
+        return found
+
     def jobs(self, job_ids: Iterable[str]) -> dict[str, SlurmJob]:
         """squeue for what the controller still holds, sacct for finished older jobs."""
+        return self._records(job_ids, lambda ids: self.run(Squeue(job_ids=ids)))
+
+    def states(self, job_ids: Iterable[str]) -> dict[str, SlurmJob]:
+        """Like :meth:`jobs`, from ``squeue --jobs=... --Format`` (only the polled jobs)."""
+        return self._records(
+            job_ids, lambda ids: [j for c in _chunks(ids) for j in self.run(SqueueStates(c))]
+        )
+
+    def _records(
+        self, job_ids: Iterable[str], controller: Callable[[list[str]], list[SlurmJob]]
+    ) -> dict[str, SlurmJob]:
         wanted = list(dict.fromkeys(job_ids))
         if not wanted:
             return {}
-        found = {j.job_id: j for j in self.run(Squeue(job_ids=wanted))}
+        found = {j.job_id: j for j in controller(wanted) if j.job_id in wanted}
         missing = [i for i in wanted if i not in found]
         if missing and self.accounting_enabled:
             records = (settled(j) for j in self.run(Sacct(job_ids=missing)))
@@ -246,6 +303,11 @@ class RestBackend:
         """Controller's jobs with this name (accounting keeps only what the controller had)."""
         return latest_submission(j for j in self.client.jobs() if j.name == name)
 
+    def find_many(self, names: Sequence[str]) -> dict[str, SlurmJob]:
+        """One ``/jobs`` read for many names."""
+        wanted = set(names)
+        return _latest_by_name(j for j in self.client.jobs() if j.name in wanted)
+
     def jobs(self, job_ids: Iterable[str]) -> dict[str, SlurmJob]:
         """``/jobs`` filtered, then ``/slurmdb/job`` for jobs the controller forgot."""
         wanted = list(dict.fromkeys(job_ids))
@@ -256,6 +318,10 @@ class RestBackend:
             if job_id not in found and (record := settled(self.client.accounting(job_id))):
                 found[job_id] = record
         return {i: found[i] for i in wanted if i in found}
+
+    def states(self, job_ids: Iterable[str]) -> dict[str, SlurmJob]:
+        """:meth:`jobs` (``/jobs`` is one read whatever is asked)."""
+        return self.jobs(job_ids)
 
     def cancel(self, job_id: str) -> None:
         """DELETE ``/job/{id}``."""

@@ -127,27 +127,34 @@ def _load_json(verb: str, stdout: str) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class SqueueByName:
-    """``squeue --name=NAME --states=all`` in plain format: the idempotency lookup.
+    """``squeue --name=NAME[,NAME...] --states=all`` in plain format: the idempotency lookup.
 
     Unlike ``--json`` the plain format honours the filter, so the answer stays small however
     many jobs the controller holds (``squeue --json`` returns all of them, finished ones too).
+    :attr:`more` looks up several attempts in one call (a hand-over pass's batch).
     """
 
     name: str
+    more: Sequence[str] = ()
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every name looked up."""
+        return (self.name, *self.more)
 
     def build(self) -> list[str]:
         """Argv."""
         # %A, not %i: %i lists a one-task array job (--array=3) as 42_[3], %A as 42.
-        return ["squeue", "--noheader", "--states=all", f"--name={self.name}",
+        return ["squeue", "--noheader", "--states=all", "--name=" + ",".join(self.names),
                 "--format=%A|%T|%N|%j"]  # fmt: skip
 
     def parse(self, stdout: str, stderr: str, returncode: int) -> list[SlurmJob]:
         """One job per line: id, state, node list, name."""
         _fail("squeue", stdout, stderr, returncode)
-        jobs = []
+        jobs, names = [], set(self.names)
         for line in stdout.splitlines():
             parts = line.strip().split("|")
-            if len(parts) == 4 and parts[3] == self.name:
+            if len(parts) == 4 and parts[3] in names:
                 job_id, state, nodes, name = parts
                 jobs.append(SlurmJob(job_id=job_id, name=name, state=state, nodes=nodes))
         return jobs
@@ -197,6 +204,7 @@ class Sacct:
     name: str | None = None
     since: str = "now-14days"
     duplicates: bool = False
+    more: Sequence[str] = ()  # further names, looked up with :attr:`name` in one call
 
     def build(self) -> list[str]:
         """Argv (``env SLURM_TIME_FORMAT=%s`` makes sacct print epoch seconds, zone-free)."""
@@ -209,7 +217,8 @@ class Sacct:
         if self.name is not None:
             # Without --allusers a service user that is not root sees only its own jobs, and
             # people's jobs run as themselves: the idempotency lookup would miss them.
-            argv += ["--allusers", f"--name={self.name}", f"--starttime={self.since}"]
+            names = ",".join((self.name, *self.more))
+            argv += ["--allusers", f"--name={names}", f"--starttime={self.since}"]
         return argv
 
     def parse(self, stdout: str, stderr: str, returncode: int) -> list[SlurmJob]:
@@ -223,7 +232,7 @@ class Sacct:
             if len(cols) != len(SACCT_FIELDS) + 1:
                 continue
             job_id, state, exit_code, start, end, elapsed, tres, nodes, name = cols
-            if self.name is not None and name != self.name:
+            if self.name is not None and name != self.name and name not in self.more:
                 continue
             jobs.append(
                 SlurmJob(

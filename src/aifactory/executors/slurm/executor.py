@@ -13,6 +13,7 @@ accounts (the default) refuses an attempt without one instead of running it as t
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import pwd
@@ -36,7 +37,7 @@ from aifactory.executors.slurm.backends import CliBackend, RestBackend, SlurmBac
 from aifactory.executors.slurm.config import SlurmSiteConfig
 from aifactory.executors.slurm.models import STATE_MESSAGES, SlurmJob, SlurmNode
 from aifactory.executors.slurm.rest import RestClient, UserTokens
-from aifactory.executors.slurm.script import ScriptOptions, render_script
+from aifactory.executors.slurm.script import ScriptOptions, job_name, render_script
 from aifactory.executors.slurm.submission import SETTLE_MARGIN_S, Submitter
 from aifactory.executors.slurm.transport import (
     LocalTransport,
@@ -208,7 +209,26 @@ class SlurmExecutor(Executor):
 
     def poll(self, backend_ids: Iterable[str]) -> dict[str, ExecStatus]:
         """Statuses of the given Slurm job ids; unknown ids are absent."""
-        return {job_id: _status(job) for job_id, job in self.backend.jobs(backend_ids).items()}
+        return {job_id: _status(job) for job_id, job in self.backend.states(backend_ids).items()}
+
+    def lookup(self, specs: Sequence[ExecJob]) -> None:
+        """Look up many attempts by name in one call before they are submitted one by one.
+
+        A hand-over pass calls this with its batch; each ``submit`` that follows uses the
+        answer instead of a lookup of its own (see :meth:`Submitter.remember_lookup`), so a
+        batch costs one ``squeue`` (plus one ``sacct``) instead of one per job. A failed
+        lookup is not an error here: each submit then looks for itself.
+        """
+        names = []
+        for spec in specs:
+            with contextlib.suppress(Invalid):  # an unsafe id is refused by its own submit
+                names.append(job_name(spec.job_id, spec.attempt))
+        try:
+            found = self.backend.find_many(names)
+        except Exception as exc:  # the per-job lookups report it, each for its own job
+            log.info("batched lookup of %d names failed (%s); looking one by one", len(names), exc)
+            return
+        self.submitter.remember_lookup(names, found)
 
     def _job(self, backend_id: str) -> SlurmJob:
         job = self.backend.jobs([backend_id]).get(backend_id)

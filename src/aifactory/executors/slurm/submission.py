@@ -1,8 +1,9 @@
 """Submitting one attempt exactly once, whatever sbatch answers (or fails to answer).
 
 The attempt's Slurm job name (``aif-<job id>-<attempt>``) is the idempotency key: it is looked
-up before every ``sbatch``. A failed submission is one of four things (see
-:mod:`.failures`):
+up before every ``sbatch`` (for a hand-over pass's batch, in one call just before its
+submissions start, see :meth:`Submitter.remember_lookup`). A failed submission is one of four
+things (see :mod:`.failures`):
 
 * **refused**: :class:`Invalid` is raised; the site agent fails the job and frees its budget.
 * **unreachable**: nothing reached slurmctld; the :class:`BackendUnavailable` is raised as is
@@ -24,18 +25,20 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from aifactory.errors import AIFactoryError, Invalid
 from aifactory.executors.slurm.backends import SlurmBackend
 from aifactory.executors.slurm.failures import Submission, deferred, submission_of
+from aifactory.executors.slurm.models import SlurmJob
 from aifactory.executors.slurm.script import RenderedScript
 
 __all__ = [
     "DEFER_FIRST_S",
     "DEFER_MAX_S",
     "GIVE_UP_S",
+    "LOOKUP_FRESH_S",
     "SETTLE_MARGIN_S",
     "TEMPORARY_BACKOFF_S",
     "Submitter",
@@ -50,6 +53,8 @@ DEFER_FIRST_S = 5.0
 DEFER_MAX_S = 120.0
 #: A job Slurm has kept answering "not now" for this long is refused with Slurm's words.
 GIVE_UP_S = 900.0
+#: How long a batched lookup (:meth:`Submitter.remember_lookup`) stands for a submit's own.
+LOOKUP_FRESH_S = 5.0
 #: Memories of submissions nobody asked about for this long are dropped (cancelled jobs).
 _FORGET_S = 3600.0
 
@@ -87,6 +92,7 @@ class Submitter:
         self.clock, self.sleep = clock, sleep
         self._lock = threading.Lock()
         self._unsettled: dict[str, _Unsettled] = {}
+        self._lookups: dict[str, tuple[float, SlurmJob | None]] = {}  # name -> (when, found)
 
     def submit(self, backend: SlurmBackend, rendered: RenderedScript, run_as: str | None) -> str:
         """Slurm's job id for this attempt, submitting it only if it is certainly not there.
@@ -101,7 +107,7 @@ class Submitter:
         if memo is not None and now < memo.retry_at:
             raise deferred(f"{name}: {memo.last}; next try in {memo.retry_at - now:.0f} s",
                            memo.retry_at - now)  # fmt: skip
-        existing = backend.find(name)
+        existing = self._find(backend, name, now, memo)
         if existing is not None:
             self._forget(name)
             return existing.job_id
@@ -113,6 +119,26 @@ class Submitter:
             )
         backend.prepare(rendered, run_as)
         return self._sbatch(backend, rendered, run_as)
+
+    def remember_lookup(self, names: Sequence[str], found: Mapping[str, SlurmJob]) -> None:
+        """A batched lookup of ``names`` just made: the next submit of each uses it.
+
+        Used once, within :data:`LOOKUP_FRESH_S`, and never for an attempt with an unsettled
+        submission (its own lookup must come after that sbatch can no longer arrive).
+        """
+        now = self.clock()
+        with self._lock:
+            self._lookups = {k: v for k, v in self._lookups.items() if now - v[0] < LOOKUP_FRESH_S}
+            self._lookups.update((name, (now, found.get(name))) for name in names)
+
+    def _find(
+        self, backend: SlurmBackend, name: str, now: float, memo: _Unsettled | None
+    ) -> SlurmJob | None:
+        with self._lock:
+            looked = self._lookups.pop(name, None)
+        if looked is not None and memo is None and now - looked[0] < LOOKUP_FRESH_S:
+            return looked[1]
+        return backend.find(name)
 
     def _sbatch(self, backend: SlurmBackend, rendered: RenderedScript, run_as: str | None) -> str:
         pauses = iter(TEMPORARY_BACKOFF_S)
