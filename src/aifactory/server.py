@@ -60,8 +60,9 @@ def serve(
 
     With one worker the API shares this process and its database engine with the controllers,
     so a submission wakes its site agent in-process. With several, uvicorn starts worker
-    processes; they wake controllers through PostgreSQL NOTIFY (on SQLite the controllers find
-    new work at their next safety-net pass).
+    processes (for more submissions a second than one process's GIL allows); they wake the
+    controllers through PostgreSQL NOTIFY, or on SQLite a datagram to the socket beside the
+    database (``db/wake.py``), and take SQLite's write lock in turn (``db/sqlite_writer.py``).
     """
     runner = AgentRunner(settings, db).start() if controllers else None
     try:

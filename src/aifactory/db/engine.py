@@ -5,9 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import sqlite3
 import stat
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib.resources import files
@@ -16,21 +14,18 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from aifactory.db.wake import WakeBus, take_pending
+from aifactory.db.sqlite_writer import Writer
+from aifactory.db.wake import WakeBus, take_pending, wake_address
 
 log = logging.getLogger(__name__)
 #: Seconds a session waits for a pooled connection before the request is refused (503).
 POOL_TIMEOUT_S = 5.0
 #: Seconds a SQLite write transaction waits for the database's write lock (then 503).
 SQLITE_BUSY_TIMEOUT_S = 5.0
-#: Statements that need no write lock (reads, transaction control); all others take it first.
-_NO_LOCK = frozenset(
-    {"SELECT", "PRAGMA", "EXPLAIN", "VALUES", "BEGIN", "COMMIT", "END", "ROLLBACK", "VACUUM"}
-)
 
 
 def private_dir(path: Path) -> None:
@@ -80,87 +75,6 @@ def _sqlite_connect(busy_timeout_s: float) -> Callable[[Any, Any], None]:
     return on_connect
 
 
-def _writes(statement: str, context: Any) -> bool:
-    words = statement.lstrip(" \n\t(").split(None, 1)
-    first = words[0].upper() if words else ""
-    if first == "WITH":  # a CTE: a write only when it ends in INSERT, UPDATE or DELETE
-        return context is None or bool(context.isinsert or context.isupdate or context.isdelete)
-    return first not in _NO_LOCK
-
-
-class _Writer:
-    """This process's SQLite writers queue on a lock before ``BEGIN IMMEDIATE``.
-
-    SQLite itself makes a waiting writer sleep and retry (1, 2, 5 ... 100 ms), so under load
-    some wait for seconds while others get in at once. Here they wait on a lock, which wakes the
-    next one the moment the holder commits or rolls back; SQLite's busy timeout still covers
-    writers in other processes (the CLI, a second ``aif controller``).
-    """
-
-    def __init__(self, timeout_s: float) -> None:
-        self.timeout_s = timeout_s
-        self.lock = threading.Lock()
-        self.holder: Any = None  # the driver connection whose transaction holds the lock
-
-    def take(self, driver: Any) -> None:
-        if not self.lock.acquire(timeout=self.timeout_s):
-            raise sqlite3.OperationalError("database is locked")  # as SQLite says: a 503
-        self.holder = driver
-
-    def give_back(self, connection: Any) -> None:
-        # The dialect is handed the pool's proxy, the pool's events the driver's connection.
-        driver = getattr(connection, "driver_connection", connection)
-        if driver is not None and self.holder is driver:
-            self.holder = None
-            self.lock.release()
-
-    def install(self, engine: Engine) -> None:
-        """Begin writes through the lock; give it back once the transaction ends or its
-        connection goes (commit, rollback, the pool's reset on check-in, close, invalidation)."""
-        dialect = engine.dialect
-        commit, rollback = dialect.do_commit, dialect.do_rollback
-
-        def do_commit(dbapi_connection: Any) -> None:
-            try:
-                commit(dbapi_connection)
-            finally:
-                self.give_back(dbapi_connection)
-
-        def do_rollback(dbapi_connection: Any) -> None:
-            try:
-                rollback(dbapi_connection)
-            finally:
-                self.give_back(dbapi_connection)
-
-        dialect.do_commit = do_commit  # type: ignore[method-assign]
-        dialect.do_rollback = do_rollback  # type: ignore[method-assign]
-        gone = lambda dbapi_connection, *_: self.give_back(dbapi_connection)  # noqa: E731
-        event.listen(engine, "close", gone)
-        event.listen(engine, "invalidate", gone)
-        event.listen(engine, "before_cursor_execute", self._begin_immediate, retval=True)
-
-    def _begin_immediate(
-        self, conn: Connection, cursor: Any, statement: str, params: Any, context: Any, _m: bool
-    ) -> tuple[str, Any]:
-        """Before a transaction's first write (or savepoint, or DDL): ``BEGIN IMMEDIATE``.
-
-        It takes SQLite's write lock first, waiting at most the busy timeout (then "database
-        is locked", a 503), so a transaction never fails half-way on upgrading a read lock. A
-        session's reads before its first write run on their own (as with the driver's
-        default); a read-only session never takes the lock, and never blocks or waits for
-        writers (WAL).
-        """
-        driver = conn.connection.driver_connection
-        if driver is not None and not driver.in_transaction and _writes(statement, context):
-            self.take(driver)
-            try:
-                cursor.execute("BEGIN IMMEDIATE")
-            except BaseException:
-                self.give_back(driver)
-                raise
-        return statement, params
-
-
 def begin_write(session: Session) -> None:
     """SQLite: take the database's write lock now, so that what the transaction reads next
     (free GPUs, say) cannot change before it writes. PostgreSQL: nothing; row locks do that
@@ -196,7 +110,7 @@ def make_engine(
             _private_sqlite(parsed.database)
         engine = create_engine(url, connect_args={"check_same_thread": False}, **pool)
         event.listen(engine, "connect", _sqlite_connect(busy_timeout_s))
-        _Writer(busy_timeout_s).install(engine)
+        Writer(busy_timeout_s, parsed.database).install(engine)
         return engine
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
@@ -217,7 +131,9 @@ class Database:
         self.url = url
         self.engine = make_engine(url, **engine)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self.bus = WakeBus()  # wakes this process's controllers (see db/wake.py)
+        parsed = make_url(url)
+        address = wake_address(parsed.database) if parsed.get_backend_name() == "sqlite" else None
+        self.bus = WakeBus(address)  # wakes the controllers (see db/wake.py)
         event.listen(self.sessions, "after_commit", self._committed)
         event.listen(self.sessions, "after_rollback", take_pending)
 

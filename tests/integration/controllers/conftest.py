@@ -80,3 +80,21 @@ def world(pg_url: str, fleet: Fleet) -> Iterator[World]:
     finally:
         db.dispose()
         shutil.rmtree(shared, ignore_errors=True)
+
+
+@pytest.fixture
+def sqlite_world(fleet: Fleet) -> Iterator[World]:
+    """As ``world``, on the SQLite database under the fleet's data directory."""
+    settings = Settings(data_dir=fleet.base / "data")
+    db = prepare(settings, Database(settings.effective_database_url))
+    operator = make_person(db, "olli", [(Role.FACTORY_OPERATOR, LUMI)])
+    anna = member_of(db, "anna", "Nordic Tokens Oy")
+    with TestClient(create_app(settings, db)) as api:
+        code, _ = award(api, anna, operator, hours=2000)
+    shared = Path(tempfile.mkdtemp(prefix="aif-runs-"))
+    shared.chmod(0o777)
+    try:
+        yield World(settings, db, fleet, shared / "runs.txt", anna, code)
+    finally:
+        db.dispose()
+        shutil.rmtree(shared, ignore_errors=True)

@@ -240,6 +240,37 @@ def test_two_controllers_and_two_api_workers_run_200_jobs_each_exactly_once(worl
     assert moved == {} and lost == 0  # long passes renew their leases: no needless takeovers
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_two_api_workers_on_sqlite_share_its_writer_and_wake_the_controllers(
+    sqlite_world: World,
+) -> None:
+    """`aif serve --workers 2` on the embedded default: the workers take SQLite's write lock in
+    turn (db/sqlite_writer.py) and wake the controllers, which run in the serving process,
+    with a datagram (db/wake.py). Passes that nothing wakes come only every 200 s here, so
+    the jobs run only if the wake-ups cross the processes."""
+    world = sqlite_world
+    fleet = world.use(ttl_s=600.0, AIF_CONTROLLER_RESYNC_S="600")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    web = fleet.start("api", "serve", "--workers", "2", "--port", str(port))
+
+    def healthy() -> bool:
+        try:
+            return httpx.get(f"{url}{API}/health", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    fleet.wait(healthy, "the API workers to answer", watch=[web])
+    ids = _submit_all(url, world.anna.token, [world.job(world.lumi_project)] * 40, threads=4)
+    assert len(set(ids)) == 40
+    _wait_terminal(world, ids, watch=[web])
+    _assert_each_ran_once_and_books_balance(world, ids)
+    log = web.text()
+    assert len(set(re.findall(r"Started server process \[(\d+)\]", log))) == 2, log
+    assert "database is locked" not in log, log
+
+
 # --- 2. kill -9 during hand-over, 50 times -------------------------------------------------------
 
 TRIALS = 50
