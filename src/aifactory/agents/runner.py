@@ -159,6 +159,7 @@ class AgentRunner:
         self._stop.set()
         for _, event in self._events:
             event.set()
+        self.db.bus.interrupt()  # SQLite: the wake-up listener stops now, not within 1 s
         for thread in self._threads:
             thread.join(timeout=30)
         for topic, event in self._events:

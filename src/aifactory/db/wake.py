@@ -75,6 +75,11 @@ class WakeBus:
         except OSError:  # no one listens (no controllers), or the queue is full: the safety
             pass  # net of the controllers' passes finds the work a little later
 
+    def interrupt(self) -> None:
+        """Make ``serve`` look at its stop event now (an empty datagram), not within 1 s."""
+        if self.address:
+            self._send(self.address, set())
+
     def serve(self, stop: threading.Event) -> None:
         """Listen at ``address`` until ``stop``: other processes' topics wake this one's."""
         assert self.address is not None
@@ -91,7 +96,8 @@ class WakeBus:
                         data = sock.recv(65536)
                     except TimeoutError:
                         continue
-                    self.publish(data.decode(errors="replace").split("\n"), here_only=True)
+                    if data:
+                        self.publish(data.decode(errors="replace").split("\n"), here_only=True)
             finally:
                 self._serving = False
                 with contextlib.suppress(FileNotFoundError):

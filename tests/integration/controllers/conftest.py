@@ -67,30 +67,23 @@ def world(pg_url: str, fleet: Fleet) -> Iterator[World]:
     settings = Settings(data_dir=fleet.base / "data", database_url=pg_url)
     db = Database(pg_url)
     databases.empty(db)
-    prepare(settings, db)
-    operator = make_person(db, "olli", [(Role.FACTORY_OPERATOR, LUMI)])
-    anna = member_of(db, "anna", "Nordic Tokens Oy")
-    with TestClient(create_app(settings, db)) as api:
-        code, _ = award(api, anna, operator, hours=2000)
-    # Jobs append here as the local executor's job user (docs/jobs.md): not under tmp_path.
-    shared = Path(tempfile.mkdtemp(prefix="aif-runs-"))
-    shared.chmod(0o777)
-    try:
-        yield World(settings, db, fleet, shared / "runs.txt", anna, code)
-    finally:
-        db.dispose()
-        shutil.rmtree(shared, ignore_errors=True)
+    yield from _seeded(settings, db, fleet)
 
 
 @pytest.fixture
 def sqlite_world(fleet: Fleet) -> Iterator[World]:
     """As ``world``, on the SQLite database under the fleet's data directory."""
     settings = Settings(data_dir=fleet.base / "data")
-    db = prepare(settings, Database(settings.effective_database_url))
+    yield from _seeded(settings, Database(settings.effective_database_url), fleet)
+
+
+def _seeded(settings: Settings, db: Database, fleet: Fleet) -> Iterator[World]:
+    prepare(settings, db)
     operator = make_person(db, "olli", [(Role.FACTORY_OPERATOR, LUMI)])
     anna = member_of(db, "anna", "Nordic Tokens Oy")
     with TestClient(create_app(settings, db)) as api:
         code, _ = award(api, anna, operator, hours=2000)
+    # Jobs append here as the local executor's job user (docs/jobs.md): not under tmp_path.
     shared = Path(tempfile.mkdtemp(prefix="aif-runs-"))
     shared.chmod(0o777)
     try:

@@ -139,6 +139,16 @@ def _assert_charged_once(s: Session, jobs: dict[int, Job]) -> None:
 # --- 1. two controllers, two API workers, 200 jobs -----------------------------------------------
 
 
+def _wait_answering(fleet: Fleet, url: str, web: Proc) -> None:
+    def healthy() -> bool:
+        try:
+            return httpx.get(f"{url}{API}/health", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    fleet.wait(healthy, "the API workers to answer", watch=[web])
+
+
 def _submit_all(url: str, token: str, specs: list[dict[str, object]], threads: int) -> list[int]:
     clients = [Client(url, token) for _ in range(threads)]
     try:
@@ -190,14 +200,7 @@ def test_two_controllers_and_two_api_workers_run_200_jobs_each_exactly_once(worl
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     web = fleet.start("api", "serve", "--workers", "2", "--no-controllers", "--port", str(port))
-
-    def healthy() -> bool:
-        try:
-            return httpx.get(f"{url}{API}/health", timeout=2).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    fleet.wait(healthy, "the API workers to answer", watch=[web])
+    _wait_answering(fleet, url, web)
     ready, tokens_before = time.monotonic(), world.tokens()
 
     specs = [world.job(world.lumi_project if n % 2 else mimer_project) for n in range(200)]
@@ -254,14 +257,7 @@ def test_two_api_workers_on_sqlite_share_its_writer_and_wake_the_controllers(
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     web = fleet.start("api", "serve", "--workers", "2", "--port", str(port))
-
-    def healthy() -> bool:
-        try:
-            return httpx.get(f"{url}{API}/health", timeout=2).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    fleet.wait(healthy, "the API workers to answer", watch=[web])
+    _wait_answering(fleet, url, web)
     ids = _submit_all(url, world.anna.token, [world.job(world.lumi_project)] * 40, threads=4)
     assert len(set(ids)) == 40
     _wait_terminal(world, ids, watch=[web])
