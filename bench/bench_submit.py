@@ -307,7 +307,8 @@ def main(argv: list[str] | None = None) -> None:
                 ratio = run["per_s"] / max(sbatch[n]["per_s"], 0.1)
                 print(f"  {backend}, {n} client(s): {ratio:.2f}x sbatch's rate")
         data = {"load_before": load, "sbatch": sbatch, "targets": TARGETS, **ours}
-        print(f"wrote {write_result('submit', backend, data)}")
+        name = "submit" if args.workers == 1 else f"submit-{args.workers}workers"
+        write_result(name, backend, data)
 
 
 if __name__ == "__main__":
