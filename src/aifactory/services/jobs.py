@@ -118,7 +118,7 @@ def release_reservation(session: Session, job: Job, actor: str) -> None:
 
 def try_reserve(session: Session, job: Job, site: Candidate, now: datetime) -> str | None:
     """Reserve the job's budget on ``site`` and place it there; or say why the budget is short."""
-    amount = charge_milli(job.gpus * job.time_limit_s, _decimal(site.charge_factor))
+    amount = reservation_milli(job, site)
     try:  # a refusal writes nothing (the lock's no-op write aside): no savepoint needed
         if amount:
             ledger.reserve(session, site.allocation_id, amount, "broker", (job.id, job.attempt))
@@ -138,5 +138,6 @@ def _record(session: Session, job: Job, old: str, new: str, reason: str, at: dat
     session.add(JobTransition(job_id=job.id, at=at, from_state=old, to_state=new, reason=reason))
 
 
-def _decimal(value: float) -> Decimal:
-    return Decimal(str(value))
+def reservation_milli(job: Job, site: Candidate) -> int:
+    """What placing ``job`` on ``site`` reserves: GPUs x time limit x the charge factor."""
+    return charge_milli(job.gpus * job.time_limit_s, Decimal(str(site.charge_factor)))

@@ -17,7 +17,6 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
-from decimal import Decimal
 from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Table, bindparam, insert, select, update
@@ -30,25 +29,41 @@ from aifactory.db.models import Country, Job, JobTransition, Project, ProjectMem
 from aifactory.db.wake import BROKER, site_topic, wake
 from aifactory.domain.jobs import JobState, check_move
 from aifactory.domain.jobspec import JobSpec
-from aifactory.domain.ledger import charge_milli
 from aifactory.errors import Conflict, FieldError, Invalid
 from aifactory.services import ledger
 from aifactory.services.candidates import Candidate, job_request, site_candidates
 from aifactory.services.job_queries import Names
-from aifactory.services.jobs import POLICY, gpu_wait, placement_record, waits_for
+from aifactory.services.jobs import (
+    POLICY,
+    gpu_wait,
+    placement_record,
+    reservation_milli,
+    waits_for,
+)
 from aifactory.services.permissions import Principal
 
 _J, _T = cast(Table, Job.__table__), cast(Table, JobTransition.__table__)
 _Q = cast(Table, SiteQueue.__table__)
 _COLUMNS = [c.key for c in _J.columns if c.key != "id"]
 _INSERT_JOBS = insert(_J).returning(_J.c.id, sort_by_parameter_order=True)
-_PLACE_FIRST = (
+#: What deciding a job sets: written once for an array's first task, stored before the others.
+_DECIDED = (
+    "state",
+    "allocation_id",
+    "factory_id",
+    "partition_id",
+    "reserved_milli",
+    "placement",
+    "reason",
+    "array_id",
+    "updated_at",
+)
+_DECIDE_FIRST = (
     update(_J)
     .where(_J.c.id == bindparam("jid"))
-    .values({c: bindparam(f"v_{c}") for c in ("state", "allocation_id", "factory_id",
-             "partition_id", "reserved_milli", "placement", "reason", "array_id")})
+    .values({c: bindparam(f"v_{c}") for c in _DECIDED})
     .values(version=_J.c.version + 1)
-)  # fmt: skip
+)
 _PROJECT = select(Project.code).where(Project.code == bindparam("code"))
 _MEMBER = select(ProjectMember.project_code).where(
     ProjectMember.project_code == bindparam("code"), ProjectMember.user_id == bindparam("user")
@@ -81,8 +96,9 @@ def submit(
     request, queues, promised = job_request(spec), _Queues(session), dict[int, int]()
     _, limit = spec.tasks()
     chosen: list[Candidate | None] = []
+    placed = 0
     for job in jobs:
-        if limit is not None and sum(c is not None for c in chosen) >= limit:
+        if limit is not None and placed >= limit:
             held = f"array limit: at most {limit} of array {job.array_id}'s tasks run at a time"
             job.placement, job.reason = placement_record(now, waiting=held), held
             chosen.append(None)
@@ -91,8 +107,9 @@ def submit(
         if site is None and not _may_wait(job):
             raise _no_candidate(job)  # the request's transaction rolls back: nothing is stored
         chosen.append(site)
-        if site is not None and len(jobs) > 1:
-            sites = _taken(sites, site, job)
+        if site is not None:
+            placed += 1
+            sites = _taken(sites, site, job) if len(jobs) > 1 else sites
     _store(session, jobs, chosen, now)
     names = Names(
         factories={c.factory_id: c.factory_name for c in sites},
@@ -168,11 +185,11 @@ def _store(
     """Insert the decided jobs, then their reservations and transitions; wake who acts next."""
     conn = session.connection()
     _insert(session, [job for job in jobs if job.id is None])
-    if jobs[0].array_id is not None and chosen[0] is not None:  # stored pending, now placed
+    if jobs[0].array_id is not None:  # an array's first task, stored before it was decided
         first = jobs[0]
-        conn.execute(_PLACE_FIRST, {"jid": first.id, **{f"v_{c}": getattr(first, c) for c in (
-            "state", "allocation_id", "factory_id", "partition_id", "reserved_milli",
-            "placement", "reason", "array_id")}})  # fmt: skip
+        conn.execute(
+            _DECIDE_FIRST, {"jid": first.id, **{f"v_{c}": getattr(first, c) for c in _DECIDED}}
+        )
     topics, moves, amounts = set(), [], dict[int, list[tuple[int, ledger.JobAttempt]]]()
     for job, site in zip(jobs, chosen, strict=True):
         moves.append(_move(job.id, "", JobState.PENDING, "submitted", now))
@@ -253,7 +270,7 @@ def place(
         rejected["(none)"] = f"project {job.project_code} has no active allocation"
     for name in ready:
         site = by_name[name]
-        amount = charge_milli(job.gpus * job.time_limit_s, Decimal(str(site.charge_factor)))
+        amount = reservation_milli(job, site)
         aid = site.allocation_id
         short = ledger.shortfall(ledger.hold(session, aid), amount, promised.get(aid, 0))
         if short is None:

@@ -120,3 +120,21 @@ def test_cancelling_the_array_cancels_every_unfinished_task(env: dict[str, Any])
     plain = ok(api.post(f"{API}/jobs", headers=anna.headers, json=spec(env["code"], ["true"])), 201)
     refused = api.post(f"{API}/jobs/{plain['id']}/cancel?array=true", headers=anna.headers)
     assert refused.status_code == 422 and "not part of a job array" in refused.text
+
+
+def test_an_array_submitted_to_a_full_site_keeps_every_task_waiting_in_the_array(
+    env: dict[str, Any],
+) -> None:
+    api, anna = env["api"], env["anna"]
+    hog = spec(env["code"], ["sleep", "60"], name="hog", resources={"gpus_per_node": 8})
+    ok(api.post(f"{API}/jobs", headers=anna.headers, json=hog), 201)  # takes the site's 8 GPUs
+    body = spec(env["code"], ["true"], name="waits", array="0-2")
+    first = ok(api.post(f"{API}/jobs", headers=anna.headers, json=body), 201)
+    assert first["state"] == "pending" and first["array_id"] == first["id"]
+    assert "waiting for" in first["reason"]
+    tasks = _tasks(api, anna, first["id"])
+    assert [t["array_task"] for t in tasks] == [0, 1, 2]  # the first task is in its array too
+    for task in tasks:
+        assert task["state"] == "pending" and "waiting for" in task["reason"], task
+        shown = ok(api.get(f"{API}/jobs/{task['id']}", headers=anna.headers))
+        assert shown["reason"] == task["reason"] and shown["array_id"] == first["id"]
