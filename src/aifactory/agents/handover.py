@@ -4,11 +4,11 @@ A pass takes at most :data:`HANDOVER_BATCH` placed jobs. An executor that can lo
 attempts up at once (Slurm: one ``squeue --name=A,B,...``) does so first; then up to
 :data:`HANDOVER_THREADS` submissions run at the same time (``sbatch`` mostly waits on
 slurmctld, so a site takes several at once: ~8 concurrent clients is where the harness's
-slurmctld stops getting faster). Each job's hand-over is recorded in its own fenced
-transaction as soon as its submission returns, so one that fails (or a crash) loses none of
-the others, and a job recorded is never handed over again; one not recorded is found by its
-name on the next pass instead of being submitted twice (the executor's submit is idempotent
-per job and attempt).
+slurmctld stops getting faster). The submissions that have returned are recorded together
+in one fenced transaction; if that fails, each is recorded in a transaction of its own, so one
+that fails (or a crash) loses none of the others, and a job recorded is never handed over
+again; one not recorded is found by its name on the next pass instead of being submitted twice
+(the executor's submit is idempotent per job and attempt).
 """
 
 from __future__ import annotations
