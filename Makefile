@@ -14,11 +14,11 @@ $(BIN)/python:
 	$(PIP) install --upgrade pip
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(PIP) install -e '.[train]'
+	$(PIP) install -e '.[train,interactive]'
 	touch $@
 
 $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
-	$(PIP) install -e '.[dev,train]'
+	$(PIP) install -e '.[dev,train,interactive]'
 	touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed

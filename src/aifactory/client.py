@@ -17,6 +17,7 @@ import httpx
 from pydantic import BaseModel, TypeAdapter
 
 from aifactory import errors
+from aifactory.client_serving import ServingCalls
 
 if TYPE_CHECKING:
     from aifactory.services.access_views import (
@@ -64,7 +65,7 @@ _BY_CODE: dict[str, type[errors.AIFactoryError]] = {
 }
 
 
-class Client:
+class Client(ServingCalls):
     """Calls ``/api/v1`` with a bearer token; API errors come back as ``aifactory.errors``."""
 
     def __init__(

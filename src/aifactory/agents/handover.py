@@ -183,6 +183,7 @@ class HandOver:
                 state=JobState.SUBMITTED,
                 stdout_path=logs[0],
                 stderr_path=logs[1],
+                workdir=self.executor.workdir_for(spec),
             )
         )
         job_service.move(s, job, JobState.SUBMITTED, f"handed to {self.name}", utcnow())

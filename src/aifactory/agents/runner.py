@@ -29,6 +29,7 @@ from sqlalchemy.engine import make_url
 
 from aifactory.agents.leases import LeaseHandle, LeaseLost, new_holder
 from aifactory.agents.reconciler import Backlog
+from aifactory.agents.serving import ServingController
 from aifactory.agents.site_agent import SiteAgent
 from aifactory.db.engine import Database
 from aifactory.db.models import ControllerBeat, Factory, Lease
@@ -36,11 +37,13 @@ from aifactory.db.types import utcnow
 from aifactory.db.wake import BROKER, CHANNEL, site_topic
 from aifactory.errors import Conflict, Invalid
 from aifactory.services import housekeeping, ledger
+from aifactory.services.endpoints import SERVING
 from aifactory.services.sites import build_executor, load_sites
 from aifactory.settings import Settings
 
 log = logging.getLogger(__name__)
 EXPIRY_CHECK_S = 60.0
+SERVING_INTERVAL_S = 1.0  # replicas' health and endpoints' load, while any is live
 
 
 class Broker:
@@ -112,6 +115,8 @@ class AgentRunner:
             if not sites or name in sites
         ]
         self.broker = Broker(db, capacity, self._lease(BROKER)) if broker else None
+        # Endpoints and interactive sessions are looked after where the broker runs.
+        self.serving = ServingController(db, capacity, self._lease(SERVING)) if broker else None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._events: list[tuple[str, threading.Event]] = []
@@ -122,12 +127,15 @@ class AgentRunner:
 
     @property
     def leases(self) -> list[LeaseHandle]:
-        return [a.lease for a in self.agents] + ([self.broker.lease] if self.broker else [])
+        extra = [c.lease for c in (self.broker, self.serving) if c is not None]
+        return [a.lease for a in self.agents] + extra
 
     def tick(self) -> None:
         """One inline pass of every controller whose lease this process holds (tests, tools)."""
         if self.broker is not None:
             _guarded("broker", self.broker.lease, self.broker.tick)
+        if self.serving is not None:
+            _guarded("serving", self.serving.lease, self.serving.tick)
         for agent in self.agents:
             _guarded(agent.name, agent.lease, agent.tick)
 
@@ -139,6 +147,8 @@ class AgentRunner:
         self._beat()
         if self.broker is not None:
             self._spawn("aif-broker", BROKER, self._broker_loop)
+        if self.serving is not None:
+            self._spawn("aif-serving", SERVING, self._serving_loop)
         for agent in self.agents:
             loop = partial(self._site_loop, agent)
             self._spawn(f"aif-site-{agent.factory_id}", site_topic(agent.factory_id), loop)
@@ -212,6 +222,16 @@ class AgentRunner:
             wake.clear()
             _guarded("broker", broker.lease, partial(broker.tick, woken))
             woken = wake.wait(self._idle_wait())
+
+    def _serving_loop(self, wake: threading.Event) -> None:
+        assert self.serving is not None
+        serving = self.serving
+        while not self._stop.is_set():
+            wake.clear()
+            _guarded("serving", serving.lease, serving.tick)
+            busy = serving.live and serving.lease.held
+            wake.wait(SERVING_INTERVAL_S if busy else self._idle_wait())
+        serving.close()
 
     def _idle_wait(self) -> float:
         """The safety-net interval, short enough to renew leases well before they expire."""

@@ -12,6 +12,8 @@ from aifactory.api.origin import RequestOrigin
 from aifactory.api.routers import (
     access,
     audit,
+    endpoints,
+    gateway,
     identity,
     jobs,
     projects,
@@ -69,5 +71,7 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     api.include_router(projects.router)
     api.include_router(status.router)
     api.include_router(audit.router)
+    api.include_router(endpoints.router)
     app.include_router(api)
+    app.include_router(gateway.router)  # /v1: OpenAI's paths, for OpenAI's SDKs
     return app

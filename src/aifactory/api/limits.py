@@ -90,6 +90,10 @@ class ConcurrencyLimit:
     under overload clients hear so quickly instead of piling up behind the backlog.
     """
 
+    #: Long-lived proxied requests (the model gateway, interactive sessions): they hold no
+    #: database connection while they stream, and one slot each would starve the API.
+    EXEMPT = ("/v1/", "/sessions/")
+
     def __init__(
         self, app: ASGIApp, limit: int, queue_timeout_s: float = 5.0, queue_limit: int = 256
     ) -> None:
@@ -100,7 +104,7 @@ class ConcurrencyLimit:
         self._slots = asyncio.Semaphore(limit)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["path"].startswith(self.EXEMPT):
             await self.app(scope, receive, send)
             return
         loop = asyncio.get_running_loop()

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from aifactory import errors
-from aifactory.cli import access, jobs, ops, render, security, site_accounts
+from aifactory.cli import access, jobs, ops, render, security, serving, site_accounts
 from aifactory.cli import config as cli_config
 from aifactory.cli.common import client, friendly
 from aifactory.cli.lazy import lazy_typer
@@ -30,6 +30,7 @@ app.add_typer(lazy_typer("aifactory.cli.sim:app", SIM_HELP), name="sim")
 access.install(app)
 jobs.install(app)
 ops.install(app)
+serving.install(app)
 security.install(admin_app)
 site_accounts.install(admin_app)
 

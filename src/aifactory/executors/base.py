@@ -325,6 +325,11 @@ class Executor(abc.ABC):
             return spec.stdout_path, spec.stderr_path
         return None
 
+    def workdir_for(self, spec: ExecJob) -> str | None:
+        """The attempt's working directory at the site (where a relative ``checkpoint_dir``
+        lives), if the backend can say; ``None`` when it cannot."""
+        return None
+
     @abc.abstractmethod
     def usage(self, backend_id: str) -> ExecUsage | None:
         """Resources used so far; ``None`` when the attempt never started.

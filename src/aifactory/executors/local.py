@@ -254,6 +254,10 @@ class LocalExecutor(Executor):
         backend_id = self.backend_id_for(*spec.key)
         return self._rules.logs(spec, self._jobs / backend_id, self.home(backend_id))
 
+    def workdir_for(self, spec: ExecJob) -> str | None:
+        """The attempt's working directory: its home, or ``workdir`` within it."""
+        return str(self._rules.workdir(spec, self.home(self.backend_id_for(*spec.key))))
+
     def log_paths(self, backend_id: str) -> tuple[Path, Path]:
         """Files receiving the attempt's standard output and standard error."""
         with self._locked():

@@ -39,6 +39,13 @@ from aifactory.db.models.registry import (
     System,
 )
 from aifactory.db.models.security import AuditEvent, AuthThrottle, IdempotencyKey
+from aifactory.db.models.serving import (
+    Endpoint,
+    EndpointKey,
+    EndpointReplica,
+    EndpointRequest,
+    InteractiveSession,
+)
 
 __all__ = [
     "Allocation",
@@ -48,11 +55,16 @@ __all__ = [
     "Base",
     "ControllerBeat",
     "Country",
+    "Endpoint",
+    "EndpointKey",
+    "EndpointReplica",
+    "EndpointRequest",
     "Event",
     "Factory",
     "FactoryMember",
     "FundingLine",
     "IdempotencyKey",
+    "InteractiveSession",
     "Job",
     "JobAttempt",
     "JobTransition",

@@ -103,6 +103,8 @@ class JobAttempt(Base):
     message: Mapped[str] = mapped_column(Text, default="")
     stdout_path: Mapped[str | None] = mapped_column(Text)
     stderr_path: Mapped[str | None] = mapped_column(Text)
+    #: The attempt's working directory at the site, where a relative checkpoint_dir lives.
+    workdir: Mapped[str | None] = mapped_column(Text)
 
 
 class JobTransition(Base):

@@ -207,6 +207,10 @@ class SlurmExecutor(Executor):
         rendered = render_script(spec, self.script_options(spec.project, spec.partition))
         return rendered.stdout, rendered.stderr
 
+    def workdir_for(self, spec: ExecJob) -> str | None:
+        """The directory the batch script changes to on the cluster's file system."""
+        return render_script(spec, self.script_options(spec.project, spec.partition)).workdir
+
     def poll(self, backend_ids: Iterable[str]) -> dict[str, ExecStatus]:
         """Statuses of the given Slurm job ids; unknown ids are absent."""
         return {job_id: _status(job) for job_id, job in self.backend.states(backend_ids).items()}
