@@ -48,12 +48,18 @@ def _read(file: Path, project: str | None) -> dict[str, Any]:
 def create(
     file: Annotated[Path, typer.Argument(help="endpoint.yaml (see docs/serving.md)")],
     project: Annotated[str | None, typer.Option(help="project ID (overrides the file)")] = None,
+    from_job: Annotated[
+        int | None, typer.Option(help="serve the checkpoint this training job wrote")
+    ] = None,
     wait: Annotated[bool, typer.Option(help="wait until a replica answers")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Start serving a model; its replicas run as jobs of the project."""
+    spec = _read(file, project)
+    if from_job is not None:
+        spec["checkpoint"] = {**(spec.get("checkpoint") or {}), "job": from_job}
     with client() as api:
-        view = api.create_endpoint(_read(file, project), str(Path.cwd()))
+        view = api.create_endpoint(spec, str(Path.cwd()))
         if wait:
             view = _wait_ready(api, view.name)
         _show(view, as_json, api.gateway_url)
