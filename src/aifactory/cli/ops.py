@@ -19,6 +19,9 @@ def _logging() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # httpx logs every request at INFO: the serving controller's health checks (one per
+    # replica a second) and the gateway's calls would drown everything else.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 @friendly

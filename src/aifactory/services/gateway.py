@@ -28,8 +28,10 @@ from aifactory.db.models import (
     EndpointReplica,
     EndpointRequest,
     Job,
+    Partition,
 )
 from aifactory.db.wake import wake
+from aifactory.domain.jobs import JobState
 from aifactory.domain.ledger import fmt_hours
 from aifactory.domain.serving import EndpointState, ReplicaState
 from aifactory.errors import NotFound, QuotaExceeded, Unauthenticated
@@ -90,10 +92,11 @@ def check_model(caller: Caller, model: object) -> None:
         )
 
 
-def budget_problem(session: Session, endpoint_id: int) -> str | None:
+def budget_problem(session: Session, endpoint_id: int, now: datetime) -> str | None:
     """Why new requests must be refused for budget, or None: every allocation the endpoint's
-    live replicas run on is used up or no longer active."""
-    rows = session.execute(
+    live replicas run on is no longer active or used up, counting what the jobs running on it
+    have used so far (charged only when they end)."""
+    rows = session.scalars(
         select(Allocation)
         .join(Job, Job.allocation_id == Allocation.id)
         .join(EndpointReplica, EndpointReplica.job_id == Job.id)
@@ -101,21 +104,41 @@ def budget_problem(session: Session, endpoint_id: int) -> str | None:
             EndpointReplica.endpoint_id == endpoint_id,
             EndpointReplica.state.in_([ReplicaState.READY, ReplicaState.STARTING]),
         )
-    ).scalars()
+    )
     problems = []
     for allocation in {a.id: a for a in rows}.values():
         left = allocation.granted_milli - allocation.used_milli - allocation.expired_milli
+        left -= _running_milli(session, allocation, now)
         if allocation.status != "active":
             problems.append(f"allocation {allocation.id} is {allocation.status}")
         elif left <= 0:
             problems.append(
                 f"allocation {allocation.id} of project {allocation.project_code} is used up "
-                f"(granted {fmt_hours(allocation.granted_milli)}, used "
-                f"{fmt_hours(allocation.used_milli)} GPU-hours)"
+                f"(granted {fmt_hours(allocation.granted_milli)} GPU-hours, used "
+                f"{fmt_hours(allocation.granted_milli - left)} with the running jobs)"
             )
         else:
             return None
     return "; ".join(problems) or None
+
+
+def _running_milli(session: Session, allocation: Allocation, now: datetime) -> int:
+    """What the allocation's running jobs have used so far, in milli-GPU-hours."""
+    factor = session.scalar(
+        select(Partition.charge_factor).where(Partition.id == allocation.partition_id)
+    )
+    running = session.execute(
+        select(Job.gpus, Job.started_at).where(
+            Job.allocation_id == allocation.id,
+            Job.state == JobState.RUNNING,
+            Job.started_at.is_not(None),
+        )
+    )
+    seconds = 0.0
+    for gpus, started in running:
+        if started is not None:
+            seconds += gpus * max(0.0, (now - started).total_seconds())
+    return int(seconds / 3.6 * float(factor or 1))
 
 
 def open_request(session: Session, caller: Caller, route: str, stream: bool, now: datetime) -> int:
@@ -124,7 +147,7 @@ def open_request(session: Session, caller: Caller, route: str, stream: bool, now
     Raises:
         QuotaExceeded: The endpoint's budget is used up (the request is not metered).
     """
-    problem = budget_problem(session, caller.endpoint_id)
+    problem = budget_problem(session, caller.endpoint_id, now)
     if problem is not None:
         raise QuotaExceeded(f"budget exhausted: {problem}")
     row = EndpointRequest(

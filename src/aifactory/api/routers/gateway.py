@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["gateway"])
 WAIT_FOR_REPLICA_S = 600.0  # a cold start: the replica's job is placed, started and loads
 WAIT_STEP_S = 0.25
+MAX_TRIES = 3  # replicas tried for one request before it fails with 502
 _STATUS = {
     "unauthenticated": (401, "invalid_request_error", "invalid_api_key"),
     "not_found": (404, "invalid_request_error", "model_not_found"),
@@ -152,9 +153,9 @@ async def _send(
     stream: bool,
     wants_usage: bool,
 ) -> Response:
-    """Send to a ready replica (another one if it refuses the connection), waiting for one while
-    the endpoint starts."""
-    deadline, avoid = time.monotonic() + WAIT_FOR_REPLICA_S, None
+    """Send to a ready replica (another one if it fails before its answer began to stream),
+    waiting for one while the endpoint starts."""
+    deadline, avoid, tries = time.monotonic() + WAIT_FOR_REPLICA_S, None, 0
     client = _client(request)
     while True:
         target: Target | None = await _db(request, gateway.pick, caller.endpoint_id, row, avoid)
@@ -170,15 +171,24 @@ async def _send(
                 client.build_request("POST", target.address + path, content=body, headers=headers),
                 stream=True,
             )
-        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            log.warning("%s: replica %s refused: %s", caller.endpoint, target.replica_id, exc)
+            if stream and upstream.status_code == 200:
+                events = _events(request, upstream, row, target, started, wants_usage)
+                return StreamingResponse(events, media_type="text/event-stream")
+            try:  # a whole answer is read before any of it is sent: a failure can be retried
+                content = await upstream.aread()
+            finally:
+                await upstream.aclose()
+        except httpx.TransportError as exc:
+            tries += 1
+            log.warning("%s: replica %s failed: %r", caller.endpoint, target.replica_id, exc)
             await _db(request, gateway.suspect, target.replica_id)
+            if tries >= MAX_TRIES:
+                problem = f"{tries} replicas of {caller.endpoint!r} failed to answer: {exc!r}"
+                await _db(request, gateway.close_request, row, utcnow(), status=502, error=problem)
+                return openai_error(502, problem, "server_error", "replica_failed")
             avoid = target.replica_id
             continue
-        if stream and upstream.status_code == 200:
-            events = _events(request, upstream, row, target, started, wants_usage)
-            return StreamingResponse(events, media_type="text/event-stream")
-        return await _whole(request, upstream, row, target, started)
+        return await _whole(request, upstream, content, row, target, started)
 
 
 async def _no_replica(
@@ -207,21 +217,21 @@ async def _no_replica(
 
 
 async def _whole(
-    request: Request, upstream: httpx.Response, row: int, target: Target, started: float
+    request: Request,
+    upstream: httpx.Response,
+    content: bytes,
+    row: int,
+    target: Target,
+    started: float,
 ) -> Response:
-    try:
-        content = await upstream.aread()
-    finally:
-        await upstream.aclose()
     usage: dict[str, Any] = {}
     if upstream.status_code == 200:
         try:
             usage = json.loads(content).get("usage") or {}
         except (ValueError, AttributeError):
             usage = {}
-    await _finish(
-        request, row, upstream.status_code, usage, target, started, _error_of(upstream, content)
-    )
+    error = _error_of(upstream, content)
+    await _finish(request, row, upstream.status_code, usage, target, started, error)
     media = upstream.headers.get("content-type", "application/json")
     return Response(content, status_code=upstream.status_code, media_type=media)
 
