@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -30,11 +31,13 @@ from sqlalchemy import func, select, type_coerce, update
 from sqlalchemy.orm import Session
 
 from aifactory.agents.leases import LeaseHandle
+from aifactory.broker.placement import get_placement_policy
 from aifactory.db.engine import Database
 from aifactory.db.models import Endpoint, EndpointReplica, EndpointRequest, Job, User
 from aifactory.db.types import UTCDateTime, utcnow
 from aifactory.db.wake import BROKER, site_topic, wake
 from aifactory.domain.jobs import TERMINAL, JobState
+from aifactory.domain.jobspec import JobSpec
 from aifactory.domain.serving import (
     EndpointSpec,
     EndpointState,
@@ -45,16 +48,19 @@ from aifactory.domain.serving import (
     plan,
     service_url,
 )
-from aifactory.errors import AIFactoryError
+from aifactory.errors import AIFactoryError, QuotaExceeded
 from aifactory.services import interactive, submissions
+from aifactory.services.candidates import job_request, site_candidates
 from aifactory.services.endpoints import LIVE_REPLICAS, replica_job_spec
 from aifactory.services.identity import principal_of
+from aifactory.services.jobs import POLICY
 
 log = logging.getLogger(__name__)
 HEALTH_TIMEOUT_S = 2.0
 MAX_HEALTH_FAILURES = 3
 DRAIN_GRACE_S = 60.0
 CRASH_LOOP = 3  # replicas in a row that die before getting ready
+START_RETRY_S = 10.0  # after a replica could not be started (budget, no site)
 STALE_REQUEST_S = 900.0  # an open request older than this lost its gateway: not load
 LOG_HEAD = 64 * 1024
 
@@ -110,8 +116,11 @@ class ServingController:
                 )
             )
         )
+        blocked = None
         for replica in replicas:
             self._observe(s, endpoint, spec, replica, now)
+            if replica.state == ReplicaState.STARTING and blocked is None:
+                blocked = self._budget_blocked(s, replica, now)
         live = [r for r in replicas if r.state != ReplicaState.ENDED]
         stopped = endpoint.state == EndpointState.STOPPED
         load = _load(s, endpoint.id, now)
@@ -139,7 +148,7 @@ class ServingController:
                 self._drain(s, replica, now)
         endpoint.desired = want
         if not stopped:
-            self._state(endpoint, live, now)
+            self._state(endpoint, live, now, blocked)
 
     def _observe(
         self,
@@ -205,7 +214,11 @@ class ServingController:
                 with s.begin_nested():
                     job = submissions.submit(s, owner, spec, now, self.capacity).job
             except AIFactoryError as exc:
+                # Budget can come back (a top-up, jobs ending): try again in a while.
+                exhausted = isinstance(exc, QuotaExceeded)
+                endpoint.state = EndpointState.EXHAUSTED if exhausted else EndpointState.FAILING
                 endpoint.reason = f"cannot start a replica: {exc.message}"
+                endpoint.retry_at = now + timedelta(seconds=START_RETRY_S)
                 log.warning("endpoint %s: %s", endpoint.name, endpoint.reason)
                 return
             s.add(
@@ -245,8 +258,35 @@ class ServingController:
             )
             wake(s, site_topic(job.factory_id) if job.factory_id else BROKER)
 
-    def _state(self, endpoint: Endpoint, live: list[EndpointReplica], now: datetime) -> None:
+    def _budget_blocked(self, s: Session, replica: EndpointReplica, now: datetime) -> str | None:
+        """Why a replica's job waits for budget rather than for GPUs, or None: it would be
+        placed if the project's allocations had the hours."""
+        job = s.get_one(Job, replica.job_id)
+        if job.state != JobState.PENDING:
+            return None
+        spec = JobSpec.model_validate(job.spec)
+        request = job_request(spec)
+        sites = site_candidates(s, job.project_code, now, self.capacity)
+        policy = get_placement_policy(POLICY)
+        rich = tuple(replace(c.view, budget_remaining_gpu_hours=None) for c in sites)
+        if not policy.place(request, rich, now.timestamp()).ranked:
+            return None  # it does not fit anywhere now, budget or not: it waits for GPUs
+        decision = policy.place(request, tuple(c.view for c in sites), now.timestamp())
+        if decision.ranked:
+            return None
+        reasons = "; ".join(f"{k}: {v}" for k, v in decision.rejected.items())
+        return f"the project's budget cannot pay for a replica ({reasons})"
+
+    def _state(
+        self, endpoint: Endpoint, live: list[EndpointReplica], now: datetime, blocked: str | None
+    ) -> None:
         ready = any(r.state == ReplicaState.READY for r in live)
+        refused = endpoint.retry_at is not None and endpoint.retry_at > now
+        if not ready and refused and endpoint.desired > 0:
+            return  # the state and reason _start gave stand until it tries again
+        if not ready and blocked:
+            endpoint.state, endpoint.reason = EndpointState.EXHAUSTED, blocked
+            return
         if ready:
             endpoint.state, endpoint.retry_at = EndpointState.READY, None
             if endpoint.failures == 0:

@@ -34,6 +34,7 @@ class EndpointState(StrEnum):
     READY = "ready"  # at least one replica answers
     IDLE = "idle"  # scaled to zero; the next request starts a replica
     FAILING = "failing"  # replicas keep dying before they get ready; see the reason
+    EXHAUSTED = "exhausted"  # the project's budget cannot pay for a replica; see the reason
     STOPPED = "stopped"  # deleted by its owner: no replicas, no requests
 
 

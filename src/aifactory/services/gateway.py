@@ -9,7 +9,7 @@ compare-and-set on ``ended_at IS NULL``: a request is never metered twice.
 What a request costs: an endpoint's replicas are jobs, charged to the allocation like any job
 (GPUs x time x charge factor) whether they answer one request or many; a request's
 GPU-seconds (its time on a replica x the replica's GPUs) say how that time was used. New
-requests are refused (402) once the allocation a replica runs on has no hours left.
+requests are refused (402) when no replica runs and the budget cannot pay for one.
 """
 
 from __future__ import annotations
@@ -22,17 +22,12 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from aifactory.db.models import (
-    Allocation,
     Endpoint,
     EndpointKey,
     EndpointReplica,
     EndpointRequest,
-    Job,
-    Partition,
 )
 from aifactory.db.wake import wake
-from aifactory.domain.jobs import JobState
-from aifactory.domain.ledger import fmt_hours
 from aifactory.domain.serving import EndpointState, ReplicaState
 from aifactory.errors import NotFound, QuotaExceeded, Unauthenticated
 from aifactory.services.endpoints import SERVING
@@ -92,53 +87,25 @@ def check_model(caller: Caller, model: object) -> None:
         )
 
 
-def budget_problem(session: Session, endpoint_id: int, now: datetime) -> str | None:
-    """Why new requests must be refused for budget, or None: every allocation the endpoint's
-    live replicas run on is no longer active or used up, counting what the jobs running on it
-    have used so far (charged only when they end)."""
-    rows = session.scalars(
-        select(Allocation)
-        .join(Job, Job.allocation_id == Allocation.id)
-        .join(EndpointReplica, EndpointReplica.job_id == Job.id)
-        .where(
+def budget_problem(session: Session, endpoint_id: int) -> str | None:
+    """Why new requests are refused for budget, or None.
+
+    A replica's hours are reserved when it starts (like any job's), so a running replica is
+    paid for until its time limit; requests are refused when no replica is ready and the
+    project's budget cannot pay for one (the controller found so when it tried to start one).
+    """
+    state, reason = session.execute(
+        select(Endpoint.state, Endpoint.reason).where(Endpoint.id == endpoint_id)
+    ).one()
+    if state != EndpointState.EXHAUSTED:
+        return None
+    ready = session.scalar(
+        select(func.count(EndpointReplica.id)).where(
             EndpointReplica.endpoint_id == endpoint_id,
-            EndpointReplica.state.in_([ReplicaState.READY, ReplicaState.STARTING]),
+            EndpointReplica.state == ReplicaState.READY,
         )
     )
-    problems = []
-    for allocation in {a.id: a for a in rows}.values():
-        left = allocation.granted_milli - allocation.used_milli - allocation.expired_milli
-        left -= _running_milli(session, allocation, now)
-        if allocation.status != "active":
-            problems.append(f"allocation {allocation.id} is {allocation.status}")
-        elif left <= 0:
-            problems.append(
-                f"allocation {allocation.id} of project {allocation.project_code} is used up "
-                f"(granted {fmt_hours(allocation.granted_milli)} GPU-hours, used "
-                f"{fmt_hours(allocation.granted_milli - left)} with the running jobs)"
-            )
-        else:
-            return None
-    return "; ".join(problems) or None
-
-
-def _running_milli(session: Session, allocation: Allocation, now: datetime) -> int:
-    """What the allocation's running jobs have used so far, in milli-GPU-hours."""
-    factor = session.scalar(
-        select(Partition.charge_factor).where(Partition.id == allocation.partition_id)
-    )
-    running = session.execute(
-        select(Job.gpus, Job.started_at).where(
-            Job.allocation_id == allocation.id,
-            Job.state == JobState.RUNNING,
-            Job.started_at.is_not(None),
-        )
-    )
-    seconds = 0.0
-    for gpus, started in running:
-        if started is not None:
-            seconds += gpus * max(0.0, (now - started).total_seconds())
-    return int(seconds / 3.6 * float(factor or 1))
+    return None if ready else f"budget exhausted: {reason}"
 
 
 def open_request(session: Session, caller: Caller, route: str, stream: bool, now: datetime) -> int:
@@ -147,9 +114,9 @@ def open_request(session: Session, caller: Caller, route: str, stream: bool, now
     Raises:
         QuotaExceeded: The endpoint's budget is used up (the request is not metered).
     """
-    problem = budget_problem(session, caller.endpoint_id, now)
+    problem = budget_problem(session, caller.endpoint_id)
     if problem is not None:
-        raise QuotaExceeded(f"budget exhausted: {problem}")
+        raise QuotaExceeded(problem)
     row = EndpointRequest(
         request_id=uuid.uuid4().hex,
         endpoint_id=caller.endpoint_id,

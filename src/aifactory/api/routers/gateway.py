@@ -197,6 +197,10 @@ async def _no_replica(
     """None to keep waiting for a replica; else the answer that ends the wait."""
     state, reason = await _db(request, gateway.waiting_reason, caller.endpoint_id)
     problem = None
+    if state == EndpointState.EXHAUSTED:
+        problem = f"budget exhausted: {reason}"
+        await _db(request, gateway.close_request, row, utcnow(), status=402, error=problem)
+        return openai_error(402, problem, "insufficient_quota", "insufficient_quota")
     if state == EndpointState.FAILING:
         problem = f"endpoint {caller.endpoint!r} is failing: {reason}"
     elif state == EndpointState.STOPPED:
