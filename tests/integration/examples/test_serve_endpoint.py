@@ -27,6 +27,11 @@ from aifactory.db.models import Allocation, EndpointRequest
 from aifactory.domain.enums import LedgerKind
 from aifactory.services import ledger
 from aifactory.settings import Settings
+from aifactory.testing.databases import (
+    create_scratch_postgres,
+    drop_scratch_postgres,
+    postgres_available,
+)
 from aifactory.testing.serving import CEILING_S, Federation, served_federation
 
 pytestmark = pytest.mark.slow
@@ -53,6 +58,10 @@ def fed() -> Iterator[Federation]:
 
 @pytest.fixture(scope="module")
 def trained(fed: Federation) -> int:
+    return train(fed)
+
+
+def train(fed: Federation) -> int:
     """A training job that completed and left a checkpoint: its id."""
     (fed.work / "train.yaml").write_text(TRAIN.format(project=fed.project))
     job_id, out = fed.submit(Path("train.yaml"), "--follow")
@@ -342,3 +351,33 @@ def test_an_exhausted_budget_refuses_requests_with_the_reason(
             ledger.post(s, allocation.id, LedgerKind.ADJUST, left, "test", note="top-up")
         db.dispose()
     fed.aif("endpoints", "delete", "gpt-broke")
+
+
+def test_on_postgresql_the_trained_model_is_served_and_a_dead_replica_replaced() -> None:
+    """The same path on PostgreSQL (controllers woken by NOTIFY, metering in its rows)."""
+    reason = postgres_available()
+    if reason is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
+    name, url = create_scratch_postgres()
+    try:
+        with served_federation(database_url=url) as pg:
+            view = endpoint(pg, train(pg), "gpt-pg", "--wait", replicas={"min": 1, "max": 1})
+            ai = client(pg, new_key(pg, "gpt-pg"))
+            done = ai.completions.create(model="gpt-pg", prompt="The ", max_tokens=5)
+            assert done.usage is not None and done.usage.completion_tokens == 5
+            chunks = list(
+                ai.chat.completions.create(
+                    model="gpt-pg", messages=[{"role": "user", "content": "Hi"}],
+                    max_tokens=4, stream=True,
+                )
+            )  # fmt: skip
+            assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+            _kill_replica(next(r for r in view["replicas"] if r["state"] == "ready"))
+            again = ai.completions.create(model="gpt-pg", prompt="The ", max_tokens=5)
+            assert len(again.choices[0].text) == 5
+            assert shown(pg, "gpt-pg")["usage"]["requests"] == 3
+            pg.aif("endpoints", "delete", "gpt-pg")
+    finally:
+        drop_scratch_postgres(name)
