@@ -8,9 +8,12 @@ demo again on the same data directory adds another application; nothing breaks.
 from __future__ import annotations
 
 import importlib.util
+import shlex
+import time
 import uuid
 from pathlib import Path
 
+import httpx
 from rich.rule import Rule
 
 from aifactory.cli import render
@@ -45,7 +48,9 @@ def run_demo() -> None:
             console.print(render.factories_table(api.list_factories()))
         with Client(server.url, anna) as applicant, Client(server.url, olli) as operator:
             code = _playground(applicant, operator)
-            _training(applicant, code, settings.demo_train_steps)
+            trained = _training(applicant, code, settings.demo_train_steps)
+            if trained is not None:
+                _serving(applicant, code, trained)
         with Client(server.url, admin.token) as api:
             api.revoke_token(admin.id)
     db.dispose()
@@ -132,14 +137,15 @@ def _train_script() -> Path | None:
     return None
 
 
-def _training(applicant: Client, code: str, steps: int) -> None:
+def _training(applicant: Client, code: str, steps: int) -> int | None:
+    """Train the example GPT as a job; its id once it completed (its checkpoint is there)."""
     script = _train_script()
     if script is None or importlib.util.find_spec("torch") is None:
         console.print(
             "[yellow]training step skipped: examples/ or torch (pip install "
             "'aifactory[train]') not found[/yellow]"
         )
-        return
+        return None
     _step("6. The start-up submits a real training job once; the broker picks the site")
     # Relative: the job writes in its own directory; it cannot reach the data dir (0700).
     checkpoints = Path("checkpoints") / f"{code}-{uuid.uuid4().hex[:6]}"
@@ -179,3 +185,49 @@ def _training(applicant: Client, code: str, steps: int) -> None:
     project = applicant.get_project(code)
     console.print(show.allocations_table(project.allocations))
     console.print(show.ledger_table(applicant.get_ledger(project.allocations[0].id)))
+    return done.id if done.state == "completed" else None
+
+
+def _serving(applicant: Client, code: str, job_id: int) -> None:
+    """The trained model, served from its checkpoint and asked through the OpenAI API."""
+    script = _train_script()
+    assert script is not None
+    _step("9. The trained model is served: an endpoint from its checkpoint, OpenAI's API")
+    serve = shlex.quote(str(script.with_name("serve.py")))
+    endpoint = applicant.create_endpoint(
+        {
+            "name": "gpt-char",
+            "project": code,
+            "checkpoint": {"job": job_id},
+            "replicas": {"min": 1, "max": 1},
+            "replica": {
+                "resources": {"nodes": 1, "gpus_per_node": 1, "time_limit": "30m"},
+                "script": f'exec python {serve} --checkpoint "$AIF_MODEL_CHECKPOINT" '
+                '--served-model-name "$AIF_ENDPOINT_NAME"\n',
+                "environment": {"PYTHONUNBUFFERED": "1"},
+            },
+        }
+    )
+    console.print(f"endpoint {endpoint.name}: serving {endpoint.checkpoint_path}")
+    deadline = time.monotonic() + 300  # a replica starts in seconds; this is a ceiling only
+    while endpoint.state not in ("ready", "failing", "exhausted") and time.monotonic() < deadline:
+        time.sleep(0.5)
+        endpoint = applicant.get_endpoint("gpt-char")
+    if endpoint.state != "ready":
+        console.print(f"[yellow]the endpoint is {endpoint.state}: {endpoint.reason}[/yellow]")
+        return
+    key = applicant.create_endpoint_key("gpt-char", "demo").key
+    console.print(f"ready; any OpenAI client works: base_url={applicant.gateway_url}, a key")
+    answer = httpx.post(
+        applicant.gateway_url + "/completions",
+        headers={"Authorization": f"Bearer {key}"},
+        json={"model": "gpt-char", "prompt": "The ", "max_tokens": 60, "seed": 1},
+        timeout=120,
+    ).json()
+    console.print(f"completion: {answer['choices'][0]['text']!r}")
+    console.print(f"usage: {answer['usage']}")
+    applicant.stop_endpoint("gpt-char")
+    console.print(
+        "endpoint stopped; its replica ran as a job of the project and is charged like one "
+        "(aif endpoints show gpt-char, aif jobs list)"
+    )

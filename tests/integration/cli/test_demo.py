@@ -47,6 +47,8 @@ def test_demo_runs_twice_and_shows_the_federation(
         assert re.search(r"│ grant\s+│ 2,000\s+│", done.stdout)
         assert "step=1 loss=" in done.stdout and "checkpoint step=40" in done.stdout
         assert "completed (exit code 0)" in done.stdout
+        assert re.search(r"^completion: '.+'$", done.stdout, re.MULTILINE), done.stdout[-3000:]
+        assert "'completion_tokens': 60" in done.stdout and "endpoint stopped" in done.stdout
     if backend == "sqlite":
         assert (tmp_path / "data" / "aifactory.db").exists()
     else:
