@@ -18,6 +18,7 @@ from pydantic import BaseModel, TypeAdapter
 
 from aifactory import errors
 from aifactory.client_serving import ServingCalls
+from aifactory.client_sessions import SessionCalls
 
 if TYPE_CHECKING:
     from aifactory.services.access_views import (
@@ -65,7 +66,7 @@ _BY_CODE: dict[str, type[errors.AIFactoryError]] = {
 }
 
 
-class Client(ServingCalls):
+class Client(ServingCalls, SessionCalls):
     """Calls ``/api/v1`` with a bearer token; API errors come back as ``aifactory.errors``."""
 
     def __init__(

@@ -15,6 +15,7 @@ from aifactory.api.routers import (
     endpoints,
     gateway,
     identity,
+    interactive,
     jobs,
     projects,
     registry,
@@ -72,6 +73,8 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     api.include_router(status.router)
     api.include_router(audit.router)
     api.include_router(endpoints.router)
+    api.include_router(interactive.router)
     app.include_router(api)
     app.include_router(gateway.router)  # /v1: OpenAI's paths, for OpenAI's SDKs
+    app.include_router(interactive.proxy)  # /sessions/<id>/: each session's JupyterLab
     return app

@@ -9,7 +9,16 @@ from typing import Annotated
 import typer
 
 from aifactory import errors
-from aifactory.cli import access, jobs, ops, render, security, serving, site_accounts
+from aifactory.cli import (
+    access,
+    jobs,
+    ops,
+    render,
+    security,
+    serving,
+    sessions,
+    site_accounts,
+)
 from aifactory.cli import config as cli_config
 from aifactory.cli.common import client, friendly
 from aifactory.cli.lazy import lazy_typer
@@ -31,6 +40,7 @@ access.install(app)
 jobs.install(app)
 ops.install(app)
 serving.install(app)
+sessions.install(app)
 security.install(admin_app)
 site_accounts.install(admin_app)
 
