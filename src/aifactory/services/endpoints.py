@@ -181,6 +181,8 @@ def update(
         Invalid: As for :func:`create`, or the name or project differs.
     """
     endpoint = _visible(session, who, name, project)
+    if endpoint.state == EndpointState.STOPPED:
+        raise Conflict(f"endpoint {name!r} is stopped; create it again instead")
     spec, path = _checked(session, who, data, capacity, submit_dir)
     for field, old in (("name", endpoint.name), ("project", endpoint.project_code)):
         if getattr(spec, field) != old:
