@@ -25,6 +25,8 @@ from aifactory.errors import FieldError, Invalid
 NAME = r"^[a-z0-9][a-z0-9._-]{0,62}$"
 SERVICE_URL = re.compile(r"^AIF_SERVICE_URL=(https?://[A-Za-z0-9._:\[\]-]+)\s*$", re.MULTILINE)
 Duration = Annotated[int, Field(ge=1, le=366 * 86400)]
+#: Idle seconds after which an endpoint without scale_to_zero_after drops back to its minimum.
+SCALE_IN_AFTER_S = 300
 
 
 class EndpointState(StrEnum):
@@ -169,21 +171,17 @@ def desired_replicas(replicas: Replicas, scale_to_zero_after: int | None, load: 
     """How many replicas the endpoint should have now.
 
     Scales out to ``ceil(inflight / target_inflight)`` within ``[min, max]``; while requests
-    keep coming it never scales in (no flapping under bursty load); after
-    ``scale_to_zero_after`` without a request it drops to ``min`` (0 allowed: scale to zero).
-    A request for an endpoint at zero counts as in flight, so it brings one replica back.
+    keep coming (one in the last ``scale_to_zero_after``, or ``SCALE_IN_AFTER_S`` without it)
+    it never scales in, so bursty load does not make replicas come and go; once that long
+    passes without a request it drops to ``min`` (0 allowed: scale to zero). A request for an
+    endpoint at zero counts as in flight, so it brings one replica back.
     """
     wanted = math.ceil(load.inflight / replicas.target_inflight)
-    busy = load.inflight > 0 or (
-        scale_to_zero_after is not None
-        and load.idle_s is not None
-        and load.idle_s < scale_to_zero_after
-    )
-    if scale_to_zero_after is None:
-        busy = busy or load.live > 0
-    floor = max(replicas.min, 1) if busy else replicas.min
-    keep = load.live if busy else 0
-    return max(floor, min(replicas.max, max(wanted, keep)))
+    window = SCALE_IN_AFTER_S if scale_to_zero_after is None else scale_to_zero_after
+    busy = load.inflight > 0 or (load.idle_s is not None and load.idle_s < window)
+    if not busy:
+        return replicas.min
+    return max(replicas.min, 1, min(replicas.max, max(wanted, load.live)))
 
 
 @dataclass(frozen=True)

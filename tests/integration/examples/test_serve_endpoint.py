@@ -381,3 +381,40 @@ def test_on_postgresql_the_trained_model_is_served_and_a_dead_replica_replaced()
             pg.aif("endpoints", "delete", "gpt-pg")
     finally:
         drop_scratch_postgres(name)
+
+
+def test_requests_in_flight_bring_a_second_replica(fed: Federation, trained: int) -> None:
+    endpoint(
+        fed, trained, "gpt-busy", "--wait",
+        replicas={"min": 1, "max": 2, "target_inflight": 2}, scale_to_zero_after="1h",
+    )  # fmt: skip
+    ai = client(fed, new_key(fed, "gpt-busy"))
+    stop = threading.Event()
+
+    def stream() -> None:  # long answers, read slowly: requests stay in flight
+        while not stop.is_set():
+            answer = ai.completions.create(
+                model="gpt-busy", prompt="F", max_tokens=200, stream=True
+            )
+            for _ in answer:
+                if stop.is_set():
+                    break
+
+    load = [threading.Thread(target=stream) for _ in range(4)]
+    for t in load:
+        t.start()
+    try:
+        view = until(
+            "a second ready replica",
+            lambda: (
+                (v := shown(fed, "gpt-busy"))["desired"] == 2
+                and sum(r["state"] == "ready" for r in v["replicas"]) == 2
+                and v
+            ),
+        )
+    finally:
+        stop.set()
+        for t in load:
+            t.join(timeout=CEILING_S)
+    assert view["state"] == "ready"
+    fed.aif("endpoints", "delete", "gpt-busy")

@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from aifactory.domain.serving import (
+    SCALE_IN_AFTER_S,
     EndpointSpec,
     Load,
     Replica,
@@ -42,9 +43,11 @@ def test_a_request_for_an_endpoint_at_zero_brings_one_replica_back() -> None:
     assert desired_replicas(r, 60, Load(inflight=1, idle_s=600, live=0)) == 1
 
 
-def test_without_scale_to_zero_an_endpoint_keeps_its_replicas() -> None:
+def test_without_scale_to_zero_an_idle_endpoint_drops_back_to_its_minimum() -> None:
     r = Replicas(min=1, max=3, target_inflight=1)
-    assert desired_replicas(r, None, Load(inflight=0, idle_s=10_000, live=3)) == 3
+    assert desired_replicas(r, None, Load(inflight=0, idle_s=60, live=3)) == 3
+    assert desired_replicas(r, None, Load(inflight=0, idle_s=SCALE_IN_AFTER_S + 1, live=3)) == 1
+    assert desired_replicas(r, None, Load(inflight=0, idle_s=None, live=1)) == 1
 
 
 @given(
