@@ -124,6 +124,13 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
+def _rolled_back(session: Session) -> None:
+    """The transaction's wake-ups are void, unless only a SAVEPOINT rolled back (then the
+    outer transaction's stand)."""
+    if not session.in_nested_transaction():
+        take_pending(session)
+
+
 class Database:
     """One engine and its session factory; ``session()`` commits on success, rolls back on error."""
 
@@ -135,13 +142,18 @@ class Database:
         address = wake_address(parsed.database) if parsed.get_backend_name() == "sqlite" else None
         self.bus = WakeBus(address)  # wakes the controllers (see db/wake.py)
         event.listen(self.sessions, "after_commit", self._committed)
-        event.listen(self.sessions, "after_rollback", take_pending)
+        event.listen(self.sessions, "after_rollback", _rolled_back)
 
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
 
     def _committed(self, session: Session) -> None:
+        # SQLAlchemy also calls this when a SAVEPOINT is released: its wake-ups wait for the
+        # real commit (sent now, a controller would look before the rows are there, find
+        # nothing, and sleep until its safety-net pass).
+        if session.in_nested_transaction():
+            return
         topics = take_pending(session)
         if topics:
             self.bus.publish(topics)
