@@ -21,7 +21,17 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 from aifactory.errors import AIFactoryError, Unauthenticated
-from aifactory.portal import applying, auth, federation, reporting, security, staff, web, workload
+from aifactory.portal import (
+    applying,
+    auth,
+    federation,
+    reporting,
+    security,
+    serving,
+    staff,
+    web,
+    workload,
+)
 from aifactory.portal.headers import route_path, security_headers
 from aifactory.services import sessions
 from aifactory.services.sessions import SignedIn
@@ -49,7 +59,7 @@ def install(app: FastAPI) -> None:
     app.state.portal_installed = True
     static = str(files("aifactory.portal") / "static")
     app.mount("/static", StaticFiles(directory=static), name="static")
-    for module in (auth, federation, applying, staff, workload, reporting, security):
+    for module in (auth, federation, applying, staff, workload, serving, reporting, security):
         app.include_router(module.router, include_in_schema=False)
     for key, handler in list(app.exception_handlers.items()):
         if key is not WebSocketRequestValidationError:
