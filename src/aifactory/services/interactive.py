@@ -33,10 +33,16 @@ from aifactory.domain.jobspec import JobSpec, parse_spec
 from aifactory.domain.ledger import from_milli
 from aifactory.domain.serving import SessionSpec, parse_model
 from aifactory.domain.sessions import LIVE, SessionState
-from aifactory.errors import BackendUnavailable, Conflict, Invalid, NotFound
+from aifactory.errors import AIFactoryError, BackendUnavailable, Conflict, Invalid, NotFound
 from aifactory.services import submissions
 from aifactory.services.endpoints import SERVING
-from aifactory.services.interactive_watch import TOUCH_S, observe, request_stop, settle
+from aifactory.services.interactive_watch import (
+    TOUCH_S,
+    cancel_job,
+    observe,
+    request_stop,
+    settle,
+)
 from aifactory.services.permissions import Principal
 from aifactory.services.views import View
 
@@ -216,8 +222,9 @@ def reconcile(
     """One pass over the live sessions; whether any is still live.
 
     Everything is looked at first (jobs, logs, each JupyterLab's status over HTTP) without
-    writing, so no write lock is held while waiting on a session; then each session's changes
-    are written in a savepoint of their own: one that fails is logged and retried next pass.
+    writing, so no write lock is held while waiting on a session; then the sessions change and
+    the jobs of those stopping are flagged for cancellation. A pass that finds nothing new
+    writes nothing, so on SQLite it never takes the write lock.
     """
     rows = list(
         session.scalars(
@@ -231,12 +238,17 @@ def reconcile(
     ids = [r.job_id for r in rows if r.job_id is not None]
     jobs = {j.id: j for j in session.scalars(select(Job).where(Job.id.in_(ids)))}
     seen = [observe(row, jobs.get(row.job_id or 0), http) for row in rows]
+    doomed = []
     for row, looked in zip(rows, seen, strict=True):
         try:
-            with session.begin_nested():
-                settle(session, row, looked, now)
-        except Exception:
+            job = settle(row, looked, now)
+        except AIFactoryError:  # an illegal move: nothing of this session changed
             log.exception("session %s: pass failed; retrying", row.id)
+            continue
+        if job is not None:
+            doomed.append(job)
+    for job in doomed:
+        cancel_job(session, job)
     return any(row.state != SessionState.ENDED for row in rows)
 
 
