@@ -21,11 +21,15 @@ class BodySizeLimit:
     any error into a 400.)
     """
 
+    #: Streamed to a session's own server (a notebook saved, a file uploaded), which has limits
+    #: of its own; nothing of it is parsed or stored here.
+    EXEMPT = ("/sessions/",)
+
     def __init__(self, app: ASGIApp, limit: int = MAX_SPEC_BYTES) -> None:
         self.app, self.limit = app, limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["path"].startswith(self.EXEMPT):
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])

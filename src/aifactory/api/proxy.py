@@ -291,7 +291,9 @@ class _Relayed(StreamingResponse):
         super().__init__(
             answer.aiter_raw(), answer.status_code, background=BackgroundTask(answer.aclose)
         )
-        self.raw_headers = _without_hop_by_hop(answer.headers.raw)
+        # Lowercased, as ASGI requires: middleware matching header names (the security
+        # headers) would otherwise miss an upstream's "Content-Security-Policy" and add a second.
+        self.raw_headers = [(k.lower(), v) for k, v in _without_hop_by_hop(answer.headers.raw)]
         self.answer = answer
 
     async def stream_response(self, send: Send) -> None:

@@ -43,8 +43,8 @@ def parse_duration(value: str | int) -> int:
     Raises:
         ValueError: Not a duration (pydantic turns it into a field error).
     """
-    if isinstance(value, bool):
-        raise ValueError("a duration, not a boolean")
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ValueError("a duration is whole seconds or text like 90m, 2h or 01:30:00")
     if isinstance(value, int):
         seconds = value
     else:

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -38,6 +39,9 @@ from aifactory.services.job_views import (
 from aifactory.services.permissions import Principal
 
 MAX_LOG_CHUNK = 256 * 1024
+#: Environment variables views never show: a service's bearer token (what the gateway or a
+#: session's proxy sends the job's server), given to the job alone, not to its project's members.
+SECRET_ENV = frozenset({"AIF_SERVICE_TOKEN"})
 
 
 def get(session: Session, who: Principal, job_id: int, detail: bool = True) -> JobView:
@@ -246,7 +250,7 @@ def view(session: Session, job: Job, detail: bool = True, names: Names | None = 
     )
     if not detail:
         return out
-    out.spec = job.spec
+    out.spec = _redacted(job.spec)
     out.attempts = [
         JobAttemptView(
             attempt=a.attempt,
@@ -269,6 +273,15 @@ def view(session: Session, job: Job, detail: bool = True, names: Names | None = 
         )
     ]
     return out
+
+
+def _redacted(spec: dict[str, Any]) -> dict[str, Any]:
+    """The spec as views show it: without the secrets only the job itself may hold."""
+    env = spec.get("environment")
+    if not isinstance(env, dict) or not SECRET_ENV & env.keys():
+        return spec
+    hidden = {k: "(hidden)" if k in SECRET_ENV else v for k, v in env.items()}
+    return {**spec, "environment": hidden}
 
 
 def _visible(session: Session, who: Principal, job_id: int) -> Job:

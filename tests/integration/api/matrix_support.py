@@ -101,6 +101,26 @@ class World:
     def new_job(self) -> int:
         return int(self.as_("applicant", "POST", "/jobs", spec(self.project, ["true"]))["id"])
 
+    def endpoint_spec(self, name: str) -> dict[str, Any]:
+        replica = {"command": ["true"], "resources": {"gpus_per_node": 1, "time_limit": 60}}
+        return {"spec": {"name": name, "project": self.project, "replica": replica}}
+
+    def new_endpoint(self) -> str:
+        """A fresh endpoint of the project (stopping or updating one is not repeatable)."""
+        self._serial[0] += 1
+        name = f"ep{self._serial[0]}"
+        return str(self.as_("applicant", "POST", "/endpoints", self.endpoint_spec(name))["name"])
+
+    def endpoint_key(self) -> dict[str, Any]:
+        """An endpoint and one of its keys (a revoked key stays revoked: revoking is idempotent)."""
+        name = self.new_endpoint()
+        key = self.as_("applicant", "POST", f"/endpoints/{name}/keys", {"name": "k"})
+        return {"name": name, "key_id": key["view"]["id"]}
+
+    def new_session(self) -> int:
+        body = {"project": self.project, "kind": "jupyter", "gpus": 0, "time": 60}
+        return int(self.as_("applicant", "POST", "/sessions", body)["id"])
+
     def applicants_token(self) -> int:
         with self.db.session() as s:
             return identity.create_token(s, "applicant", "spare", 1).id
@@ -133,6 +153,7 @@ def build_world(db: Database, api: TestClient) -> World:
     )
     _join_project(db, world.project, ["project_member", "pi"])
     world.job = world.new_job()
+    world.as_("applicant", "POST", "/endpoints", world.endpoint_spec("ep-shared"))
     world.proposal = world.in_assessment()
     world.as_("admin", "POST", f"/proposals/{world.proposal}/reviewers", {"username": "reviewer"})
     return world

@@ -38,6 +38,7 @@ ADMIN = frozenset({"admin"})
 LUMI_EDITORS = frozenset({"admin", "op_lumi"})
 OWNER = frozenset({"applicant", "admin"})
 PROJECT = frozenset({"applicant", "project_member", "pi", "op_lumi", "admin"})
+MEMBERS = frozenset({"applicant", "project_member", "pi", "admin"})
 NOT_PROJECT = frozenset({"reviewer", "op_bsc"})  # neither members nor its factory's staff
 NOT_PROPOSAL = frozenset({"project_member", "pi", "op_bsc"})  # assigned reviewers do see it
 LUMI = {"name": "LUMI AIF"}
@@ -256,6 +257,41 @@ ROWS: dict[tuple[str, str], Row] = {
     ("GET", "/jobs/{job_id}"): _on("job_id", lambda w: w.job, NOT_PROJECT, PROJECT),
     ("GET", "/jobs/{job_id}/why"): _on("job_id", lambda w: w.job, NOT_PROJECT, PROJECT),
     ("GET", "/jobs/{job_id}/logs"): _on("job_id", lambda w: w.job, NOT_PROJECT, PROJECT),
+    # Endpoints and sessions are the members' (and admins'): to others, unknown.
+    ("POST", "/endpoints"): Row(
+        MEMBERS,
+        body=lambda w, who: w.endpoint_spec(_named("ep")(w, who)),
+        unseen_in_body=ALL - MEMBERS,
+    ),
+    ("GET", "/endpoints"): Row(ALL),
+    ("GET", "/endpoints/{name}"): _on("name", World.new_endpoint, ALL - MEMBERS, MEMBERS),
+    ("PUT", "/endpoints/{name}"): Row(
+        MEMBERS,
+        lambda w: {"name": "ep-shared"},
+        lambda w, who: w.endpoint_spec("ep-shared"),
+        ALL - MEMBERS,
+        "name",
+    ),
+    ("DELETE", "/endpoints/{name}"): _on("name", World.new_endpoint, ALL - MEMBERS, MEMBERS),
+    ("POST", "/endpoints/{name}/keys"): _on(
+        "name", World.new_endpoint, ALL - MEMBERS, MEMBERS, lambda w, who: {"name": "k"}
+    ),
+    ("GET", "/endpoints/{name}/keys"): _on("name", World.new_endpoint, ALL - MEMBERS, MEMBERS),
+    ("DELETE", "/endpoints/{name}/keys/{key_id}"): Row(
+        MEMBERS, lambda w: w.endpoint_key(), None, ALL - MEMBERS, "name"
+    ),
+    ("POST", "/sessions"): Row(
+        MEMBERS,
+        body=lambda w, who: {"project": w.project, "kind": "jupyter", "gpus": 0, "time": 60},
+        unseen_in_body=ALL - MEMBERS,
+    ),
+    ("GET", "/sessions"): Row(ALL),
+    ("GET", "/sessions/{session_id}"): _on(
+        "session_id", World.new_session, ALL - {"applicant"}, frozenset({"applicant"})
+    ),
+    ("POST", "/sessions/{session_id}/stop"): _on(
+        "session_id", World.new_session, ALL - {"applicant"}, frozenset({"applicant"})
+    ),
     ("POST", "/jobs/{job_id}/cancel"): _on("job_id", World.new_job, NOT_PROJECT, PROJECT),
     ("GET", "/status"): Row(frozenset({"admin", "op_lumi", "op_bsc"})),
     ("GET", "/audit"): Row(ADMIN),

@@ -109,6 +109,10 @@ def test_the_trained_gpt_answers_the_official_openai_client(fed: Federation, tra
     view = endpoint(fed, trained, "gpt-char", "--wait")
     assert view["state"] == "ready", view
     assert view["checkpoint_path"].endswith("checkpoints/tiny")
+    replica_job = fed.api("GET", f"/jobs/{view['replicas'][0]['job_id']}")
+    env = replica_job["spec"]["environment"]
+    assert env["AIF_SERVICE_TOKEN"] == "(hidden)"  # the gateway's credential: the job's alone
+    assert env["AIF_ENDPOINT_NAME"] == "gpt-char" and env["AIF_MODEL_CHECKPOINT"]
     ai = client(fed, new_key(fed, "gpt-char"))
     assert [m.id for m in ai.models.list()] == ["gpt-char"]
 
