@@ -450,6 +450,9 @@ class Server(ThreadingHTTPServer):
     """The listening socket, the engine, and a count of requests in flight."""
 
     daemon_threads = True
+    # socketserver's default backlog is 5: a burst of new connections (a gateway reopening its
+    # pool after an idle spell) had most of them reset before they were accepted.
+    request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], engine: Engine, name: str) -> None:
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET

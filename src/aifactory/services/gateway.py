@@ -108,8 +108,11 @@ def budget_problem(session: Session, endpoint_id: int) -> str | None:
     return None if ready else f"budget exhausted: {reason}"
 
 
-def open_request(session: Session, caller: Caller, route: str, stream: bool, now: datetime) -> int:
-    """Meter a new request (it counts as load from now on); its row id.
+def open_request(
+    session: Session, caller: Caller, route: str, stream: bool, now: datetime
+) -> tuple[int, Target | None]:
+    """Meter a new request (it counts as load from now on) and give it a ready replica if
+    there is one (one transaction for both: it is on every request's way to its first token).
 
     Raises:
         QuotaExceeded: The endpoint's budget is used up (the request is not metered).
@@ -127,15 +130,10 @@ def open_request(session: Session, caller: Caller, route: str, stream: bool, now
     )
     session.add(row)
     session.flush()
-    ready = session.scalar(
-        select(func.count(EndpointReplica.id)).where(
-            EndpointReplica.endpoint_id == caller.endpoint_id,
-            EndpointReplica.state == ReplicaState.READY,
-        )
-    )
-    if not ready:
+    target = pick(session, caller.endpoint_id, row.id, None)
+    if target is None:
         wake(session, SERVING)  # an endpoint at zero: bring a replica back now
-    return row.id
+    return row.id, target
 
 
 def pick(session: Session, endpoint_id: int, request_row: int, avoid: int | None) -> Target | None:

@@ -54,6 +54,19 @@ EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "train_gpt" / "endp
 def fed() -> Iterator[Federation]:
     with served_federation() as federation:
         yield federation
+        stop_all(federation)
+
+
+def stop_all(fed: Federation) -> None:
+    """Stop every endpoint and wait for its replicas to end: jobs outlive `aif serve`."""
+    for live in json.loads(fed.aif("endpoints", "list", "--json")):
+        fed.aif("endpoints", "delete", live["name"])
+
+    def ended() -> bool:
+        views = json.loads(fed.aif("endpoints", "list", "--all", "--json"))
+        return all(r["state"] == "ended" for v in views for r in v["replicas"])
+
+    until("every replica ended", ended)
 
 
 @pytest.fixture(scope="module")
@@ -382,7 +395,7 @@ def test_on_postgresql_the_trained_model_is_served_and_a_dead_replica_replaced()
             again = ai.completions.create(model="gpt-pg", prompt="The ", max_tokens=5)
             assert len(again.choices[0].text) == 5
             assert shown(pg, "gpt-pg")["usage"]["requests"] == 3
-            pg.aif("endpoints", "delete", "gpt-pg")
+            stop_all(pg)
     finally:
         drop_scratch_postgres(name)
 

@@ -31,10 +31,13 @@ from aifactory.services import gateway
 from aifactory.services.gateway import Caller, Target
 
 log = logging.getLogger(__name__)
-router = APIRouter(prefix="/v1", tags=["gateway"])
+# Not in /openapi.json: its contract is OpenAI's API (their clients and their specification),
+# authenticated by endpoint keys, not by the platform's tokens that document describes.
+router = APIRouter(prefix="/v1", tags=["gateway"], include_in_schema=False)
 WAIT_FOR_REPLICA_S = 600.0  # a cold start: the replica's job is placed, started and loads
 WAIT_STEP_S = 0.25
 MAX_TRIES = 3  # replicas tried for one request before it fails with 502
+RETRY_SAME_S = 0.2  # before trying again the only replica, which just failed
 _STATUS = {
     "unauthenticated": (401, "invalid_request_error", "invalid_api_key"),
     "not_found": (404, "invalid_request_error", "model_not_found"),
@@ -135,30 +138,37 @@ async def _relay(request: Request, path: str) -> Response:
         }
     try:
         gateway.check_model(caller, payload.get("model"))
-        row: int = await _db(
+        row, first = await _db(
             request, gateway.open_request, caller, path.rsplit("/", 1)[-1], stream, utcnow()
         )
     except AIFactoryError as exc:
         return _from(exc)
     body = json.dumps(payload).encode()
-    return await _send(request, caller, row, path, body, stream, wants_usage)
+    return await _send(request, caller, (row, first), path, body, stream, wants_usage)
 
 
 async def _send(
     request: Request,
     caller: Caller,
-    row: int,
+    opened: tuple[int, Target | None],
     path: str,
     body: bytes,
     stream: bool,
     wants_usage: bool,
 ) -> Response:
-    """Send to a ready replica (another one if it fails before its answer began to stream),
-    waiting for one while the endpoint starts."""
-    deadline, avoid, tries = time.monotonic() + WAIT_FOR_REPLICA_S, None, 0
+    """Send to a ready replica (another one if it fails before its answer began to stream, or
+    the same one again after a moment when it is the only one), waiting for one while the
+    endpoint starts."""
+    (row, target), avoid = opened, None
+    deadline, tries = time.monotonic() + WAIT_FOR_REPLICA_S, 0
     client = _client(request)
     while True:
-        target: Target | None = await _db(request, gateway.pick, caller.endpoint_id, row, avoid)
+        if target is None:
+            target = await _db(request, gateway.pick, caller.endpoint_id, row, avoid)
+        if target is None and avoid is not None:  # none but the one that just failed
+            avoid = None
+            await asyncio.sleep(RETRY_SAME_S)
+            continue
         if target is None:
             refusal = await _no_replica(request, caller, row, deadline)
             if refusal is not None:
@@ -186,7 +196,7 @@ async def _send(
                 problem = f"{tries} replicas of {caller.endpoint!r} failed to answer: {exc!r}"
                 await _db(request, gateway.close_request, row, utcnow(), status=502, error=problem)
                 return openai_error(502, problem, "server_error", "replica_failed")
-            avoid = target.replica_id
+            avoid, target = target.replica_id, None
             continue
         return await _whole(request, upstream, content, row, target, started)
 
