@@ -28,6 +28,7 @@ from aifactory.portal import (
     reporting,
     security,
     serving,
+    sessions_page,
     staff,
     web,
     workload,
@@ -59,7 +60,17 @@ def install(app: FastAPI) -> None:
     app.state.portal_installed = True
     static = str(files("aifactory.portal") / "static")
     app.mount("/static", StaticFiles(directory=static), name="static")
-    for module in (auth, federation, applying, staff, workload, serving, reporting, security):
+    for module in (
+        auth,
+        federation,
+        applying,
+        staff,
+        workload,
+        serving,
+        sessions_page,
+        reporting,
+        security,
+    ):
         app.include_router(module.router, include_in_schema=False)
     for key, handler in list(app.exception_handlers.items()):
         if key is not WebSocketRequestValidationError:

@@ -100,7 +100,7 @@ def _load(text: str) -> dict[str, Any]:
     return data
 
 
-def _attempt(session: Session, action: Callable[[], T]) -> tuple[T | None, Problems]:
+def try_form(session: Session, action: Callable[[], T]) -> tuple[T | None, Problems]:
     """Run a service call in a savepoint; on bad input, undo it and list the problems by the
     field each names (a conflict, such as no factory for a replica, is one general problem)."""
     try:
@@ -142,7 +142,7 @@ def _dumped(spec: dict[str, Any]) -> str:
     return yaml.safe_dump(kept, sort_keys=False, allow_unicode=True)
 
 
-def _my_projects(session: Session, user: SignedIn) -> list[str]:
+def member_projects(session: Session, user: SignedIn) -> list[str]:
     """Projects the user may create endpoints in: theirs (every project, for an admin)."""
     who = user.principal
     return [
@@ -165,7 +165,7 @@ def _list_page(
     problems: Problems = NO_PROBLEMS,
     status: int = 200,
 ) -> Response:
-    mine = _my_projects(session, user)
+    mine = member_projects(session, user)
     chosen = project or (mine[0] if mine else "")
     context = {
         "title": "Serving",
@@ -209,7 +209,7 @@ def create_endpoint(
             raise Invalid.field("project", "matches_spec", msg)
         return endpoints.create(session, user.principal, data, site_capacity(request, session))
 
-    made, problems = _attempt(session, create)
+    made, problems = try_form(session, create)
     if made is None:
         return _list_page(request, session, user, False, project, spec, problems, 422)
     return redirect(_href(made.project, made.name) + "?notice=created")
@@ -294,7 +294,7 @@ def update_endpoint(
         capacity = site_capacity(request, session)
         return endpoints.update(session, user.principal, name, data, capacity, project=project)
 
-    done, problems = _attempt(session, roll)
+    done, problems = try_form(session, roll)
     if done is None:
         return _detail(request, session, user, project, name, None, spec, problems, 422)
     return redirect(_href(project, name) + "?notice=updated")
