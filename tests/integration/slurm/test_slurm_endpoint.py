@@ -4,9 +4,11 @@ A real server (API, gateway and controllers in threads) runs LUMI AIF on the har
 factory1; anna's jobs run there as her own login ``aif-anna``. Her endpoint serves a small GPT
 checkpoint trained here: its replica is a Slurm job whose announced address the serving
 controller reads from the job's log and health-checks; the official ``openai`` client then
-talks to the gateway. The replica's one-minute time limit ends its Slurm job (TIMEOUT), and a
-``scancel`` ends the next one: each time a new Slurm job takes its place and requests are
-answered again. Stopping the endpoint cancels its last Slurm job.
+talks to the gateway. A ``scancel`` ends the replica's Slurm job: a new Slurm job takes its place
+and requests are answered again (a request sent meanwhile waits for it). Stopping the endpoint
+cancels its last Slurm job. (A replica ended by its time limit takes the same path, TIMEOUT
+instead of CANCELLED; it was run once, the replacement ready 4-10 s after the limit, and is left
+out of the suite because Slurm's smallest limit costs a minute and a half of waiting.)
 
 Waits are on progress (states), with generous ceilings as failure guards only.
 """
@@ -50,7 +52,7 @@ pytest.importorskip("torch", reason="the model server needs torch (the train ext
 LOGIN = "aif-anna"
 NAME = "gpt-slurm"
 CEILING_S = 300.0  # failure guard only: a slow machine waits longer, it never fails for it
-TIME_LIMIT_S = 60  # Slurm's smallest limit (whole minutes); it enforces it within ~30 s more
+TIME_LIMIT_S = 600  # well beyond the test: the replicas here end by scancel and stop only
 ENDED = {"completed", "failed", "cancelled", "timed_out", "node_failed", "preempted"}
 TRAIN = ROOT / "examples" / "train_gpt" / "train.py"
 SERVE = ROOT / "examples" / "train_gpt" / "serve.py"
@@ -188,7 +190,7 @@ def when(stamp: str) -> datetime:
 
 @pytest.fixture(scope="module")
 def endpoint(fed: Fed, checkpoint: str, harness: dict[str, str]) -> Iterator[dict[str, Any]]:
-    """Anna's endpoint (one replica, a Slurm job with a one-minute limit); stopped at the end."""
+    """Anna's endpoint (one replica, a Slurm job); stopped at the end."""
     replica = {
         "resources": {
             "nodes": 1,
@@ -256,50 +258,34 @@ def test_a_replica_is_a_slurm_job_of_its_owner_and_answers_the_openai_client(
     assert shown(fed)["usage"]["requests"] == 2
 
 
-def test_replicas_ended_by_the_time_limit_or_scancel_are_replaced_until_stopped(
+def test_a_replica_cancelled_by_slurm_is_replaced_until_stopped(
     fed: Fed, endpoint: dict[str, Any], harness: dict[str, str]
 ) -> None:
     key = ok(fed.http.post(f"/api/v1/endpoints/{NAME}/keys", json={}), 201)["key"]
     ai = openai.OpenAI(base_url=fed.url + "/v1", api_key=key, max_retries=0, timeout=CEILING_S)
-    first = until("ready replica", lambda: ready_replica(fed))
-    first_slurm = slurm_job(fed, first)
-
-    # 1. Slurm ends the replica at its time limit; a new Slurm job replaces it.
-    timed_out = until("the time limit", lambda: ended(fed, first["job_id"]))
-    assert timed_out["state"] == "timed_out", timed_out
-    assert "TIMEOUT" in slurm(harness, "squeue", "-h", "-t", "all", "-j", first_slurm, "-o", "%T")
-    second = until("a replacement", lambda: ready_replica(fed, {first["id"]}))
+    second = until("ready replica", lambda: ready_replica(fed))
     second_slurm = slurm_job(fed, second)
-    assert second_slurm != first_slurm
-    answer = ai.completions.create(model=NAME, prompt="A", max_tokens=3)
-    assert len(answer.choices[0].text) == 3
-    ran = when(timed_out["ended_at"]) - when(timed_out["started_at"])
-    back = when(second["ready_at"]) - when(timed_out["ended_at"])
-    print(
-        f"\ntime limit: the job ran {ran.total_seconds():.0f} s; its replacement was ready "
-        f"{back.total_seconds():.1f} s after it ended"
-    )
 
-    # 2. The replica's Slurm job is cancelled behind the platform's back (an administrator, a
-    # node taken away): the same.
+    # 1. The replica's Slurm job is cancelled behind the platform's back (an administrator, a
+    # node taken away): a new Slurm job takes its place.
     killed = datetime.now(UTC)
     slurm(harness, "scancel", second_slurm)
     cancelled = until("the scancel", lambda: ended(fed, second["job_id"]))
     assert cancelled["state"] == "cancelled", cancelled
     answer = ai.completions.create(model=NAME, prompt="B", max_tokens=3)  # waits for the next
     assert len(answer.choices[0].text) == 3
-    third = until("a replacement", lambda: ready_replica(fed, {first["id"], second["id"]}))
-    assert slurm_job(fed, third) not in (first_slurm, second_slurm)
+    third = until("a replacement", lambda: ready_replica(fed, {second["id"]}))
+    assert slurm_job(fed, third) != second_slurm
     back = when(third["ready_at"]) - killed
     print(f"scancel: replacement ready {back.total_seconds():.1f} s after it")
     view = shown(fed)
     assert view["state"] == "ready"
-    assert [r["state"] for r in view["replicas"]] == ["ready", "ended", "ended"]
+    assert [r["state"] for r in view["replicas"]] == ["ready", "ended"]
 
-    # 3. Stopping the endpoint cancels its last Slurm job.
+    # 2. Stopping the endpoint cancels its last Slurm job.
     assert ok(fed.http.delete(f"/api/v1/endpoints/{NAME}"))["state"] == "stopped"
     stopped = until("the replicas to end", lambda: all_ended(fed))
-    assert len(stopped["replicas"]) == 3
+    assert len(stopped["replicas"]) == 2
     last = until("the last job to end", lambda: ended(fed, third["job_id"]))
     assert last["state"] == "cancelled", last
     third_slurm = slurm_job(fed, third)
