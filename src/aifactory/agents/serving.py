@@ -24,10 +24,9 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import httpx
-from sqlalchemy import func, select, type_coerce, update
+from sqlalchemy import func, select, type_coerce
 from sqlalchemy.orm import Session
 
 from aifactory.agents.leases import LeaseHandle
@@ -35,7 +34,6 @@ from aifactory.broker.placement import get_placement_policy
 from aifactory.db.engine import Database
 from aifactory.db.models import Endpoint, EndpointReplica, EndpointRequest, Job, User
 from aifactory.db.types import UTCDateTime, utcnow
-from aifactory.db.wake import BROKER, site_topic, wake
 from aifactory.domain.jobs import TERMINAL, JobState
 from aifactory.domain.jobspec import JobSpec
 from aifactory.domain.serving import (
@@ -46,13 +44,13 @@ from aifactory.domain.serving import (
     ReplicaState,
     desired_replicas,
     plan,
-    service_url,
 )
 from aifactory.errors import AIFactoryError, QuotaExceeded
 from aifactory.services import interactive, submissions
 from aifactory.services.candidates import job_request, site_candidates
 from aifactory.services.endpoints import LIVE_REPLICAS, replica_job_spec
 from aifactory.services.identity import principal_of
+from aifactory.services.job_queries import announced_url, flag_cancel
 from aifactory.services.jobs import POLICY
 
 log = logging.getLogger(__name__)
@@ -62,7 +60,6 @@ DRAIN_GRACE_S = 60.0
 CRASH_LOOP = 3  # replicas in a row that die before getting ready
 START_RETRY_S = 10.0  # after a replica could not be started (budget, no site)
 STALE_REQUEST_S = 900.0  # an open request older than this lost its gateway: not load
-LOG_HEAD = 64 * 1024
 
 
 class ServingController:
@@ -171,7 +168,7 @@ class ServingController:
         if replica.state == ReplicaState.DRAINING or job.state != JobState.RUNNING:
             return
         if replica.address is None:
-            replica.address = _announced(job)
+            replica.address = announced_url(job)
         healthy = replica.address is not None and self._healthy(replica.address)
         if healthy:
             replica.failures = 0
@@ -249,14 +246,7 @@ class ServingController:
         if job.state in TERMINAL:
             replica.state, replica.ended_at = ReplicaState.ENDED, now
             return
-        if not job.cancel_requested:
-            s.execute(
-                update(Job)
-                .where(Job.id == job.id, Job.state.not_in(list(TERMINAL)))
-                .values(cancel_requested=True)
-                .execution_options(synchronize_session=False)
-            )
-            wake(s, site_topic(job.factory_id) if job.factory_id else BROKER)
+        flag_cancel(s, job)
 
     def _budget_blocked(self, s: Session, replica: EndpointReplica, now: datetime) -> str | None:
         """Why a replica's job waits for budget rather than for GPUs, or None: it would be
@@ -320,16 +310,3 @@ def _load(s: Session, endpoint_id: int, now: datetime) -> tuple[int, float | Non
         select(type_coerce(latest, UTCDateTime())).where(EndpointRequest.endpoint_id == endpoint_id)
     )
     return inflight, None if last is None else (now - last).total_seconds()
-
-
-def _announced(job: Job) -> str | None:
-    """The address the replica printed, read from the head of its current attempt's log."""
-    attempt = next((a for a in job.attempts if a.attempt == job.attempt), None)
-    if attempt is None or not attempt.stdout_path:
-        return None
-    try:
-        with Path(attempt.stdout_path).open("rb") as fh:
-            head = fh.read(LOG_HEAD).decode("utf-8", errors="replace")
-    except OSError:
-        return None
-    return service_url(head)

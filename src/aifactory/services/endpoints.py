@@ -25,7 +25,6 @@ from aifactory.db.models import (
     EndpointRequest,
     Job,
     JobAttempt,
-    Project,
     ProjectMember,
     User,
 )
@@ -39,6 +38,7 @@ from aifactory.domain.serving import (
     parse_model,
 )
 from aifactory.errors import Conflict, FieldError, Invalid, NotFound
+from aifactory.services import submissions
 from aifactory.services.candidates import job_request, site_candidates
 from aifactory.services.identity import hash_token
 from aifactory.services.jobs import POLICY, waits_for
@@ -309,10 +309,7 @@ def _checked(
     submit_dir: str | None,
 ) -> tuple[EndpointSpec, str | None]:
     spec: EndpointSpec = parse_model(EndpointSpec, data, "endpoint spec")
-    member = session.scalar(_projects(who).where(ProjectMember.project_code == spec.project))
-    if member is None and not (who.is_admin and session.get(Project, spec.project) is not None):
-        msg = f"{spec.project!r} is not a project you are a member of"
-        raise Invalid.field("project", "your_project", msg)
+    submissions.check_member(session, who, spec.project)
     replica = _replica_spec(spec, submit_dir)
     path = _checkpoint(session, spec) if spec.checkpoint else None
     _fits(session, spec, replica, capacity)

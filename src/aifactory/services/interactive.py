@@ -27,22 +27,22 @@ import httpx
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from aifactory.db.models import InteractiveSession, Job, Project, ProjectMember, User
+from aifactory.db.models import InteractiveSession, Job, User
 from aifactory.db.wake import wake
 from aifactory.domain.jobspec import JobSpec, parse_spec
 from aifactory.domain.ledger import from_milli
 from aifactory.domain.serving import SessionSpec, parse_model
 from aifactory.domain.sessions import LIVE, SessionState
-from aifactory.errors import AIFactoryError, BackendUnavailable, Conflict, Invalid, NotFound
+from aifactory.errors import AIFactoryError, BackendUnavailable, Conflict, NotFound
 from aifactory.services import submissions
 from aifactory.services.endpoints import SERVING
 from aifactory.services.interactive_watch import (
     TOUCH_S,
-    cancel_job,
     observe,
     request_stop,
     settle,
 )
+from aifactory.services.job_queries import flag_cancel
 from aifactory.services.permissions import Principal
 from aifactory.services.views import View
 
@@ -134,14 +134,7 @@ def start(
         Conflict: No factory the project may use could ever run it (nothing is stored).
     """
     spec: SessionSpec = parse_model(SessionSpec, data, "session spec")
-    member = session.scalar(
-        select(ProjectMember.project_code).where(
-            ProjectMember.project_code == spec.project, ProjectMember.user_id == who.user_id
-        )
-    )
-    if member is None and not (who.is_admin and session.get(Project, spec.project) is not None):
-        msg = f"{spec.project!r} is not a project you are a member of"
-        raise Invalid.field("project", "your_project", msg)
+    submissions.check_member(session, who, spec.project)
     row = InteractiveSession(
         owner_id=who.user_id,
         project_code=spec.project,
@@ -248,7 +241,7 @@ def reconcile(
         if job is not None:
             doomed.append(job)
     for job in doomed:
-        cancel_job(session, job)
+        flag_cancel(session, job)
     return any(row.state != SessionState.ENDED for row in rows)
 
 

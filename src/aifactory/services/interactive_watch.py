@@ -20,24 +20,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from aifactory.db.models import InteractiveSession, Job
-from aifactory.db.wake import BROKER, site_topic, wake
+from aifactory.db.wake import wake
 from aifactory.domain.jobs import TERMINAL, JobState
-from aifactory.domain.serving import SessionSpec, service_url
+from aifactory.domain.serving import SessionSpec
 from aifactory.domain.sessions import SessionState, check_move, describe, idle_seconds
 from aifactory.services.endpoints import SERVING
+from aifactory.services.job_queries import announced_url, flag_cancel
 
 #: A session's recorded activity is moved forward only by steps at least this long.
 TOUCH_S = 30.0
 STARTUP_TIMEOUT_S = 600.0  # JupyterLab answering after its job started
-LOG_HEAD = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -53,7 +51,7 @@ def observe(row: InteractiveSession, job: Job | None, http: httpx.Client) -> See
     """Look at the session's job, log and JupyterLab; no database writes."""
     if job is None or job.state != JobState.RUNNING or row.state == SessionState.STOPPING:
         return Seen(job, row.address, None)
-    address = row.address or _announced(job)
+    address = row.address or announced_url(job)
     if address is None:
         return Seen(job, None, None)
     return Seen(job, address, _status(http, address, row))
@@ -68,7 +66,7 @@ def settle(row: InteractiveSession, seen: Seen, now: datetime) -> Job | None:
         move(row, SessionState.ENDED, _end_reason(row, job), now)
         return None
     if row.state == SessionState.STOPPING:
-        return job  # asked again until it ends (``cancel_job`` skips a flagged job)
+        return job  # asked again until it ends (``flag_cancel`` skips a flagged job)
     if row.address != seen.address:
         row.address = seen.address
     if seen.status is not None:
@@ -117,22 +115,8 @@ def request_stop(session: Session, row: InteractiveSession, reason: str, now: da
     move(row, SessionState.STOPPING, reason, now)
     job = session.get(Job, row.job_id) if row.job_id is not None else None
     if job is not None:
-        cancel_job(session, job)
+        flag_cancel(session, job)
     wake(session, SERVING)
-
-
-def cancel_job(session: Session, job: Job) -> None:
-    """Flag the job for cancellation (as ``aif jobs cancel`` does) and wake whoever acts on it:
-    its site's agent, or the broker while it is still pending."""
-    if job.state in TERMINAL or job.cancel_requested:
-        return
-    session.execute(
-        update(Job)
-        .where(Job.id == job.id, Job.state.not_in(list(TERMINAL)))
-        .values(cancel_requested=True)
-        .execution_options(synchronize_session=False)
-    )
-    wake(session, site_topic(job.factory_id) if job.factory_id else BROKER)
 
 
 def _end_reason(row: InteractiveSession, job: Job | None) -> str:
@@ -170,16 +154,3 @@ def _when(value: Any) -> datetime | None:
     except ValueError:
         return None
     return when if when.tzinfo is not None else None
-
-
-def _announced(job: Job) -> str | None:
-    """The address the launcher printed, from the head of the current attempt's log."""
-    attempt = next((a for a in job.attempts if a.attempt == job.attempt), None)
-    if attempt is None or not attempt.stdout_path:
-        return None
-    try:
-        with Path(attempt.stdout_path).open("rb") as fh:
-            head = fh.read(LOG_HEAD).decode("utf-8", errors="replace")
-    except OSError:
-        return None
-    return service_url(head)

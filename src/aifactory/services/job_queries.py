@@ -26,6 +26,7 @@ from aifactory.db.wake import BROKER, site_topic, wake
 from aifactory.domain.enums import Role
 from aifactory.domain.jobs import TERMINAL, JobState
 from aifactory.domain.ledger import from_milli
+from aifactory.domain.serving import service_url
 from aifactory.errors import Conflict, Invalid, NotFound
 from aifactory.services import candidates
 from aifactory.services.job_views import (
@@ -42,6 +43,8 @@ MAX_LOG_CHUNK = 256 * 1024
 #: Environment variables views never show: a service's bearer token (what the gateway or a
 #: session's proxy sends the job's server), given to the job alone, not to its project's members.
 SECRET_ENV = frozenset({"AIF_SERVICE_TOKEN"})
+#: How much of a service job's log is searched for the address it announced.
+ANNOUNCE_HEAD = 64 * 1024
 
 
 def get(session: Session, who: Principal, job_id: int, detail: bool = True) -> JobView:
@@ -273,6 +276,34 @@ def view(session: Session, job: Job, detail: bool = True, names: Names | None = 
         )
     ]
     return out
+
+
+def flag_cancel(session: Session, job: Job) -> None:
+    """Flag the job for cancellation (as ``aif jobs cancel`` does, without its permission
+    check) and wake whoever acts on it: its site's agent, or the broker while it is pending."""
+    if job.state in TERMINAL or job.cancel_requested:
+        return
+    session.execute(
+        update(Job)
+        .where(Job.id == job.id, Job.state.not_in(list(TERMINAL)))
+        .values(cancel_requested=True)
+        .execution_options(synchronize_session=False)
+    )
+    wake(session, site_topic(job.factory_id) if job.factory_id else BROKER)
+
+
+def announced_url(job: Job) -> str | None:
+    """The address a service job printed (``AIF_SERVICE_URL=``), read from the head of its
+    current attempt's log; None until it has."""
+    attempt = next((a for a in job.attempts if a.attempt == job.attempt), None)
+    if attempt is None or not attempt.stdout_path:
+        return None
+    try:
+        with Path(attempt.stdout_path).open("rb") as fh:
+            head = fh.read(ANNOUNCE_HEAD).decode("utf-8", errors="replace")
+    except OSError:
+        return None
+    return service_url(head)
 
 
 def _redacted(spec: dict[str, Any]) -> dict[str, Any]:

@@ -119,13 +119,22 @@ def submit(
     return Submitted(jobs[0], names)
 
 
-def _check_project(session: Session, who: Principal, spec: JobSpec) -> None:
+def check_member(session: Session, who: Principal, project: str) -> None:
+    """The caller may start work in ``project``: a member (or a federation admin).
+
+    Raises:
+        Invalid: Not so; the same answer whether or not the project exists.
+    """
     query = _PROJECT if who.is_admin else _MEMBER
-    found = session.connection().execute(query, {"code": spec.project, "user": who.user_id})
+    found = session.connection().execute(query, {"code": project, "user": who.user_id})
     if found.first() is None:
         # one answer for both: whether a project exists is not told to non-members
-        msg = f"{spec.project!r} is not a project you are a member of"
+        msg = f"{project!r} is not a project you are a member of"
         raise Invalid.field("project", "your_project", msg)
+
+
+def _check_project(session: Session, who: Principal, spec: JobSpec) -> None:
+    check_member(session, who, spec.project)
     if spec.allowed_countries:
         known = set(session.scalars(select(Country.code)))
         unknown = sorted(set(spec.allowed_countries) - known)
