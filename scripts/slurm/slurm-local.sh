@@ -135,7 +135,7 @@ cmd_install() {
   export DEBIAN_FRONTEND=noninteractive
   local policy
   policy=$(apt-cache policy slurm-wlm 2>/dev/null || true)
-  case $policy in *"Candidate: 22."*) ;; *) apt-get update -q || die "apt-get update failed" ;; esac
+  case $policy in *"Candidate: 22."*) ;; *) apt-get -o DPkg::Lock::Timeout=300 update -q || die "apt-get update failed" ;; esac
   pkgs="slurm-wlm slurm-wlm-jwt-plugin slurmrestd munge openssh-server sudo"
   command -v curl >/dev/null || pkgs="$pkgs curl"
   [ $with_dbd = 1 ] && pkgs="$pkgs slurmdbd mariadb-server"
@@ -148,7 +148,7 @@ cmd_install() {
   fi
   local t0; t0=$(now)
   # shellcheck disable=SC2086
-  apt-get install -y -q --no-install-recommends $pkgs || {
+  apt-get -o DPkg::Lock::Timeout=300 install -y -q --no-install-recommends $pkgs || {
     [ $added_policy = 1 ] && rm -f /usr/sbin/policy-rc.d
     die "apt-get install $pkgs failed"
   }
