@@ -17,6 +17,10 @@ import httpx
 from pydantic import BaseModel, TypeAdapter
 
 from aifactory import errors
+from aifactory.client_federated import FederatedCalls
+from aifactory.client_metrics import MetricsCalls
+from aifactory.client_proposals import ProposalCalls
+from aifactory.client_self_service import SelfServiceCalls
 from aifactory.client_serving import ServingCalls
 from aifactory.client_sessions import SessionCalls
 
@@ -66,7 +70,9 @@ _BY_CODE: dict[str, type[errors.AIFactoryError]] = {
 }
 
 
-class Client(ServingCalls, SessionCalls):
+class Client(
+    ServingCalls, SessionCalls, ProposalCalls, MetricsCalls, SelfServiceCalls, FederatedCalls
+):
     """Calls ``/api/v1`` with a bearer token; API errors come back as ``aifactory.errors``."""
 
     def __init__(

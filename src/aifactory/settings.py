@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Annotated
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, Strict, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from aifactory.domain.enums import CountryStatus
@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     auth_window_s: int = Field(default=900, ge=1, le=86_400, description="failures counted over")
     auth_lockout_s: int = Field(
         default=900, ge=1, le=86_400, description="first lockout; doubles with each in a row"
+    )
+    self_signup: bool = Field(
+        default=True, description="people may create their own account at /signup"
     )
     federation_file: Path | None = Field(
         default=None, description="federation YAML; default is the shipped one"
@@ -86,6 +89,26 @@ class Settings(BaseSettings):
         default=256, ge=0, le=100_000, description="requests waiting per API worker; more get 503"
     )
     demo_train_steps: int = Field(default=160, ge=1, le=100_000)
+    attachment_max_bytes: int = Field(
+        default=10 * 1024 * 1024, ge=1024, le=1024**3, description="largest PDF a proposal takes"
+    )
+    oidc_issuer: str | None = Field(
+        default=None, description="OpenID provider's issuer URL; unset: no federated sign-in"
+    )
+    oidc_client_id: str = ""
+    oidc_client_secret: str = Field(default="", repr=False)
+    oidc_scopes: str = Field(
+        default="openid email profile",
+        description="scopes asked for, space-separated (openid is always asked)",
+    )
+    oidc_label: str = Field(default="your organisation", max_length=60)
+    oidc_redirect_url: str | None = Field(
+        default=None, description="callback URL; default: the request's base URL + /auth/callback"
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="a bearer token Prometheus may scrape /metrics with (never shown or stored)",
+    )
 
     @property
     def effective_database_url(self) -> str:

@@ -9,6 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from aifactory.api.params import FederationDate
 from aifactory.domain.enums import ResearchKind
+from aifactory.domain.proposal_sections import MAX_ROWS, ResourceRow, Sections
+from aifactory.services.proposals import ProposalInput
 from aifactory.settings import FactorySpec, SBool, SInt
 
 Hours = Annotated[Decimal, Field(gt=0, le=100_000_000, decimal_places=3)]
@@ -69,6 +71,29 @@ class ProposalCreate(_In):
     pi_contract_end: FederationDate | None = None
     partition: str | None = Field(default=None, max_length=201, description="SYSTEM/PARTITION")
     hosting: HostingIn | None = None
+    resources: list[ResourceIn] = Field(
+        default_factory=list,
+        max_length=MAX_ROWS,
+        description="GPU-hours per SYSTEM/PARTITION; their sum is gpu_hours, the first row's "
+        "partition is partition",
+    )
+    sections: Sections | None = Field(
+        default=None, description="team, technical plan, data plan, ethics self-assessment"
+    )
+
+    def as_input(self) -> ProposalInput:
+        return ProposalInput(
+            **self.model_dump(exclude={"hosting", "resources", "sections"}),
+            hosting=self.hosting.stored() if self.hosting else None,
+            resources=tuple(ResourceRow.model_validate(r.model_dump()) for r in self.resources),
+            sections=self.sections,
+        )
+
+
+class ResourceIn(_In):
+    partition: str = Field(min_length=3, max_length=201, description="SYSTEM/PARTITION")
+    gpu_hours: Hours
+    justification: str = Field(min_length=1, max_length=4000)
 
 
 class CommentIn(_In):

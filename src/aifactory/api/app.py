@@ -12,13 +12,16 @@ from aifactory.api.origin import RequestOrigin
 from aifactory.api.routers import (
     access,
     audit,
+    claim_rules,
     endpoints,
     gateway,
     identity,
     interactive,
     jobs,
+    metrics,
     projects,
     registry,
+    self_service,
     site_accounts,
     status,
 )
@@ -48,7 +51,8 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     app.state.db = db or Database(settings.effective_database_url)
     app.state.clock = utcnow
     errors.install(app)
-    app.add_middleware(BodySizeLimit)
+    # an upload may carry a few PDFs (the apply form) besides its fields
+    app.add_middleware(BodySizeLimit, uploads=4 * settings.attachment_max_bytes + 2**20)
     app.add_middleware(
         ConcurrencyLimit,
         limit=settings.api_concurrency,
@@ -72,9 +76,12 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     api.include_router(projects.router)
     api.include_router(status.router)
     api.include_router(audit.router)
+    api.include_router(claim_rules.router)
     api.include_router(endpoints.router)
     api.include_router(interactive.router)
+    api.include_router(self_service.router)
     app.include_router(api)
     app.include_router(gateway.router)  # /v1: OpenAI's paths, for OpenAI's SDKs
+    app.include_router(metrics.router)  # /metrics: Prometheus's path, for its scrapers
     app.include_router(interactive.proxy)  # /sessions/<id>/: each session's JupyterLab
     return app

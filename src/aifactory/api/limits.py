@@ -25,19 +25,27 @@ class BodySizeLimit:
     #: of its own; nothing of it is parsed or stored here.
     EXEMPT = ("/sessions/",)
 
-    def __init__(self, app: ASGIApp, limit: int = MAX_SPEC_BYTES) -> None:
-        self.app, self.limit = app, limit
+    def __init__(self, app: ASGIApp, limit: int = MAX_SPEC_BYTES, uploads: int = 0) -> None:
+        self.app, self.limit, self.uploads = app, limit, max(uploads, limit)
+
+    def _limit(self, path: str) -> int:
+        """PDF attachments (the API's, and the apply form's) may be larger than a job spec."""
+        upload = path.endswith("/attachments") or (
+            path.startswith("/calls/") and path.endswith("/apply")
+        )
+        return self.uploads if upload else self.limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"].startswith(self.EXEMPT):
             await self.app(scope, receive, send)
             return
+        limit = self._limit(scope["path"])
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await _refuse(scope, receive, send, self.limit)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await _refuse(scope, receive, send, limit)
             return
-        guard = _CountedBody(scope, receive, send, self.limit)
+        guard = _CountedBody(scope, receive, send, limit)
         try:
             await self.app(scope, guard.receive, guard.send)
         except Exception:
@@ -76,7 +84,8 @@ class _CountedBody:
 
 async def _refuse(scope: Scope, receive: Receive, send: Send, limit: int) -> None:
     """413 in the API's one error shape."""
-    msg = f"request body over {limit} bytes (a job spec may be at most 1 MiB)"
+    what = "a job spec may be at most 1 MiB" if limit == MAX_SPEC_BYTES else "attachments"
+    msg = f"request body over {limit} bytes ({what})"
     details = [FieldError("body", "max_size", f"at most {limit} bytes")]
     await error_json(413, "too_large", msg, details)(scope, receive, send)
 

@@ -25,14 +25,15 @@ R = TypeVar("R")
 
 
 def friendly(fn: Callable[P, R]) -> Callable[P, R]:
-    """Turn platform errors into a red message and exit code 1, never a traceback."""
+    """Turn platform errors into a red message on stderr and exit code 1, never a traceback
+    (stdout stays empty for a script reading ``--json``)."""
 
     @wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return fn(*args, **kwargs)
         except AIFactoryError as exc:
-            from aifactory.cli.render import console
+            from aifactory.cli.output import err_console as console
 
             console.print(f"[red]error ({exc.code}):[/red] {exc.message}")
             for d in exc.details:

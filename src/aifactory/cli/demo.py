@@ -3,6 +3,11 @@
 A start-up in Finland applies to the LUMI AI Factory's Playground, passes eligibility, is
 assessed by the factory's operator and gets a project with a GPU-hour allocation. Running the
 demo again on the same data directory adds another application; nothing breaks.
+
+The demo keeps its own data in ``demo/`` under the data directory (``AIF_DATA_DIR``): the
+README's commands (``aif admin bootstrap``, ``aif serve``, the same people and organisation)
+then start afresh in the data directory itself, whether or not the demo ran before. Only with
+``AIF_DATABASE_URL`` does it use that database, and then it should be one of its own.
 """
 
 from __future__ import annotations
@@ -18,8 +23,10 @@ from rich.rule import Rule
 
 from aifactory.cli import render
 from aifactory.cli import render_access as show
-from aifactory.cli.jobs import follow_job, jobs_table, why_table
+from aifactory.cli.follow import follow_job
+from aifactory.cli.jobs import why_table
 from aifactory.cli.render import console
+from aifactory.cli.render_jobs import jobs_table
 from aifactory.client import Client
 from aifactory.db.engine import Database
 from aifactory.domain.enums import OrganisationType, Role
@@ -27,13 +34,13 @@ from aifactory.server import BackgroundServer
 from aifactory.services import identity
 from aifactory.services.identity import bootstrap_admin
 from aifactory.services.setup import prepare
-from aifactory.settings import load_settings
+from aifactory.settings import Settings, load_settings
 
 ORG = "Nordic Tokens Oy"
 
 
 def run_demo() -> None:
-    settings = load_settings()
+    settings = demo_settings(load_settings())
     console.print(Rule("aifactory demo: the embedded federation"))
     db = prepare(settings)
     url = db.engine.url.render_as_string(hide_password=True)
@@ -59,6 +66,12 @@ def run_demo() -> None:
         "Demo finished; the API is stopped. To keep the federation running: "
         "[bold].venv/bin/aif serve[/bold] (then `aif admin bootstrap` and `aif factories list`)."
     )
+    console.print(f"The demo's data stays in {settings.data_dir}; `aif serve` starts afresh.")
+
+
+def demo_settings(settings: Settings) -> Settings:
+    """The demo's own data directory, ``demo/`` under the configured one."""
+    return settings.model_copy(update={"data_dir": settings.data_dir / "demo"})
 
 
 def _people(db: Database) -> tuple[str, str]:

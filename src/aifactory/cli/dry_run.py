@@ -13,6 +13,7 @@ from typing import Any
 
 from rich.markup import escape
 
+from aifactory.cli.output import plural
 from aifactory.cli.render import console
 from aifactory.domain.jobspec import JobSpec, parse_spec
 
@@ -72,9 +73,9 @@ def _print_readable(result: dict[str, Any]) -> None:
     console.print(f"[bold]dry run[/bold]: job {escape(spec['name'])} (nothing submitted)")
     if spec["project"] is None:
         console.print("[yellow]no project[/yellow]: give --project or `project:` in the file")
-    gpus = f"{r['gpus_per_node']} GPU(s)" + (f" {r['gpu_model']}" if r["gpu_model"] else "")
+    gpus = plural(r["gpus_per_node"], "GPU") + (f" {r['gpu_model']}" if r["gpu_model"] else "")
     console.print(
-        f"  {r['nodes']} node(s) x {gpus}, time limit {r['time_limit']} s"
+        f"  {plural(r['nodes'], 'node')} x {gpus}, time limit {r['time_limit']} s"
         + (f", array {spec['array']}" if spec["array"] else "")
     )
     for note in result["notes"]:

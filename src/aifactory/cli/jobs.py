@@ -1,9 +1,8 @@
-"""`aif submit`, `aif jobs list|show|cancel|why`, `aif logs JOB [--follow]`."""
+"""`aif submit`, `aif jobs list|show|cancel|why`, `aif logs JOB [--follow]` (all with --json)."""
 
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -12,15 +11,15 @@ from rich.markup import escape
 from rich.table import Table
 
 from aifactory.cli.common import client, friendly
+from aifactory.cli.follow import follow_json, follow_to_end
+from aifactory.cli.output import JsonOpt, emit, err_console, print_json
 from aifactory.cli.render import console
-from aifactory.domain.jobs import TERMINAL, JobState
-from aifactory.errors import Invalid
+from aifactory.cli.render_jobs import job_detail, jobs_table
+from aifactory.errors import FieldError, Invalid
 
 if TYPE_CHECKING:
-    from rich.live import Live
-
     from aifactory.client import Client
-    from aifactory.services.job_views import JobView, LogChunk, PlacementView
+    from aifactory.services.job_views import JobView, PlacementView
 
 jobs_app = typer.Typer(help="Your jobs: state, placement reasons, cancel.", no_args_is_help=True)
 
@@ -105,7 +104,7 @@ def submit(
         ),
     ] = False,
     as_json: Annotated[
-        bool, typer.Option("--json", help="with --dry-run: print one JSON object")
+        bool, typer.Option("--json", help="print the job (or the --dry-run result) as JSON")
     ] = False,
 ) -> None:
     """Submit a job once; the broker picks the factory and says why.
@@ -114,8 +113,8 @@ def submit(
 
     A batch script is read as sbatch reads it; a refused directive exits with status 2.
     """
-    if as_json and not dry_run:
-        raise typer.BadParameter("--json goes with --dry-run", param_hint="--json")
+    if as_json and follow:
+        raise typer.BadParameter("--json does not go with --follow", param_hint="--json")
     spec, notes = _read_or_exit(file, args or [], as_json)
     if project:
         spec["project"] = project
@@ -123,7 +122,7 @@ def submit(
     if dry_run:
         _dry_run(spec, notes, as_json)
         return
-    _submit(spec, notes, follow, idempotency_key)
+    _submit(spec, notes, follow, idempotency_key, as_json)
 
 
 def _submit_dir(spec: dict[str, Any]) -> None:
@@ -163,10 +162,10 @@ def _refused(exc: Invalid, as_json: bool) -> NoReturn:
         raise typer.Exit(2)
     for note in notes:
         if note.get("action") != "refused":
-            console.print(f"[yellow]note:[/yellow] {escape(note['message'])}")
-    console.print(f"[red]error ({exc.code}):[/red] {escape(exc.message)}")
+            err_console.print(f"[yellow]note:[/yellow] {escape(note['message'])}")
+    err_console.print(f"[red]error ({exc.code}):[/red] {escape(exc.message)}")
     for d in exc.details:
-        console.print(
+        err_console.print(
             f"  [red]•[/red] {escape(d.field)}: {escape(d.message)} [dim]({escape(d.rule)})[/dim]"
         )
     raise typer.Exit(2)
@@ -174,12 +173,21 @@ def _refused(exc: Invalid, as_json: bool) -> NoReturn:
 
 @friendly
 def _submit(
-    spec: dict[str, Any], notes: list[dict[str, str]], follow: bool, key: str | None = None
+    spec: dict[str, Any],
+    notes: list[dict[str, str]],
+    follow: bool,
+    key: str | None = None,
+    as_json: bool = False,
 ) -> None:
     for note in notes:
-        console.print(f"[yellow]note:[/yellow] {escape(note['message'])}")
+        (err_console if as_json else console).print(
+            f"[yellow]note:[/yellow] {escape(note['message'])}"
+        )
     with client() as c:
-        job = c.submit_job(spec, idempotency_key=key)
+        job = _submit_job(c, spec, key)
+        if as_json:
+            print_json(job)
+            return
         console.print(f"job [bold]{job.id}[/bold] {job.state} on {job.factory or '-'}")
         console.print(why_table(c.why_job(job.id)))
         if follow:
@@ -193,41 +201,21 @@ def jobs_list(
     state: Annotated[str | None, typer.Option(help="e.g. running")] = None,
     limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
     array: Annotated[int | None, typer.Option(help="only the tasks of this job array")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Newest jobs first."""
+    """Newest jobs first (with --json: the API's page, {"jobs", "next_before"})."""
     with client() as c:
-        console.print(jobs_table(c.list_jobs(project, state, limit, array=array).jobs))
+        page = c.list_jobs(project, state, limit, array=array)
+    emit(page, as_json, jobs_table(page.jobs))
 
 
 @jobs_app.command("show")
 @friendly
-def jobs_show(job_id: int) -> None:
+def jobs_show(job_id: int, as_json: JsonOpt = False) -> None:
     """A job with its attempts and state history."""
     with client() as c:
         job = c.get_job(job_id)
-    console.print(jobs_table([job]))
-    history = Table(title="History", header_style="bold")
-    for col in ("When", "From", "To", "Reason"):
-        history.add_column(col)
-    for t in job.transitions:
-        history.add_row(
-            t.at.isoformat(timespec="seconds"), t.from_state or "-", t.to_state, t.reason
-        )
-    console.print(history)
-    attempts = Table(title="Attempts", header_style="bold")
-    for col in ("#", "Factory", "Backend id", "State", "Exit", "Elapsed s", "GPU-h charged"):
-        attempts.add_column(col)
-    for a in job.attempts:
-        attempts.add_row(
-            str(a.attempt),
-            a.factory,
-            a.backend_id or "-",
-            a.state,
-            str(a.exit_code if a.exit_code is not None else "-"),
-            f"{a.elapsed_s:.1f}",
-            f"{a.charged_gpu_hours:.3f}",
-        )
-    console.print(attempts)
+    emit(job, as_json, *job_detail(job))
 
 
 @jobs_app.command("cancel")
@@ -235,20 +223,23 @@ def jobs_show(job_id: int) -> None:
 def jobs_cancel(
     job_id: int,
     array: Annotated[bool, typer.Option(help="cancel every unfinished task of its array")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Cancel a job (its whole process group / Slurm job), or with --array its whole array."""
     with client() as c:
         job = c.cancel_job(job_id, whole_array=array)
     which = f"array {job.array_id}" if array else f"job {job.id}"
-    console.print(f"cancellation of {which} requested (state of job {job.id} now {job.state})")
+    line = f"cancellation of {which} requested (state of job {job.id} now {job.state})"
+    emit(job, as_json, line)
 
 
 @jobs_app.command("why")
 @friendly
-def jobs_why(job_id: int) -> None:
+def jobs_why(job_id: int, as_json: JsonOpt = False) -> None:
     """Where the broker placed a job, and why every other candidate was not chosen."""
     with client() as c:
-        console.print(why_table(c.why_job(job_id)))
+        placement = c.why_job(job_id)
+    emit(placement, as_json, why_table(placement))
 
 
 @friendly
@@ -258,99 +249,34 @@ def logs(
         bool, typer.Option("--follow", "-f", help="keep printing until it ends")
     ] = False,
     stream: Annotated[str, typer.Option(help="stdout or stderr")] = "stdout",
+    as_json: Annotated[
+        bool, typer.Option("--json", help="the API's log chunk; with --follow, JSON lines")
+    ] = False,
 ) -> None:
     """Print a job's log; with --follow, keep going (with a live state line) until it ends."""
     with client() as c:
         if follow:
-            follow_to_end(c, job_id, stream)
+            (follow_json if as_json else follow_to_end)(c, job_id, stream)
             return
         chunk = c.job_logs(job_id, 0, stream)
-        console.print(chunk.text, end="", markup=False, highlight=False)
+    if as_json:
+        print_json(chunk)
+        return
+    console.print(chunk.text, end="", markup=False, highlight=False)
 
 
-def follow_job(c: Client, job_id: int, stream: str = "stdout") -> JobView:
-    """Stream every attempt's log and show the job's state live until it is final.
-
-    A retried job goes from its end state back to ``pending`` with the next attempt number in
-    the same transaction as the failure, so an end state read from the API is final; following
-    stops once the job is in one and the current attempt's log has been read to its end.
-    """
-    from rich.live import Live
-
-    attempt, offset = 1, 0
-    with Live(console=console, refresh_per_second=4, transient=True) as live:
-        while True:
-            job = c.get_job(job_id)
-            while attempt < job.attempt:  # a retry began: finish the earlier attempt's log
-                _drain(c, live, job_id, attempt, offset, stream)
-                attempt, offset = attempt + 1, 0
-                live.console.print(f"--- attempt {attempt} ---", markup=False, highlight=False)
-            chunk = log_chunk(c, job_id, offset, stream, attempt)
-            _print(live, chunk.text)
-            offset = chunk.next_offset
-            live.update(
-                f"[dim]job {job.id} {job.state} on {job.factory or '-'} "
-                f"(attempt {job.attempt})[/dim]"
-            )
-            if job.state in TERMINAL and chunk.finished:
-                break
-            time.sleep(0.3)
-    console.print(
-        f"job {job.id} {job.state} (exit code {job.exit_code}), charged "
-        f"{job.charged_gpu_hours:.3f} GPU-h"
-    )
-    return job
-
-
-def follow_to_end(c: Client, job_id: int, stream: str = "stdout") -> JobView:
-    """`follow_job`, then exit with status 1 unless the job completed."""
-    job = follow_job(c, job_id, stream)
-    if job.state != JobState.COMPLETED:
-        console.print(
-            f"[red]job {job.id} ended {job.state}[/red]: {job.reason or 'no reason given'}",
-            highlight=False,
-        )
-        raise typer.Exit(1)
-    return job
-
-
-def log_chunk(c: Client, job_id: int, offset: int, stream: str, attempt: int) -> LogChunk:
-    """One chunk of one attempt's log (the API's ``attempt`` parameter)."""
-    return c.job_logs(job_id, offset, stream, attempt)
-
-
-def _drain(c: Client, live: Live, job_id: int, attempt: int, offset: int, stream: str) -> None:
-    """Print the rest of an attempt that has ended (its log no longer grows)."""
-    while True:
-        chunk = log_chunk(c, job_id, offset, stream, attempt)
-        if not chunk.text:
-            return
-        _print(live, chunk.text)
-        offset = chunk.next_offset
-
-
-def _print(live: Live, text: str) -> None:
-    if text:
-        live.console.print(text, end="", markup=False, highlight=False)
-
-
-def jobs_table(items: list[JobView]) -> Table:
-    table = Table(title="Jobs", header_style="bold")
-    for col in ("ID", "Name", "Project", "State", "Where", "GPUs", "Exit", "GPU-h"):
-        table.add_column(col)
-    for j in items:
-        where = f"{j.factory}: {j.partition}" if j.factory else "-"
-        table.add_row(
-            str(j.id),
-            j.name if j.array_task is None else f"{j.name}[{j.array_task}]",
-            j.project,
-            j.state,
-            where,
-            str(j.gpus),
-            "-" if j.exit_code is None else str(j.exit_code),
-            f"{j.charged_gpu_hours:.3f}",
-        )
-    return table
+def _submit_job(c: Client, spec: dict[str, Any], key: str | None) -> JobView:
+    """Submit; a missing project, or one the caller is not in, is refused with the caller's
+    own projects named (the shipped examples leave the project to --project)."""
+    try:
+        return c.submit_job(spec, idempotency_key=key)
+    except Invalid as exc:
+        if not any(d.field == "project" for d in exc.details):
+            raise
+        codes = ", ".join(p.code for p in c.list_projects()) or "none yet (see aif calls list)"
+        hint = f"give one of your projects with --project CODE or `project:` in the file: {codes}"
+        details = [*exc.details, FieldError("project", "your_project", hint)]
+        raise Invalid(exc.message, details) from None
 
 
 def why_table(p: PlacementView) -> Table:

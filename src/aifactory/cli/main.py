@@ -7,14 +7,18 @@ import sys
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
 from aifactory import errors
 from aifactory.cli import (
     access,
+    claim_rules,
+    job_metrics,
     jobs,
     ops,
     render,
     security,
+    self_service,
     serving,
     sessions,
     site_accounts,
@@ -22,6 +26,7 @@ from aifactory.cli import (
 from aifactory.cli import config as cli_config
 from aifactory.cli.common import client, friendly
 from aifactory.cli.lazy import lazy_typer
+from aifactory.cli.output import JsonOpt, emit
 from aifactory.cli.render import console
 
 #: `aif sim`'s help text: the simulator's module (NumPy and the sim package) is imported only
@@ -38,11 +43,14 @@ app.add_typer(admin_app, name="admin")
 app.add_typer(lazy_typer("aifactory.cli.sim:app", SIM_HELP), name="sim")
 access.install(app)
 jobs.install(app)
+job_metrics.install(jobs.jobs_app)
 ops.install(app)
 serving.install(app)
 sessions.install(app)
 security.install(admin_app)
+claim_rules.install(admin_app)
 site_accounts.install(admin_app)
+self_service.install(app)
 
 
 # --- server side -----------------------------------------------------------------------------
@@ -105,6 +113,7 @@ def login(
         ),
     ] = None,
     token: Annotated[str | None, typer.Option(help="API token (asked for when omitted)")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Check a token against the API and store it (0600) in the user's config dir."""
     if url is None:
@@ -119,33 +128,37 @@ def login(
     with Client(url, secret) as c:
         me = c.me()
     path = cli_config.save(cli_config.CliConfig(url=url, token=secret))
-    console.print(f"logged in as [bold]{me.username}[/bold]; token stored in {path}")
+    emit(me, as_json, f"logged in as [bold]{me.username}[/bold]; token stored in {path}")
 
 
 @factories_app.command("list")
 @friendly
-def factories_list() -> None:
+def factories_list(as_json: JsonOpt = False) -> None:
     """List the factories with their hosts, consortium members, systems and GPUs."""
     with client() as c:
-        console.print(render.factories_table(c.list_factories()))
+        factories = c.list_factories()
+    emit(factories, as_json, render.factories_table(factories))
 
 
 @factories_app.command("show")
 @friendly
 def factories_show(
     name: Annotated[str, typer.Argument(help="factory name, e.g. 'LUMI AIF'")],
+    as_json: JsonOpt = False,
 ) -> None:
     """Show one factory: consortium, capacity split, systems and partitions."""
     with client() as c:
-        console.print(render.factory_detail(c.get_factory(name)))
+        factory = c.get_factory(name)
+    emit(factory, as_json, render.factory_detail(factory))
 
 
 @federation_app.command("summary")
 @friendly
-def federation_summary() -> None:
+def federation_summary(as_json: JsonOpt = False) -> None:
     """Factories, countries by status, systems by kind, capacity and funding by source."""
     with client() as c:
-        console.print(render.summary_tables(c.federation_summary()))
+        summary = c.federation_summary()
+    emit(summary, as_json, render.summary_tables(summary))
 
 
 @admin_app.command("create-org")
@@ -159,6 +172,7 @@ def admin_create_org(
     staff: Annotated[int | None, typer.Option(help="staff headcount (SME test)")] = None,
     turnover: Annotated[int | None, typer.Option(help="annual turnover, EUR")] = None,
     balance_sheet: Annotated[int | None, typer.Option(help="balance sheet total, EUR")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Register an organisation (a start-up, SME, university...) that users can apply for."""
     with client() as c:
@@ -170,7 +184,8 @@ def admin_create_org(
             annual_turnover_eur=turnover,
             balance_sheet_eur=balance_sheet,
         )
-    console.print(f"created organisation [bold]{org.name}[/bold] ({org.type}, {org.country_code})")
+    line = f"created organisation [bold]{org.name}[/bold] ({org.type}, {org.country_code})"
+    emit(org, as_json, line)
 
 
 @admin_app.command("create-user")
@@ -183,6 +198,7 @@ def admin_create_user(
         list[str] | None, typer.Option(help="role, or role@Factory for operators")
     ] = None,
     organisation: Annotated[str | None, typer.Option(help="organisation to join")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Create a user with roles (e.g. --role reviewer --role 'factory_operator@LUMI AIF')."""
     roles = [
@@ -197,7 +213,7 @@ def admin_create_user(
             roles=roles,
             organisation=organisation,
         )
-    console.print(f"created {render.user_line(user)}")
+    emit(user, as_json, f"created {render.user_line(user)}")
 
 
 @admin_app.command("create-token")
@@ -206,21 +222,22 @@ def admin_create_token(
     username: Annotated[str | None, typer.Argument(help="user (default: yourself)")] = None,
     name: Annotated[str, typer.Option(help="label for the token")] = "cli",
     ttl_days: Annotated[int | None, typer.Option(help="days until it expires")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Create an API token; the secret is printed this once and never stored in clear."""
     with client() as c:
         token = c.create_token(name=name, username=username, ttl_days=ttl_days)
-    console.print(f"token {token.id} for {token.username}, expires {token.expires_at:%Y-%m-%d}")
-    console.print(token.token, soft_wrap=True, highlight=False)
+    head = f"token {token.id} for {token.username}, expires {token.expires_at:%Y-%m-%d}"
+    emit(token, as_json, head, Text(token.token))
 
 
 @admin_app.command("revoke-token")
 @friendly
-def admin_revoke_token(token_id: int) -> None:
+def admin_revoke_token(token_id: int, as_json: JsonOpt = False) -> None:
     """Revoke a token by id; it stops working at once."""
     with client() as c:
         token = c.revoke_token(token_id)
-    console.print(f"token {token.id} of {token.username} revoked at {token.revoked_at}")
+    emit(token, as_json, f"token {token.id} of {token.username} revoked at {token.revoked_at}")
 
 
 @admin_app.command("set-password")
@@ -245,10 +262,11 @@ def admin_set_password(
 
 @admin_app.command("tokens")
 @friendly
-def admin_tokens() -> None:
+def admin_tokens(as_json: JsonOpt = False) -> None:
     """List your tokens (never their secrets)."""
     with client() as c:
-        console.print(render.tokens_table(c.list_tokens()))
+        tokens = c.list_tokens()
+    emit(tokens, as_json, render.tokens_table(tokens))
 
 
 def main() -> None:

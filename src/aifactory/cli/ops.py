@@ -6,13 +6,19 @@ import logging
 import signal
 import threading
 from datetime import datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from aifactory.cli.common import client, friendly
+from aifactory.cli.output import JsonOpt, emit, plural
 from aifactory.cli.render import console
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+    from aifactory.services.health import SystemHealth
 
 
 def _logging() -> None:
@@ -48,7 +54,8 @@ def serve(
     _logging()
     console.print(f"database: {db.engine.url.render_as_string(hide_password=True)}")
     console.print(
-        f"API on http://{host or settings.host}:{port or settings.port} ({workers} worker(s)); "
+        f"API on http://{host or settings.host}:{port or settings.port} "
+        f"({plural(workers, 'worker')}); "
         + ("controllers running here" if run_controllers else "no controllers here")
     )
     run(
@@ -92,18 +99,24 @@ def controller(
 
 
 @friendly
-def status() -> None:
+def status(as_json: JsonOpt = False) -> None:
     """Are the controllers alive? Who holds each site, when did it last answer, what waits?"""
     with client() as c:
         health = c.status()
+    emit(health, as_json, *_health(health))
+    if not health.controllers_alive:
+        raise typer.Exit(1)
+
+
+def _health(health: SystemHealth) -> list[RenderableType]:
     alive = "[green]alive[/green]" if health.controllers_alive else "[red]NONE ALIVE[/red]"
-    console.print(
+    shown: list[RenderableType] = [
         f"controllers: {alive}; broker lease: {health.broker_lease_holder or '[red]none[/red]'}; "
         f"pending {health.pending_jobs}, placed {health.placed_jobs}"
-    )
+    ]
     if health.oldest_handover:
         w = health.oldest_handover
-        console.print(
+        shown.append(
             f"oldest job waiting for hand-over: {w.job_id} on {w.factory}, {w.waited_s:g} s"
         )
     procs = Table(title="Controllers", header_style="bold")
@@ -111,7 +124,6 @@ def status() -> None:
         procs.add_column(col)
     for p in health.controllers:
         procs.add_row(p.holder, "yes" if p.alive else "[red]no[/red]", _t(p.seen_at), p.scope)
-    console.print(procs)
     sites = Table(title="Sites", header_style="bold")
     for col in ("Factory", "Lease holder", "Scheduler", "Last contact"):
         sites.add_column(col)
@@ -119,9 +131,7 @@ def status() -> None:
         holder = s.lease_holder if s.lease_valid else "[red]none[/red]"
         answer = "answers" if s.available else f"[red]down[/red] {s.reason}"
         sites.add_row(s.factory, holder or "-", answer, _t(s.last_contact_at))
-    console.print(sites)
-    if not health.controllers_alive:
-        raise typer.Exit(1)
+    return [*shown, procs, sites]
 
 
 def _t(at: datetime | None) -> str:

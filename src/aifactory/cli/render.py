@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from typing import TYPE_CHECKING
 
-from rich.console import Console, Group
+from rich.console import Group
 from rich.table import Table
+
+from aifactory.cli.output import console as console
+from aifactory.cli.output import plural
 
 if TYPE_CHECKING:
     from aifactory.services.views import FactoryView, FederationSummary, TokenView, UserView
@@ -88,7 +90,8 @@ def summary_tables(s: FederationSummary) -> Group:
     top.add_row("Member States", ", ".join(by_status.member_state))
     top.add_row("Participating states", ", ".join(by_status.participating_state) or "-")
     top.add_row("Systems by kind", ", ".join(f"{k}: {v}" for k, v in s.systems_by_kind.items()))
-    top.add_row("Capacity", f"{s.capacity_gpus:,} GPUs on {s.capacity_nodes:,} nodes")
+    capacity = f"{plural(s.capacity_gpus, 'GPU')} on {plural(s.capacity_nodes, 'node')}"
+    top.add_row("Capacity", capacity)
     money = Table(title="Funding by source", header_style="bold")
     money.add_column("Source")
     money.add_column("Amount", justify="right")
@@ -121,7 +124,3 @@ def tokens_table(tokens: list[TokenView]) -> Table:
             revoked,
         )
     return table
-
-
-# Wide enough for the registry tables when output is piped (Rich assumes 80 columns then).
-console = Console(width=None if sys.stdout.isatty() else 150)

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 from rich.console import Group
 from rich.table import Table
 
+from aifactory.cli.output import plural
+
 if TYPE_CHECKING:
     from aifactory.services.access_views import (
         AllocationView,
@@ -34,7 +36,8 @@ def calls_table(calls: list[CallView]) -> Table:
         table.add_column(col)
     for c in calls:
         level = (
-            f"≤ {c.service_level_working_days} working days from {c.service_level_counts_from}"
+            f"≤ {plural(c.service_level_working_days, 'working day')} "
+            f"from {c.service_level_counts_from}"
             if c.service_level_working_days
             else "-"
         )
@@ -88,7 +91,8 @@ def proposal_detail(p: ProposalView) -> Group:
         ("Applicant", f"{p.applicant} for {p.organisation} ({p.research_kind})"),
         (
             "Request",
-            f"{hours(p.gpu_hours)} GPU-h, {p.duration_months or '-'} months on "
+            f"{hours(p.gpu_hours)} GPU-h, "
+            f"{plural(p.duration_months, 'month') if p.duration_months else 'no duration'} on "
             f"{p.partition or 'any partition'}",
         ),
         ("Status", p.status + (" [red](overdue)[/red]" if p.overdue else "")),
@@ -104,7 +108,9 @@ def proposal_detail(p: ProposalView) -> Group:
         timeline.add_row(
             t.at.isoformat(timespec="minutes"), t.actor, t.from_status, t.to_status, t.comment
         )
-    return Group(head, timeline)
+    from aifactory.cli.render_sections import sections_detail  # loads the domain's models
+
+    return Group(head, sections_detail(p), timeline)
 
 
 def project_detail(p: ProjectView) -> Group:

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from aifactory.cli.common import client, friendly
-from aifactory.cli.render import console
+from aifactory.cli.output import JsonOpt, emit
 
 if TYPE_CHECKING:  # both modules load SQLAlchemy; the client imports them when it calls
     from aifactory.services.audit import AuditView
@@ -26,31 +26,32 @@ def audit(
     action: Annotated[str | None, typer.Option(help="e.g. award, login, token_mint")] = None,
     since: Annotated[str | None, typer.Option(help="ISO date or time, UTC")] = None,
     limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
-    json: Annotated[bool, typer.Option("--json", help="print JSON lines")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
-    """The audit log, newest first: awards, assessments, decisions, roles, tokens, sign-ins."""
+    """The audit log, newest first: awards, assessments, decisions, roles, tokens, sign-ins.
+
+    With --json: the API's page, ``{"events": [...], "next_before": ID or null}``."""
     with client() as c:
         page = c.audit_log(actor=actor, action=action, since=since, limit=limit)
-    if json:
-        for event in page.events:
-            typer.echo(event.model_dump_json())
-        return
-    console.print(_events_table(page.events))
-    if page.next_before is not None:
-        console.print(f"older entries: the API's /audit?before={page.next_before}")
+    older = f"older entries: the API's /audit?before={page.next_before}"
+    more = [] if page.next_before is None else [older]
+    emit(page, as_json, _events_table(page.events), *more)
 
 
-def lockouts() -> None:
+def lockouts(as_json: JsonOpt = False) -> None:
     """Accounts and addresses with failed sign-ins or tokens, and whether they are locked."""
     with client() as c:
-        console.print(_lockouts_table(c.lockouts()))
+        rows = c.lockouts()
+    emit(rows, as_json, _lockouts_table(rows))
 
 
-def unlock(key: Annotated[str, typer.Argument(help="user:NAME or addr:IP")]) -> None:
+def unlock(
+    key: Annotated[str, typer.Argument(help="user:NAME or addr:IP")], as_json: JsonOpt = False
+) -> None:
     """Lift a lockout and forget its failures."""
     with client() as c:
         view = c.unlock(key)
-    console.print(f"{view.key} unlocked")
+    emit(view, as_json, f"{view.key} unlocked")
 
 
 def _events_table(events: list[AuditView]) -> Table:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -10,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from aifactory.cli.common import client, friendly
+from aifactory.cli.output import JsonOpt, err_console, plural, print_json
 from aifactory.errors import Invalid
 
 if TYPE_CHECKING:
@@ -21,7 +21,6 @@ endpoints_app = typer.Typer(
 )
 keys_app = typer.Typer(help="API keys of an endpoint's gateway.", no_args_is_help=True)
 endpoints_app.add_typer(keys_app, name="keys")
-JsonOpt = Annotated[bool, typer.Option("--json", help="print the API's JSON")]
 
 
 def install(app: typer.Typer) -> None:
@@ -61,7 +60,7 @@ def create(
     with client() as api:
         view = api.create_endpoint(spec, str(Path.cwd()))
         if wait:
-            view = _wait_ready(api, view.name)
+            view = _wait_ready(api, view.name, as_json)
         _show(view, as_json, api.gateway_url)
 
 
@@ -92,7 +91,7 @@ def list_(
     with client() as api:
         views = api.list_endpoints(all_)
     if as_json:
-        print(json.dumps([v.model_dump(mode="json") for v in views], indent=2))
+        print_json(views)
         return
     table = Table("name", "project", "state", "replicas", "requests", "tokens in/out")
     for v in views:
@@ -133,7 +132,7 @@ def key_create(
     with client() as api:
         new = api.create_endpoint_key(name, label)
         if as_json:
-            print(json.dumps(new.model_dump(mode="json"), indent=2))
+            print_json(new)
             return
         console.print(f"key {new.view.id} for endpoint [bold]{name}[/bold] (shown once):")
         print(new.key)
@@ -154,7 +153,7 @@ def key_list(name: str, as_json: JsonOpt = False) -> None:
     with client() as api:
         keys = api.list_endpoint_keys(name)
     if as_json:
-        print(json.dumps([k.model_dump(mode="json") for k in keys], indent=2))
+        print_json(keys)
         return
     table = Table("id", "starts with", "name", "created", "revoked")
     for k in keys:
@@ -174,14 +173,17 @@ def key_revoke(name: str, key_id: int) -> None:
     console.print(f"key {key_id} of {name} revoked")
 
 
-def _wait_ready(api: Any, name: str) -> EndpointView:
-    """Follow the endpoint until a replica is ready (or it fails), printing each change."""
+def _wait_ready(api: Any, name: str, quiet: bool = False) -> EndpointView:
+    """Follow the endpoint until a replica is ready (or it fails), printing each change (on
+    stderr when ``quiet``: stdout is for --json)."""
     from aifactory.cli.render import console
 
+    if quiet:
+        console = err_console
     seen = ""
     while True:
         view: EndpointView = api.get_endpoint(name)
-        line = f"{view.state}: " + (view.reason or f"{len(view.replicas)} replica(s)")
+        line = f"{view.state}: " + (view.reason or plural(len(view.replicas), "replica"))
         if line != seen:
             console.print(line)
             seen = line
@@ -196,7 +198,7 @@ def _show(view: EndpointView, as_json: bool, gateway: str) -> None:
     from aifactory.cli.render import console
 
     if as_json:
-        print(json.dumps(view.model_dump(mode="json"), indent=2))
+        print_json(view)
         return
     console.print(
         f"endpoint [bold]{view.name}[/bold] ({view.project}), version {view.spec_version}: "
@@ -207,7 +209,8 @@ def _show(view: EndpointView, as_json: bool, gateway: str) -> None:
         console.print(f"checkpoint: {view.checkpoint_path}")
     u = view.usage
     console.print(
-        f"served {u.requests:,} requests, {u.tokens_in:,} tokens in, {u.tokens_out:,} out, "
+        f"served {plural(u.requests, 'request')}, {plural(u.tokens_in, 'token')} in, "
+        f"{u.tokens_out:,} out, "
         f"{u.gpu_seconds:,.1f} GPU-seconds"
     )
     if view.replicas:

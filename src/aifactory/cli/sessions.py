@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import time as clock
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from aifactory.cli.common import client, friendly
+from aifactory.cli.output import JsonOpt, plural, print_json, to_jsonable
 
 if TYPE_CHECKING:
     from aifactory.services.interactive import SessionView
@@ -17,7 +17,6 @@ sessions_app = typer.Typer(
     help="Interactive sessions: JupyterLab (or a terminal) run as your job, opened in a browser.",
     no_args_is_help=True,
 )
-JsonOpt = Annotated[bool, typer.Option("--json", help="print the API's JSON")]
 
 
 def install(app: typer.Typer) -> None:
@@ -67,7 +66,7 @@ def list_(
         views = api.list_sessions(all_)
         urls = {v.id: api.session_url(v) for v in views}
     if as_json:
-        print(json.dumps([v.model_dump(mode="json") for v in views], indent=2))
+        print_json(views)
         return
     table = Table("id", "kind", "project", "GPUs", "state", "job", "URL / reason")
     for v in views:
@@ -115,15 +114,17 @@ def _show(view: SessionView, as_json: bool, url: str) -> None:
     from aifactory.cli.render import console
 
     if as_json:
-        print(json.dumps(view.model_dump(mode="json") | {"url": url}, indent=2))
+        print_json(to_jsonable(view) | {"url": url})  # the API's JSON, and where to open it
         return
     console.print(
-        f"session [bold]{view.id}[/bold] ({view.kind}, {view.gpus} GPU, project {view.project}): "
+        f"session [bold]{view.id}[/bold] ({view.kind}, {plural(view.gpus, 'GPU')}, "
+        f"project {view.project}): "
         f"{view.state}" + (f" ({view.reason})" if view.reason else "")
     )
     if view.job_id is not None:
         console.print(
-            f"job {view.job_id} ({view.job_state}), {view.charged_gpu_hours} GPU-hours charged"
+            f"job {view.job_id} ({view.job_state}), "
+            f"{plural(view.charged_gpu_hours, 'GPU-hour')} charged"
         )
     if view.state == "ready":
         console.print(f"open (signed in to the portal): {url}")

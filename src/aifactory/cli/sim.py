@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 
+from aifactory.cli.output import JsonOpt, err_console, plural, print_json
+from aifactory.cli.output import console as out_console
 from aifactory.errors import Invalid
 
 if TYPE_CHECKING:
@@ -24,8 +25,6 @@ if TYPE_CHECKING:
     from aifactory.sim.sweep import Scenario, ScenarioResult
 
 app = typer.Typer(help="Simulate workload traces through scheduling and placement policies.")
-out_console = Console()
-err_console = Console(stderr=True)
 
 TraceOpt = Annotated[
     Path,
@@ -106,7 +105,8 @@ def _load(trace: Path, fmt: str, lenient: bool, capacity: int | None, estimate: 
         trace, fmt, lenient=lenient, capacity=capacity, estimate_from_runtime=estimate
     )
     if loaded.skipped_lines:
-        err_console.print(f"skipped {loaded.skipped_lines} malformed line(s) in {trace}")
+        skipped = plural(loaded.skipped_lines, "malformed line")
+        err_console.print(f"skipped {skipped} in {trace}")
     return loaded
 
 
@@ -196,24 +196,32 @@ def run(
     fmt: FormatOpt = "auto",
     estimate_from_runtime: EstimateOpt = False,
     assume_operational: OperationalOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Replay one trace with one scheduling policy and report metrics."""
+    """Replay one trace with one scheduling policy and report metrics (--json: metrics.json)."""
     with _user_errors():
         specs = _sites(sites, assume_operational)
         loaded = _load(trace, fmt, lenient, capacity, estimate_from_runtime)
         outcome = _simulate(loaded, policy, specs, placement)
     m = outcome.metrics
-    rows = [("overall", m["overall"])]
-    if len(m["sites"]) > 1:
-        rows += [(s["name"], s) for s in m["sites"]]
-    out_console.print(_table(f"{loaded.name}: {policy}", "scope", rows))
-    if m["overall"]["rejected"]:
-        out_console.print(f"rejected jobs: {m['overall']['rejected']} {m['rejected_reasons']}")
+    if as_json:
+        print_json(m)
+    else:
+        _print_run(f"{loaded.name}: {policy}", m)
     if out is not None:
         from aifactory.sim.output import write_outputs
 
         for path in write_outputs(outcome.result, m, out):
-            out_console.print(f"wrote {path}")
+            (err_console if as_json else out_console).print(f"wrote {path}")
+
+
+def _print_run(title: str, m: dict[str, Any]) -> None:
+    rows = [("overall", m["overall"])]
+    if len(m["sites"]) > 1:
+        rows += [(s["name"], s) for s in m["sites"]]
+    out_console.print(_table(title, "scope", rows))
+    if m["overall"]["rejected"]:
+        out_console.print(f"rejected jobs: {m['overall']['rejected']} {m['rejected_reasons']}")
 
 
 WorkersOpt = Annotated[
@@ -239,6 +247,7 @@ def compare(
     estimate_from_runtime: EstimateOpt = False,
     assume_operational: OperationalOpt = False,
     workers: WorkersOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Replay one trace under several policies: one table, one wait-time plot."""
     from aifactory.sim.sweep import Scenario
@@ -249,7 +258,7 @@ def compare(
         site_tuple = tuple(specs) if specs else None
         scenarios = [Scenario(p, p, sites=site_tuple, placement=placement) for p in policies]
         results = _run_scenarios(loaded, scenarios, workers)
-    _report(f"{loaded.name}: policies compared", "policy", results, out, "compare")
+    _report(f"{loaded.name}: policies compared", "policy", results, out, "compare", as_json)
 
 
 @app.command()
@@ -272,6 +281,7 @@ def sweep(
     fmt: FormatOpt = "auto",
     estimate_from_runtime: EstimateOpt = False,
     workers: WorkersOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """What-if: every combination of policy, machine size and load, run in parallel."""
     from aifactory.sim.sweep import Scenario
@@ -286,18 +296,25 @@ def sweep(
             for x in (loads or [1.0])
         ]
         results = _run_scenarios(loaded, scenarios, workers)
-    _report(f"{loaded.name}: what-if sweep", "scenario", results, out, "sweep")
+    _report(f"{loaded.name}: what-if sweep", "scenario", results, out, "sweep", as_json)
 
 
-def _report(title: str, first: str, results: list[ScenarioResult], out: Path, stem: str) -> None:
-    """One table, ``<stem>.json`` (overall metrics per scenario) and ``<stem>.png``."""
+def _report(
+    title: str, first: str, results: list[ScenarioResult], out: Path, stem: str, as_json: bool
+) -> None:
+    """One table (--json: what ``<stem>.json`` holds, the overall metrics per scenario),
+    ``<stem>.json`` and ``<stem>.png``."""
     import json
 
     from aifactory.sim.output import plot_compare
 
     rows = [(r.scenario.name, r.metrics["overall"]) for r in results]
-    out_console.print(_table(title, first, rows))
+    if as_json:
+        print_json(dict(rows))
+    else:
+        out_console.print(_table(title, first, rows))
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{stem}.json").write_text(json.dumps(dict(rows), indent=2) + "\n", encoding="utf-8")
     waits = {r.scenario.name: r.waits for r in results}
-    out_console.print(f"wrote {plot_compare(waits, out / f'{stem}.png')}")
+    say = err_console if as_json else out_console
+    say.print(f"wrote {plot_compare(waits, out / f'{stem}.png')}")

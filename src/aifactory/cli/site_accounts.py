@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from aifactory.cli.common import client, friendly
+from aifactory.cli.output import JsonOpt, emit
 from aifactory.cli.render import console
 
 app = typer.Typer(
@@ -26,15 +27,18 @@ def set_login(
     username: Annotated[str, typer.Argument(help="the person's platform username")],
     factory: Annotated[str, typer.Argument(help="factory name, e.g. 'LUMI AIF'")],
     login: Annotated[str, typer.Argument(help="their login at that factory")],
+    as_json: JsonOpt = False,
 ) -> None:
     """Map a person's login at a factory (replaces an earlier one)."""
     with client() as c:
         view = c.set_site_account(username, factory, login)
-    console.print(f"{view.username} runs jobs at {view.factory} as [bold]{view.login}[/bold]")
+    line = f"{view.username} runs jobs at {view.factory} as [bold]{view.login}[/bold]"
+    emit(view, as_json, line)
 
 
 def list_logins(
     username: Annotated[str, typer.Argument(help="the person's platform username")],
+    as_json: JsonOpt = False,
 ) -> None:
     """A person's logins at the factories."""
     with client() as c:
@@ -44,7 +48,7 @@ def list_logins(
         table.add_column(col)
     for v in views:
         table.add_row(v.factory, v.login, v.created_at.strftime("%Y-%m-%d %H:%M"))
-    console.print(table)
+    emit(views, as_json, table)
 
 
 def remove_login(

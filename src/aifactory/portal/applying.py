@@ -2,77 +2,31 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date, datetime
-from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, Request
-from fastapi.responses import Response
+from fastapi import APIRouter, Form, Query, Request
+from fastapi.responses import FileResponse, Response
 from sqlalchemy.orm import Session
+from starlette.datastructures import UploadFile
 
 from aifactory.api.deps import NowDep, SessionDep
 from aifactory.domain.calls import effective_service_level, open_period
 from aifactory.domain.clock import as_date, service_deadline
 from aifactory.domain.enums import ResearchKind
+from aifactory.domain.proposal_sections import ETHICS_QUESTIONS, required
 from aifactory.errors import AIFactoryError
-from aifactory.portal.web import CurrentUser, FormErrors, PortalRoute, attempt, redirect, render
-from aifactory.services import access, identity, proposals, registry
+from aifactory.portal.forms import FormErrors, attempt
+from aifactory.portal.proposal_form import ProposalForm, to_input
+from aifactory.portal.web import CurrentUser, PortalRoute, redirect, render
+from aifactory.services import access, attachments, identity, proposals, registry
 from aifactory.services.access_views import EligibilityView
 from aifactory.services.sessions import SignedIn
+from aifactory.settings import Settings
 
 router = APIRouter(route_class=PortalRoute)
-FIELDS = {
-    "title",
-    "summary",
-    "organisation",
-    "research_kind",
-    "gpu_hours",
-    "duration_months",
-    "start_date",
-    "pi_contract_end",
-    "partition",
-}
-Text = Annotated[str, Form(max_length=200)]
-
-
-@dataclass
-class ApplyForm:
-    """The wizard's fields as typed (strings, so a bad value is shown back as typed)."""
-
-    title: str = ""
-    summary: str = ""
-    organisation: str = ""
-    research_kind: str = "open_rd"
-    gpu_hours: str = ""
-    duration_months: str = ""
-    start_date: str = ""
-    pi_contract_end: str = ""
-    partition: str = ""
-
-
-def _form(
-    title: Text = "",
-    summary: Annotated[str, Form(max_length=4000)] = "",
-    organisation: Text = "",
-    research_kind: Text = "open_rd",
-    gpu_hours: Text = "",
-    duration_months: Text = "",
-    start_date: Text = "",
-    pi_contract_end: Text = "",
-    partition: Text = "",
-) -> ApplyForm:
-    return ApplyForm(
-        title,
-        summary,
-        organisation,
-        research_kind,
-        gpu_hours,
-        duration_months,
-        start_date,
-        pi_contract_end,
-        partition,
-    )
+#: Rules about the organisation itself: failing one, no answer on the form can help.
+ORGANISATION_RULES = frozenset({"country_status", "organisation_type", "sme_definition"})
 
 
 def expected_deadline(call_id: str, now: datetime) -> tuple[date | None, date | None, str]:
@@ -104,23 +58,25 @@ def _check(
     session: Session,
     user: SignedIn,
     call_id: str,
-    form: ApplyForm,
+    form: ProposalForm,
     errors: FormErrors,
     now: datetime,
 ) -> EligibilityView | None:
     """Run every eligibility rule for what the form says so far (nothing is stored)."""
-    kind = errors.parse("research_kind", form.research_kind, _kind)
-    start = errors.parse("start_date", form.start_date, date.fromisoformat)
-    months = errors.parse("duration_months", form.duration_months, int)
-    contract = errors.parse("pi_contract_end", form.pi_contract_end, date.fromisoformat)
-    if not form.organisation or kind is None:
+    scratch = FormErrors(set(errors.fields))  # typing mistakes are reported by the form itself
+    kind = scratch.parse("research_kind", form.get("research_kind"), _kind)
+    start = scratch.parse("start_date", form.get("start_date"), date.fromisoformat)
+    months = scratch.parse("duration_months", form.get("duration_months"), int)
+    contract = scratch.parse("pi_contract_end", form.get("pi_contract_end"), date.fromisoformat)
+    organisation = form.get("organisation")
+    if not organisation or kind is None:
         return None
     try:
-        proposals.organisation_of(session, user.principal, form.organisation)
+        proposals.organisation_of(session, user.principal, organisation)
         result = access.check(
             session,
             access.get_call(call_id),
-            form.organisation,
+            organisation,
             kind,
             start or as_date(now),
             months,
@@ -137,14 +93,18 @@ def _page(
     session: Session,
     user: SignedIn,
     call_id: str,
-    form: ApplyForm,
+    form: ProposalForm,
     now: datetime,
     errors: FormErrors | None = None,
     status: int = 200,
 ) -> Response:
-    errors = errors or FormErrors(FIELDS)
+    errors = errors or form.errors()
     call = access.call_view(access.get_call(call_id), as_date(now))
     due, cutoff, closed = expected_deadline(call_id, now)
+    eligibility = _check(session, user, call_id, form, errors, now)
+    blocked = [
+        r for r in (eligibility.rules if eligibility else []) if r.rule in ORGANISATION_RULES
+    ]
     context: dict[str, Any] = {
         "title": f"Apply: {call.title}",
         "call": call,
@@ -155,7 +115,12 @@ def _page(
         "deadline": due,
         "cutoff": cutoff,
         "closed": closed,
-        "eligibility": _check(session, user, call_id, form, errors, now),
+        "eligibility": eligibility,
+        "blocked": blocked if any(not r.passed for r in blocked) else [],
+        "required": set(required(call.mode)),
+        "questions": ETHICS_QUESTIONS,
+        "rows": form.rows,
+        "max_mib": _settings(request).attachment_max_bytes // 2**20,
         **errors.context(),
     }
     return render(request, "apply.html", context, status)
@@ -163,72 +128,85 @@ def _page(
 
 @router.get("/calls/{call_id}/apply")
 def apply_form(
-    call_id: str, request: Request, session: SessionDep, user: CurrentUser, now: NowDep
-) -> Response:
-    """Signed in: the wizard; creating a proposal checks the role (applicant and friends)."""
-    orgs = identity.get_user(session, user.principal.username).organisations
-    return _page(request, session, user, call_id, ApplyForm(organisation=next(iter(orgs), "")), now)
-
-
-@router.post("/calls/{call_id}/check")
-def check_eligibility(
     call_id: str,
     request: Request,
     session: SessionDep,
     user: CurrentUser,
     now: NowDep,
-    form: Annotated[ApplyForm, Depends(_form)],
+    organisation: Annotated[str, Query(max_length=200)] = "",
+) -> Response:
+    """Signed in: eligibility of the organisation first, then the full form."""
+    orgs = identity.get_user(session, user.principal.username).organisations
+    chosen = organisation if organisation in orgs else next(iter(orgs), "")
+    form = ProposalForm({"organisation": chosen, "research_kind": "open_rd"})
+    return _page(request, session, user, call_id, form, now)
+
+
+@router.post("/calls/{call_id}/check")
+async def check_eligibility(
+    call_id: str, request: Request, session: SessionDep, user: CurrentUser, now: NowDep
 ) -> Response:
     """Signed in, members of the organisation only: every rule with pass/fail and reason."""
-    errors = FormErrors(FIELDS)
-    result = _check(session, user, call_id, form, errors, now)
+    form = ProposalForm.read(await request.form())
+    errors = form.errors()
     if request.headers.get("x-fragment") == "eligibility":
+        result = _check(session, user, call_id, form, errors, now)
         context = {"eligibility": result, **errors.context()}
         return render(request, "_eligibility.html", context)
     return _page(request, session, user, call_id, form, now, errors)
 
 
-def _proposal_input(call_id: str, form: ApplyForm, errors: FormErrors) -> proposals.ProposalInput:
-    if not form.title.strip():
-        errors.add("title", "give the proposal a title")
-    kind = errors.parse("research_kind", form.research_kind, _kind)
-    return proposals.ProposalInput(
-        call_id=call_id,
-        title=form.title.strip(),
-        organisation=form.organisation,
-        research_kind=kind or ResearchKind.OPEN_RD,
-        summary=form.summary.strip(),
-        gpu_hours=errors.parse("gpu_hours", form.gpu_hours, Decimal),
-        duration_months=errors.parse("duration_months", form.duration_months, int),
-        start_date=errors.parse("start_date", form.start_date, date.fromisoformat),
-        pi_contract_end=errors.parse("pi_contract_end", form.pi_contract_end, date.fromisoformat),
-        partition=form.partition or None,
-    )
-
-
 @router.post("/calls/{call_id}/apply")
-def apply(
-    call_id: str,
-    request: Request,
-    session: SessionDep,
-    user: CurrentUser,
-    now: NowDep,
-    form: Annotated[ApplyForm, Depends(_form)],
+async def apply(
+    call_id: str, request: Request, session: SessionDep, user: CurrentUser, now: NowDep
 ) -> Response:
-    """Create the proposal and submit it in one step; bad input leaves nothing stored."""
-    errors = FormErrors(FIELDS)
-    data = _proposal_input(call_id, form, errors)
+    """Create the proposal, attach its PDFs and submit it in one step; bad input leaves
+    nothing stored and shows every problem beside its field ("more" only adds a row)."""
+    raw = await request.form()
+    form = ProposalForm.read(raw)
+    if form.more:
+        return _page(request, session, user, call_id, form, now)
+    errors = form.errors()
+    mode = access.get_call(call_id).mode
+    data = to_input(call_id, mode, form, errors)
+    files = [f for f in raw.getlist("attachments") if isinstance(f, UploadFile) and f.filename]
     if errors:
+        _files_again(errors, files)
         return _page(request, session, user, call_id, form, now, errors, 422)
+    settings = _settings(request)
 
     def create_and_submit() -> int:
         draft = proposals.create(session, user.principal, data, now)
+        for upload in files:
+            attachments.add(
+                session,
+                user.principal,
+                draft.id,
+                upload.filename or "",
+                upload.file,
+                settings.data_dir,
+                settings.attachment_max_bytes,
+                now,
+            )
         return proposals.submit(session, user.principal, draft.id, now).id
 
     proposal_id = attempt(session, errors, create_and_submit)
     if proposal_id is None:
+        _files_again(errors, files)
         return _page(request, session, user, call_id, form, now, errors, 422)
     return redirect(f"/proposals/{proposal_id}?notice=submitted")
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def _files_again(errors: FormErrors, files: list[UploadFile]) -> None:
+    """A browser cannot fill a file input again: say which files to choose once more."""
+    if files and "attachments" not in errors.by_field:
+        names = ", ".join(f.filename or "" for f in files)
+        errors.add("attachments", f"Attachments: choose {names} again (files are not kept)")
 
 
 @router.get("/proposals")
@@ -249,8 +227,25 @@ def proposal_page(
     """Signed in: the service refuses (403) anyone who may not see this proposal."""
     proposal = proposals.get(session, user.principal, proposal_id, now)
     mine = proposal.applicant == user.principal.username
-    context = {"title": f"Proposal {proposal.id}", "p": proposal, "mine": mine}
+    context = {
+        "title": f"Proposal {proposal.id}",
+        "p": proposal,
+        "mine": mine,
+        "questions": ETHICS_QUESTIONS,
+    }
     return render(request, "proposal.html", context)
+
+
+@router.get("/proposals/{proposal_id}/attachments/{attachment_id}")
+def attachment(
+    proposal_id: int, attachment_id: int, request: Request, session: SessionDep, user: CurrentUser
+) -> Response:
+    """The PDF, for whoever may see the proposal (the service answers 404 to anyone else)."""
+    data_dir = _settings(request).data_dir
+    path, name = attachments.open_file(
+        session, user.principal, proposal_id, attachment_id, data_dir
+    )
+    return FileResponse(path, media_type="application/pdf", filename=name)
 
 
 @router.post("/proposals/{proposal_id}/withdraw")

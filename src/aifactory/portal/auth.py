@@ -21,7 +21,7 @@ from aifactory.portal.web import (
     render,
     set_cookie,
 )
-from aifactory.services import sessions
+from aifactory.services import oidc, sessions
 
 router = APIRouter(route_class=PortalRoute)
 FORM_COOKIE_AGE = 2 * 3600
@@ -33,7 +33,13 @@ def safe_next(target: str) -> str:
     return target if ok and len(target) < 500 else "/"
 
 
-def _login_page(
+def federated_label(request: Request) -> str | None:
+    """The provider's name on the sign-in button, or None without federated sign-in."""
+    cfg = oidc.config_of(request.app.state.settings)
+    return cfg.label if cfg is not None else None
+
+
+def login_page(
     request: Request, next_url: str, error: str = "", username: str = "", status: int = 200
 ) -> Response:
     secret, fresh = form_secret(request)
@@ -43,6 +49,7 @@ def _login_page(
         "login_error": error,
         "username": username,
         "form_csrf": sessions.csrf_for(secret),
+        "federated": federated_label(request),
     }
     response = render(request, "login.html", context, status)
     if fresh:
@@ -55,7 +62,7 @@ def login_form(request: Request, user: MaybeUser, next: str = "/") -> Response:
     """Public: the sign-in page itself."""
     if user is not None:
         return redirect(safe_next(next))
-    return _login_page(request, next)
+    return login_page(request, next)
 
 
 @router.post("/login")
@@ -79,9 +86,9 @@ def login(
     try:
         started = sessions.sign_in(session, settings, method, username.strip(), secret, now)
     except TooManyAttempts as exc:
-        return _login_page(request, next, exc.message, username, status=429)
+        return login_page(request, next, exc.message, username, status=429)
     except Unauthenticated as exc:
-        return _login_page(request, next, exc.message, username, status=401)
+        return login_page(request, next, exc.message, username, status=401)
     response = redirect(safe_next(next))
     age = int((started.expires_at - now).total_seconds())
     set_cookie(response, request, SESSION_COOKIE, started.secret, age)

@@ -1,4 +1,5 @@
-"""Inline SVG charts drawn on the server: the allocation burn-down and stacked usage bars.
+"""Inline SVG charts drawn on the server: the allocation burn-down and stacked usage bars
+(usage and capacity over time: ``charts_time``).
 
 Built with ElementTree so every label is escaped; no JavaScript chart library is needed.
 """
@@ -8,7 +9,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
 from markupsafe import Markup
@@ -19,6 +20,8 @@ from aifactory.services.access_views import LedgerEntryView, ReportRow
 
 SVG = "http://www.w3.org/2000/svg"
 SERIES = ("used", "reserved", "remaining")
+BURN = ("remaining", "used", "reserved")
+STEP = 24  # legend line height: room for the larger text on phones
 ET.register_namespace("", SVG)
 
 
@@ -62,52 +65,93 @@ def _value(state: LedgerState, series: str) -> float:
     return float(getattr(state, series)) / 1000
 
 
-def burn_down(entries: list[LedgerEntryView], now: datetime, title: str) -> Markup:
-    """Used, reserved and remaining GPU-hours over time, as step lines."""
-    width, height, left, bottom, top, right = 640, 260, 64, 36, 26, 140
+def _period(start: date, end: date) -> tuple[float, float]:
+    """The allocation's period in seconds: from ``start`` 00:00 to the end of ``end`` (UTC)."""
+    t0 = datetime.combine(start, time.min, UTC).timestamp()
+    return t0, datetime.combine(end + timedelta(days=1), time.min, UTC).timestamp()
+
+
+def burn_down(
+    entries: list[LedgerEntryView], now: datetime, title: str, start: date, end: date
+) -> Markup:
+    """Remaining, used and reserved GPU-hours over the allocation period (``start`` to
+    ``end``) as step lines, the ideal burn (granted down to 0 at the end) and today marked."""
+    width, left, top, right, plot_h = 600, 80, 26, 20, 180
+    height = top + plot_h + 66 + 3 * STEP  # the legend below the plot: three rows
     root = _svg(width, height, title)
+    root.set("class", "chart fit")
+    root.set("data-x-start", start.isoformat())
+    root.set("data-x-end", end.isoformat())
+    t0, t1 = _period(start, end)
     points = timeline(entries)
-    if not points:
-        _el(root, "text", "no ledger entries yet", x=left, y=height / 2)
-        return _markup(root)
-    t0, t1 = points[0].at.timestamp(), max(now.timestamp(), points[-1].at.timestamp() + 1)
-    peak = max(max(p.state.granted for p in points) / 1000, 1e-9)
-    plot_w, plot_h = width - left - right, height - top - bottom
+    final = points[-1].state if points else LedgerState()
+    peak = max([float(p.state.granted) / 1000 for p in points] + [1e-9])
+    plot_w = width - left - right
 
     def x(ts: float) -> float:
-        return round(left + (ts - t0) / (t1 - t0) * plot_w, 1)
+        return round(left + (min(max(ts, t0), t1) - t0) / (t1 - t0) * plot_w, 1)
 
     def y(v: float) -> float:
         return round(top + plot_h - v / peak * plot_h, 1)
 
     _axes(root, left, top, plot_w, plot_h, peak, y)
-    _el(root, "text", points[0].at.strftime("%Y-%m-%d %H:%M"), x=left, y=height - 10)
-    _el(
+    for ts, anchor in ((t0, "start"), ((t0 + t1) / 2, "middle"), (t1, "end")):
+        day = datetime.fromtimestamp(min(ts, t1 - 1), UTC).date()
+        _el(root, "text", day.isoformat(), x=x(ts), y=top + plot_h + 22, text_anchor=anchor)
+    _el(root, "text", "date (UTC)", x=left + plot_w / 2, y=top + plot_h + 44, text_anchor="middle")
+    granted = _value(final, "granted")
+    _el(root, "line", x1=x(t0), y1=y(granted), x2=x(t1), y2=y(0), class_="ideal")
+    stop = min(now.timestamp(), t1)
+    if t0 <= now.timestamp() <= t1:
+        _el(root, "line", x1=x(stop), y1=top, x2=x(stop), y2=top + plot_h, class_="today")
+        _el(root, "text", "today", x=x(stop), y=top - 4, text_anchor="middle")
+    for series in BURN:
+        _el(root, "polyline", points=_steps(points, series, x, y, stop), class_=f"line {series}")
+    _burn_legend(root, left, top + plot_h + 66, plot_w / 2, final)
+    ideal = granted * max(0.0, min(1.0, (t1 - now.timestamp()) / (t1 - t0)))
+    _describe(
         root,
-        "text",
-        now.strftime("%Y-%m-%d %H:%M"),
-        x=left + plot_w,
-        y=height - 10,
-        text_anchor="end",
+        f"Allocation period {start} to {end}. Granted {granted:,.3f} GPU-h; now "
+        + ", ".join(f"{s} {_value(final, s):,.3f}" for s in BURN)
+        + f"; ideal remaining today {ideal:,.3f}.",
     )
-    for i, series in enumerate(SERIES):
-        coords: list[str] = []
-        for j, p in enumerate(points):
-            if j:
-                coords.append(f"{x(p.at.timestamp())},{y(_value(points[j - 1].state, series))}")
-            coords.append(f"{x(p.at.timestamp())},{y(_value(p.state, series))}")
-        coords.append(f"{x(t1)},{y(_value(points[-1].state, series))}")
-        _el(root, "polyline", points=" ".join(coords), class_=f"line {series}")
-        last = _value(points[-1].state, series)
-        _el(
-            root,
-            "text",
-            f"{series} {last:,.3f}".rstrip("0").rstrip("."),
-            x=left + plot_w + 8,
-            y=top + 14 + 18 * i,
-            class_=f"legend {series}",
-        )
     return _markup(root)
+
+
+def _steps(
+    points: list[Point],
+    series: str,
+    x: Callable[[float], float],
+    y: Callable[[float], float],
+    stop: float,
+) -> str:
+    """Step-line coordinates of one series from the period's start to ``stop``."""
+    coords, value = [f"{x(0)},{y(0)}"], 0.0
+    for p in points:
+        ts = p.at.timestamp()
+        if ts > stop:
+            break
+        coords.append(f"{x(ts)},{y(value)}")
+        value = _value(p.state, series)
+        coords.append(f"{x(ts)},{y(value)}")
+    coords.append(f"{x(stop)},{y(value)}")
+    return " ".join(coords)
+
+
+def _burn_legend(
+    root: ET.Element, at_x: float, at_y: float, col: float, final: LedgerState
+) -> None:
+    """Below the plot, two a row: the three series with their latest values, the guides."""
+    lines = [(f"{s} {_value(final, s):,.3f}".rstrip("0").rstrip("."), s) for s in BURN]
+    for i, (line, kind) in enumerate([*lines, ("- - ideal burn", "ideal"), ("| today", "")]):
+        x, y = at_x + col * (i % 2), at_y + STEP * (i // 2)
+        _el(root, "text", line, x=x, y=y, class_=f"legend {kind}".strip())
+
+
+def _describe(root: ET.Element, text: str) -> None:
+    """A <desc> with the numbers, and the chart's accessible name built from title and desc."""
+    _el(root, "desc", text)
+    root.set("aria-label", f"{root[0].text}. {text}")
 
 
 def _axes(
@@ -117,7 +161,8 @@ def _axes(
     _el(root, "line", x1=left, y1=top, x2=left, y2=top + h, class_="axis")
     for frac in (0, 0.5, 1):
         value = peak * frac
-        _el(root, "text", f"{value:,.1f}", x=left - 6, y=y(value) + 4, text_anchor="end")
+        label = f"{value:,.0f}" if peak >= 100 else f"{value:,.1f}"
+        _el(root, "text", label, x=left - 6, y=y(value) + 4, text_anchor="end")
         _el(root, "line", x1=left, y1=y(value), x2=left + w, y2=y(value), class_="grid")
     _el(root, "text", "GPU-h", x=left, y=top - 10, text_anchor="middle")
 

@@ -7,9 +7,11 @@ from fastapi.responses import Response
 
 from aifactory.api.deps import NowDep, SessionDep
 from aifactory.domain.clock import as_date
+from aifactory.portal.calls_page import FILTER_LABELS, Filters, calls_context
+from aifactory.portal.forms import FormErrors
 from aifactory.portal.geo import europe_map
 from aifactory.portal.web import MaybeUser, PortalRoute, render
-from aifactory.services import access, registry
+from aifactory.services import registry
 
 router = APIRouter(route_class=PortalRoute)
 
@@ -21,9 +23,11 @@ def states_line(member_states: int, participating: int) -> str:
     return f"{member_states} {ms} + {participating} {ps}"
 
 
-@router.get("/")
+@router.get("/federation")
 def overview(request: Request, session: SessionDep, user: MaybeUser) -> Response:
-    """Public: what the founding announcement made public (factories, countries, funding)."""
+    """Public: what the founding announcement made public (factories, countries, funding).
+
+    Also the front page for visitors who are not signed in (``homes.home``)."""
     summary = registry.federation_summary(session)
     factories = registry.list_factories(session)
     countries = registry.list_countries(session)
@@ -49,10 +53,15 @@ def overview(request: Request, session: SessionDep, user: MaybeUser) -> Response
 
 
 @router.get("/calls")
-def calls(request: Request, now: NowDep, user: MaybeUser) -> Response:
-    """Public: the published calls, grouped by access mode, with cut-offs and limits."""
-    today = as_date(now)
-    by_mode = [
-        (mode, [c for c in access.list_calls(today, mode=mode.code)]) for mode in access.modes()
-    ]
-    return render(request, "calls.html", {"title": "Calls", "by_mode": by_mode, "today": today})
+def calls(
+    request: Request,
+    now: NowDep,
+    user: MaybeUser,
+    mode: str = "",
+    factory: str = "",
+    status: str = "",
+) -> Response:
+    """Public: the published calls by access mode, filtered (GET form) and grouped by factory."""
+    errors = FormErrors(set(FILTER_LABELS), FILTER_LABELS)
+    context = calls_context(as_date(now), Filters(mode, factory, status), errors)
+    return render(request, "calls.html", context, 422 if errors else 200)

@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, Response
+from sqlalchemy.orm import Session
 
-from aifactory.api.deps import SessionDep, SettingsDep
+from aifactory.api.deps import NowDep, SessionDep, SettingsDep
+from aifactory.domain.clock import as_date
+from aifactory.domain.enums import Role
 from aifactory.errors import NotFound
 from aifactory.portal.charts import usage_bars
+from aifactory.portal.charts_time import usage_over_time, utilisation_chart
 from aifactory.portal.web import CurrentUser, FormErrors, PortalRoute, render
-from aifactory.services import reports
+from aifactory.services import reports, timeseries
 from aifactory.services.permissions import Action, authorize
+from aifactory.services.sessions import SignedIn
 
 router = APIRouter(route_class=PortalRoute)
 GROUPS = {
@@ -26,6 +31,10 @@ GROUPS = {
     "mode": "access mode",
     "project": "project",
 }
+#: Usage over time, stacked by one of these (the funding split as the reports compute it).
+SERIES = {"factory": "AI Factory", "project": "project", "funding": "funding source"}
+FUNDING = {"eu": "EU", "national": "national", "commercial": "commercial"}
+SERIES_DAYS = 28
 Text = Annotated[str, Query(max_length=20)]
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
@@ -37,18 +46,58 @@ def _range(start: str, end: str, errors: FormErrors) -> tuple[date | None, date 
     )
 
 
+def _over_time(
+    session: Session,
+    user: SignedIn,
+    today: date,
+    picked: tuple[str, str, date | None, date | None],
+    errors: FormErrors,
+) -> dict[str, Any]:
+    """Usage per day or week stacked by the chosen group, and utilisation per factory."""
+    series_by, bucket, first, last = picked
+    if series_by not in SERIES:
+        errors.add("series_by", f"choose one of {', '.join(SERIES)}")
+        series_by = "factory"
+    if bucket not in timeseries.BUCKETS:
+        errors.add("bucket", f"choose one of {', '.join(timeseries.BUCKETS)}")
+        bucket = "day"
+    last = last or today
+    first = first or last - timedelta(days=SERIES_DAYS - 1)
+    if first > last or (last - first).days >= timeseries.MAX_DAYS:
+        errors.add("start", f"the charts span 1 to {timeseries.MAX_DAYS} days")
+        first, last = last - timedelta(days=SERIES_DAYS - 1), last
+    series = timeseries.usage_series(session, user.principal, series_by, first, last, bucket)
+    capacity = timeseries.capacity_series(session, user.principal, first, last)
+    title = f"GPU-hours per {bucket} by {SERIES[series_by]}, {first} to {last}"
+    return {
+        "series": series,
+        "series_by": series_by,
+        "series_groups": SERIES,
+        "bucket": bucket,
+        "series_chart": usage_over_time(series, title, FUNDING if series_by == "funding" else {}),
+        "capacity": capacity,
+        "capacity_chart": utilisation_chart(
+            capacity, f"Share of in-service GPU-hours charged per day, {first} to {last}"
+        ),
+    }
+
+
 @router.get("/reports")
 def report_page(
     request: Request,
     session: SessionDep,
     user: CurrentUser,
+    now: NowDep,
     group_by: Text = "factory",
     start: Text = "",
     end: Text = "",
+    series_by: Text = "factory",
+    bucket: Text = "day",
 ) -> Response:
-    """Signed in: usage of the allocations this user may see, grouped as asked."""
+    """Signed in: usage of the allocations this user may see, grouped as asked, and over
+    time (per day or week, stacked by project, factory or funding source)."""
     authorize(user.principal, Action.READ_SELF)
-    errors = FormErrors({"group_by", "start", "end"})
+    errors = FormErrors({"group_by", "start", "end", "series_by", "bucket"})
     if group_by not in GROUPS:
         errors.add("group_by", f"choose one of {', '.join(GROUPS)}")
         group_by = "factory"
@@ -65,6 +114,7 @@ def report_page(
         "start": start,
         "end": end,
         "chart": usage_bars(report.rows, f"GPU-hours by {GROUPS[group_by]}"),
+        **_over_time(session, user, as_date(now), (series_by, bucket, first, last), errors),
         **errors.context(),
     }
     return render(request, "reports.html", context, 422 if errors else 200)
@@ -122,7 +172,10 @@ def sim_page(request: Request, settings: SettingsDep, user: CurrentUser) -> Resp
     """Signed in: runs written by `aif sim run --out <data dir>/sim/<run>`."""
     authorize(user.principal, Action.READ_REGISTRY)
     root = settings.data_dir / "sim"
-    context = {"title": "Simulator results", "runs": _runs(root), "root": str(root)}
+    who = user.principal
+    staff = who.is_admin or who.has(Role.FACTORY_OPERATOR)  # only staff learn where files are
+    shown = str(root) if staff else ""
+    context = {"title": "Simulator results", "runs": _runs(root), "root": shown}
     return render(request, "sim.html", context)
 
 

@@ -22,13 +22,19 @@ from starlette.concurrency import run_in_threadpool
 
 from aifactory.errors import AIFactoryError, Unauthenticated
 from aifactory.portal import (
+    account,
     applying,
     auth,
+    federated_login,
     federation,
+    homes,
+    invitations_page,
+    organisations_page,
     reporting,
     security,
     serving,
     sessions_page,
+    signup,
     staff,
     web,
     workload,
@@ -62,6 +68,8 @@ def install(app: FastAPI) -> None:
     app.mount("/static", StaticFiles(directory=static), name="static")
     for module in (
         auth,
+        federated_login,
+        homes,
         federation,
         applying,
         staff,
@@ -70,6 +78,10 @@ def install(app: FastAPI) -> None:
         sessions_page,
         reporting,
         security,
+        signup,
+        account,
+        organisations_page,
+        invitations_page,
     ):
         app.include_router(module.router, include_in_schema=False)
     for key, handler in list(app.exception_handlers.items()):

@@ -28,6 +28,7 @@ from aifactory.portal.web import (
     FORM_ERRORS,
     NOTICES,
     CurrentUser,
+    Messages,
     PortalRoute,
     redirect,
     render,
@@ -115,11 +116,18 @@ def try_form(session: Session, action: Callable[[], T]) -> tuple[T | None, Probl
 def _form_context(problems: Problems, own: Collection[str]) -> dict[str, Any]:
     """Problems of the form's own fields go beside them; the rest are about the spec (listed
     under its textarea, each with the field of the spec it names)."""
-    errors = {field: message for field, message in problems if field in own}
+    problems = [(f, m.removeprefix("Value error, ")) for f, m in problems]
+    errors: dict[str, Any] = {}
+    for field, message in problems:  # every message on a field, not only the first
+        if field in own:
+            errors.setdefault(field, Messages()).append(message)
     listed = [("" if f == "spec" else f, m) for f, m in problems if f not in own]
     if listed:
         errors["spec"] = "the spec has problems"  # marks the textarea invalid for assistive tech
-    return {"errors": errors, "spec_problems": listed}
+    summary = [(f"#f-{f}", f, m) for f, m in problems if f in own] + [
+        ("#f-spec", "Spec", f"{f}: {m}" if f else m) for f, m in listed
+    ]  # the summary at the top of the page, each linking to its field
+    return {"errors": errors, "spec_problems": listed, "error_list": summary}
 
 
 def _notice(request: Request) -> str | None:

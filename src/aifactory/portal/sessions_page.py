@@ -17,8 +17,9 @@ from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
 from aifactory.api.deps import NowDep, SessionDep, site_capacity
-from aifactory.errors import Invalid, NotFound
-from aifactory.portal.serving import Problems, member_projects, try_form
+from aifactory.errors import NotFound
+from aifactory.portal.forms import FormErrors, attempt
+from aifactory.portal.serving import member_projects
 from aifactory.portal.web import CurrentUser, PortalRoute, redirect, render
 from aifactory.services import interactive
 from aifactory.services.sessions import SignedIn
@@ -29,6 +30,14 @@ NOTICES = {
     "stopped": "Session stopped: its job is cancelled and charged for the time it ran.",
 }
 KINDS = [("jupyter", "JupyterLab"), ("shell", "A terminal (in JupyterLab)")]
+#: The start form's fields, in order, with their labels (for the error summary).
+FIELDS = {
+    "project": "Project",
+    "kind": "Kind",
+    "gpus": "GPUs",
+    "time": "Longest time",
+    "idle_timeout": "Stop when unused for",
+}
 Text = Annotated[str, Form(max_length=64)]
 
 
@@ -38,7 +47,7 @@ def _page(
     user: SignedIn,
     everything: bool = False,
     form: dict[str, str] | None = None,
-    problems: Problems = (),
+    errors: FormErrors | None = None,
     status: int = 200,
 ) -> Response:
     mine = interactive.list_sessions(session, user.principal, everything=everything)
@@ -52,7 +61,7 @@ def _page(
         "projects": projects,
         "kinds": KINDS,
         "values": values,
-        "errors": {field or "form": message for field, message in problems},
+        **(errors or FormErrors(set())).context(),
         "starting": any(s.state == "starting" for s in mine),
         "notice": NOTICES.get(request.query_params.get("notice", "")),
     }
@@ -90,14 +99,19 @@ def session_action(
     form = {"project": project, "kind": kind, "gpus": gpus, "time": time,
             "idle_timeout": idle_timeout}  # fmt: skip
 
-    def start() -> interactive.SessionView:
-        if not gpus.strip().isdigit():
-            raise Invalid.field("gpus", "integer", "a whole number of GPUs, 0 or more")
-        data = {**form, "gpus": int(gpus)}
-        capacity = site_capacity(request, session)
-        return interactive.start(session, user.principal, data, capacity, now)
+    errors = FormErrors(set(FIELDS), FIELDS)
+    count = errors.parse("gpus", gpus, int)
+    errors.require("gpus", count)
 
-    made, problems = try_form(session, start)
-    if made is None:
-        return _page(request, session, user, False, form, problems, 422)
+    def start() -> interactive.SessionView:
+        # with a bad GPU count the other fields are still checked, and nothing is kept
+        data = {**form, "gpus": count if count is not None else 0}
+        made = interactive.start(
+            session, user.principal, data, site_capacity(request, session), now
+        )
+        errors.raise_if_any()
+        return made
+
+    if attempt(session, errors, start) is None:
+        return _page(request, session, user, False, form, errors, 422)
     return redirect("/sessions?notice=started")

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from aifactory.api.deps import NowDep, SessionDep, SettingsDep
 from aifactory.domain.enums import ProposalStatus, Role
 from aifactory.domain.jobs import JobState
+from aifactory.domain.proposal_sections import ETHICS_QUESTIONS
 from aifactory.portal.web import (
     CurrentUser,
     FormErrors,
@@ -23,7 +24,15 @@ from aifactory.portal.web import (
     require_role,
 )
 from aifactory.portal.workload import utilisation
-from aifactory.services import access, decisions, identity, job_queries, proposals, registry
+from aifactory.services import (
+    access,
+    decisions,
+    identity,
+    job_queries,
+    proposals,
+    registry,
+    review_standing,
+)
 from aifactory.services.access_views import ProposalView
 from aifactory.services.sessions import SignedIn
 from aifactory.settings import Settings
@@ -63,6 +72,7 @@ def _review_context(session: Session, user: SignedIn, now: datetime) -> dict[str
     ]
     return {
         "title": "Reviewer queue",
+        "questions": ETHICS_QUESTIONS,
         "queue": [(p, _criteria(p), next(r for r in p.reviews if r.reviewer == me)) for p in queue],
     }
 
@@ -82,7 +92,7 @@ async def review(
     form = await request.form()
     scores: dict[str, Decimal] = {}
     fields = {str(k) for k in form if str(k).startswith("scores.")}
-    errors = FormErrors(fields | {"comment"})
+    errors = FormErrors(fields | {"comment"}, prefix=f"p{proposal_id}-")
     for name in sorted(fields):
         value = errors.parse(name, str(form[name]), Decimal)
         errors.require(name, value)
@@ -97,10 +107,22 @@ async def review(
         )
         if done is not None:
             return redirect("/review?notice=reviewed")
-    return _failed(request, "review.html", proposal_id, errors, _review_context(session, user, now))
+    context = _review_context(session, user, now)
+    for p, criteria, _ in context["queue"]:  # the summary names each score by its criterion
+        if p.id == proposal_id:
+            errors.labels = {f"scores.{c.id}": c.name for c in criteria} | {"comment": "Comment"}
+    context["posted"] = {str(k): str(v) for k, v in form.items()}  # what was typed stays
+    return _failed(request, "review.html", proposal_id, errors, context)
 
 
 # --- operators -------------------------------------------------------------------------------
+
+ASSESS_LABELS = {
+    "feasible": "Technically feasible?",
+    "gpu_hours": "Award GPU-hours",
+    "partition": "Partition",
+    "comment": "Comment",
+}
 
 
 def _operate_context(
@@ -150,7 +172,7 @@ def assess(
     comment: Comment = "",
 ) -> Response:
     """The factory's operator rules on feasibility (the service checks scope and FIFO order)."""
-    errors = FormErrors({"feasible", "gpu_hours", "partition", "comment"})
+    errors = FormErrors(set(ASSESS_LABELS), ASSESS_LABELS, prefix=f"p{proposal_id}-")
     if feasible not in ("yes", "no"):
         errors.add("feasible", "choose feasible or not feasible")
     hours = errors.parse("gpu_hours", gpu_hours, Decimal)
@@ -171,9 +193,14 @@ def assess(
         )
         if done is not None:
             return redirect("/operate?notice=assessed")
-    return _failed(
-        request, "operate.html", proposal_id, errors, _operate_context(session, settings, user, now)
-    )
+    context = _operate_context(session, settings, user, now)
+    context["posted"] = {  # what was typed stays in the form
+        "feasible": feasible,
+        "gpu_hours": gpu_hours,
+        "partition": partition,
+        "comment": comment,
+    }
+    return _failed(request, "operate.html", proposal_id, errors, context)
 
 
 # --- federation staff ------------------------------------------------------------------------
@@ -190,6 +217,7 @@ def _decisions_context(session: Session, user: SignedIn, now: datetime) -> dict[
     for p in review:
         if p.cutoff is not None:
             batches.setdefault((p.call_id, p.cutoff), []).append(p)
+    standing = {p.id: review_standing.standing(p, now.date()) for p in review}
     reviewers = [
         u.username
         for u in identity.list_users(session)
@@ -198,6 +226,8 @@ def _decisions_context(session: Session, user: SignedIn, now: datetime) -> dict[
     return {
         "title": "Decisions",
         "review": review,
+        "standing": standing,
+        "decidable_ids": [pid for pid, s in standing.items() if s is None or s.decidable],
         "assessing": assessing,
         "batches": sorted(batches.items()),
         "reviewers": reviewers,
@@ -274,7 +304,12 @@ def decide(
 
 @router.post("/calls/{call_id}/decisions")
 def decide_batch(
-    call_id: str, session: SessionDep, user: CurrentUser, now: NowDep, cutoff: Short = ""
+    call_id: str,
+    request: Request,
+    session: SessionDep,
+    user: CurrentUser,
+    now: NowDep,
+    cutoff: Short = "",
 ) -> Response:
     """Admins decide a cut-off's batch from the peer review outcome."""
     errors = FormErrors(set())
@@ -282,5 +317,7 @@ def decide_batch(
     errors.require("cutoff", when)
     errors.raise_if_any()
     assert when is not None
-    decisions.decide_cutoff(session, user.principal, call_id, when, now)
-    return redirect("/decisions?notice=decided")
+    result = decisions.decide_cutoff(session, user.principal, call_id, when, now)
+    context = _decisions_context(session, user, now)
+    context["report"] = review_standing.batch_report(result)  # what was done, never more
+    return render(request, "decisions.html", context)

@@ -20,7 +20,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader
-from sqlalchemy.orm import Session
 
 from aifactory.api.deps import NowDep, SessionDep
 from aifactory.api.errors import STATUS
@@ -28,13 +27,16 @@ from aifactory.db.types import utcnow
 from aifactory.domain.enums import Role
 from aifactory.errors import (
     AIFactoryError,
-    Conflict,
     FieldError,
     Forbidden,
     Invalid,
-    QuotaExceeded,
     Unauthenticated,
 )
+from aifactory.portal.forms import FORM_ERRORS as FORM_ERRORS
+from aifactory.portal.forms import FormErrors as FormErrors
+from aifactory.portal.forms import Messages as Messages
+from aifactory.portal.forms import attempt as attempt
+from aifactory.portal.labels import amount, human, label, limits_text
 from aifactory.services import health, sessions
 from aifactory.services.sessions import SignedIn
 
@@ -52,6 +54,12 @@ NOTICES = {
     "decided": "Decision recorded.",
     "cancelled": "Cancellation requested.",
     "submitted_job": "Job submitted.",
+    "welcome": "Welcome: your account is ready. Register your organisation to apply for compute.",
+    "organisation_saved": "Organisation saved.",
+    "joined": "You joined the project.",
+    "invitation_revoked": "Invitation revoked.",
+    "member_removed": "Member removed.",
+    "token_revoked": "Token revoked.",
 }
 
 
@@ -70,10 +78,6 @@ def _when(value: datetime | date | None) -> str:
     return value.isoformat()
 
 
-def _label(value: str) -> str:
-    return str(value).replace("_", " ")
-
-
 def _environment() -> Environment:
     env = Environment(
         loader=FileSystemLoader(str(files("aifactory.portal") / "templates")),
@@ -81,7 +85,8 @@ def _environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(hours=_hours, when=_when, label=_label, eur=lambda v: f"€{int(v):,}")
+    env.filters.update(hours=_hours, when=_when, label=label, eur=lambda v: f"€{int(v):,}")
+    env.filters.update(human=human, amount=amount, limits=limits_text)  # labels.py
     return env
 
 
@@ -130,6 +135,7 @@ def nav(user: SignedIn | None) -> list[tuple[str, str]]:
     items = [("/", "Overview"), ("/calls", "Calls")]
     if user is None:
         return items
+    items = [("/", "Home"), ("/federation", "Federation"), ("/calls", "Calls")]
     who = user.principal
     items += [("/proposals", "My proposals"), ("/projects", "Projects"), ("/reports", "Reports")]
     gates = [("/review", "Review", Role.REVIEWER), ("/operate", "Operate", Role.FACTORY_OPERATOR)]
@@ -137,6 +143,7 @@ def nav(user: SignedIn | None) -> list[tuple[str, str]]:
     if who.is_admin:
         items += [("/decisions", "Decisions"), ("/audit", "Audit")]
     items.append(("/sim", "Simulator"))
+    items.append(("/account", "Account"))
     return items
 
 
@@ -289,64 +296,4 @@ def set_cookie(response: Response, request: Request, name: str, value: str, age:
 
 
 # --- forms -----------------------------------------------------------------------------------
-
-
-class FormErrors:
-    """Messages per form field; service errors are mapped onto the fields they name."""
-
-    def __init__(self, fields: set[str]) -> None:
-        self.fields = fields
-        self.by_field: dict[str, str] = {}
-        self.general: list[str] = []
-
-    def __bool__(self) -> bool:
-        return bool(self.by_field or self.general)
-
-    def add(self, field: str, message: str) -> None:
-        if field in self.fields:
-            self.by_field.setdefault(field, message)
-        else:
-            self.general.append(f"{_label(field)}: {message}" if field else message)
-
-    def absorb(self, exc: AIFactoryError) -> None:
-        for d in exc.details:
-            self.add(d.field, d.message)
-        if not exc.details:
-            self.general.append(exc.message)
-
-    def context(self) -> dict[str, Any]:
-        return {"errors": self.by_field, "form_errors": self.general}
-
-    def parse(self, field: str, raw: str, convert: Callable[[str], T]) -> T | None:
-        """Convert one optional text field; a bad value is recorded against the field."""
-        text = raw.strip()
-        if not text:
-            return None
-        try:
-            return convert(text)
-        except (ValueError, ArithmeticError):
-            self.add(field, f"{text[:40]!r} is not a valid {_KINDS.get(convert, 'value')}")
-            return None
-
-    def require(self, field: str, value: T | None) -> None:
-        if value is None and field not in self.by_field:
-            self.add(field, "required")
-
-    def raise_if_any(self) -> None:
-        if self:
-            details = [FieldError(f, "form", m) for f, m in self.by_field.items()]
-            raise Invalid("; ".join(self.general) or "please correct the form", details)
-
-
-_KINDS: dict[object, str] = {int: "whole number", Decimal: "number", date.fromisoformat: "date"}
-FORM_ERRORS = (Invalid, Conflict, QuotaExceeded)
-
-
-def attempt(session: Session, errors: FormErrors, action: Callable[[], T]) -> T | None:
-    """Run a service call in a savepoint; on bad input, undo it and record the messages."""
-    try:
-        with session.begin_nested():
-            return action()
-    except FORM_ERRORS as exc:
-        errors.absorb(exc)
-        return None
+# FormErrors, attempt and parse_number live in forms.py (re-exported here for the pages).

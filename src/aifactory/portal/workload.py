@@ -15,8 +15,17 @@ from aifactory.api.deps import NowDep, SessionDep, site_capacity
 from aifactory.domain.jobspec import MAX_SPEC_BYTES, parse_spec
 from aifactory.errors import Invalid
 from aifactory.portal.charts import burn_down
-from aifactory.portal.web import CurrentUser, FormErrors, PortalRoute, attempt, redirect, render
-from aifactory.services import candidates, job_queries, projects, submissions
+from aifactory.portal.charts_metrics import latest, loss_chart
+from aifactory.portal.web import (
+    CurrentUser,
+    FormErrors,
+    Messages,
+    PortalRoute,
+    attempt,
+    redirect,
+    render,
+)
+from aifactory.services import candidates, job_metrics, job_queries, projects, submissions
 from aifactory.services.sessions import SignedIn
 from aifactory.services.sites import load_sites
 from aifactory.services.views import FactoryView
@@ -91,6 +100,8 @@ def _dashboard(
                 projects.get_ledger(session, user.principal, a.id),
                 now,
                 f"Allocation {a.id} on {a.system}/{a.partition}: GPU-hours over time",
+                a.start_date,
+                a.end_date,
             ),
         )
         for a in project.allocations
@@ -155,8 +166,8 @@ def submit_job(
 
     job_id = attempt(session, errors, submit)
     if job_id is None:
-        if errors.by_field.get("spec") is None and errors.general:
-            errors.by_field["spec"] = "; ".join(errors.general)
+        if "spec" not in errors.by_field and errors.general:  # each broken rule of the spec
+            errors.by_field["spec"] = Messages(errors.general)
             errors.general = []
         return _dashboard(request, session, user, code, now, spec, errors, 422)
     return redirect(f"/jobs/{job_id}?notice=submitted_job")
@@ -172,8 +183,23 @@ def job_page(job_id: int, request: Request, session: SessionDep, user: CurrentUs
         "why": job_queries.why(session, user.principal, job_id),
         "stdout": job_queries.logs(session, user.principal, job_id, stream="stdout"),
         "stderr": job_queries.logs(session, user.principal, job_id, stream="stderr"),
+        **_curve(session, user, job_id),
     }
     return render(request, "job.html", context)
+
+
+def _curve(session: Session, user: SignedIn, job_id: int) -> dict[str, Any]:
+    """The loss curve's context: the series, its SVG and the latest values in words."""
+    metrics = job_metrics.job_metrics(session, user.principal, job_id)
+    chart = loss_chart(metrics, f"Job {job_id}: training metrics by step")
+    return {"metrics": metrics, "chart": chart, "latest": latest(metrics)}
+
+
+@router.get("/jobs/{job_id}/metrics.frag")
+def job_curve(job_id: int, request: Request, session: SessionDep, user: CurrentUser) -> Response:
+    """The loss curve, polled with the job's state while it runs."""
+    job = job_queries.get(session, user.principal, job_id, detail=False)
+    return render(request, "_job_metrics.html", {"job": job, **_curve(session, user, job_id)})
 
 
 @router.get("/jobs/{job_id}/state.frag")

@@ -8,6 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from aifactory.domain.proposal_sections import Sections
+
 
 class CallView(BaseModel):
     id: str
@@ -56,6 +58,21 @@ class ReviewView(BaseModel):
     comment: str
 
 
+class ResourceView(BaseModel):
+    partition: str
+    gpu_hours: Decimal
+    justification: str
+
+
+class AttachmentView(BaseModel):
+    id: int
+    name: str
+    size: int
+    sha256: str
+    uploader: str
+    created_at: datetime
+
+
 class ProposalView(BaseModel):
     id: int
     call_id: str
@@ -81,6 +98,9 @@ class ProposalView(BaseModel):
     decided_at: datetime | None
     project_code: str | None
     hosting: dict[str, Any] | None
+    resources: list[ResourceView] = []
+    sections: Sections | None = None
+    attachments: list[AttachmentView] = []
     eligibility: list[RuleView] | None
     transitions: list[TransitionView]
     reviews: list[ReviewView]
@@ -131,11 +151,29 @@ class ProjectView(BaseModel):
 
 
 class DecisionBatchView(BaseModel):
+    """What deciding a cut-off did: decided (accepted, rejected) and what still waits, why."""
+
     call_id: str
     cutoff: date
     accepted: list[int]
     rejected: list[int]
     waiting: dict[int, str]
+
+    def summary(self) -> str:
+        """E.g. ``Decided 3: 2 awarded, 1 rejected. 1 waits for reviews (1 of 2 in).``"""
+        decided = len(self.accepted) + len(self.rejected)
+        text = (
+            f"Decided {decided}: {len(self.accepted)} awarded, {len(self.rejected)} rejected."
+            if decided
+            else "Nothing was decided."
+        )
+        if self.waiting:
+            n = len(self.waiting)
+            reasons = "; ".join(f"#{pid} {why}" for pid, why in sorted(self.waiting.items()))
+            text += f" {n} wait{'s' if n == 1 else ''}: {reasons}."
+        elif not decided:
+            text += f" No proposal of the {self.cutoff} cut-off is in peer review."
+        return text
 
 
 class ReportRow(BaseModel):

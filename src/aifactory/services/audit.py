@@ -37,6 +37,10 @@ class AuditAction(StrEnum):
     PASSWORD_SET = "password_set"  # noqa: S105
     USER_CREATE = "user_create"
     ROLE_GRANT = "role_grant"
+    ROLE_REVOKE = "role_revoke"
+    CLAIM_RULE_ADD = "claim_rule_add"
+    CLAIM_RULE_REMOVE = "claim_rule_remove"
+    ORGANISATION_HOME_DOMAIN = "organisation_home_domain"
     MEMBERSHIP_ADD = "membership_add"
     SITE_ACCOUNT_SET = "site_account_set"
     SITE_ACCOUNT_REMOVE = "site_account_remove"
@@ -45,6 +49,13 @@ class AuditAction(StrEnum):
     REVIEW = "review"
     DECISION = "decision"
     AWARD = "award"
+    SIGNUP = "signup"
+    ORGANISATION_CREATE = "organisation_create"
+    ORGANISATION_UPDATE = "organisation_update"
+    INVITATION_CREATE = "invitation_create"
+    INVITATION_REVOKE = "invitation_revoke"
+    INVITATION_ACCEPT = "invitation_accept"
+    MEMBER_REMOVE = "member_remove"
 
 
 class AuditView(BaseModel):

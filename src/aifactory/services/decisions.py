@@ -171,7 +171,7 @@ def decide_cutoff(
     for proposal in batch:
         outcome = _outcome(proposal)
         if _conflicted(session, who.user_id, proposal):
-            outcome = "conflict of interest: another admin decides"
+            outcome = "for another admin (conflict of interest)"
         if isinstance(outcome, str):
             out.waiting[proposal.id] = outcome
             continue
@@ -232,7 +232,7 @@ def _outcome(proposal: Proposal) -> flow.PeerReviewOutcome | str:
     rules = _review_rules(proposal)
     done = [r for r in proposal.reviews if r.scores is not None]
     if len(done) < rules.min_reviewers:
-        return f"{len(done)} of {rules.min_reviewers} reviews in"
+        return f"for reviews ({len(done)} of {rules.min_reviewers} in)"
     reviews = [
         flow.Review(str(r.reviewer_id), "", {k: Decimal(v) for k, v in (r.scores or {}).items()})
         for r in done

@@ -98,8 +98,10 @@ def grant_role(
             "factory", "operator_scope", "factory_operator needs a factory; other roles take none"
         )
     factory_id = _factory_id(session, factory) if factory else None
-    exists = any(g.role == role and g.factory_id == factory_id for g in user.roles)
-    if not exists:
+    held = [g for g in user.roles if g.role == role and g.factory_id == factory_id]
+    for grant in held:
+        grant.from_rules = False  # granted by hand now: claim rules no longer take it away
+    if not held:
         user.roles.append(RoleGrant(role=role, factory_id=factory_id))
         session.flush()
         TOKENS.clear()  # the user's cached principals lack the role

@@ -329,3 +329,8 @@ def _visible(session: Session, who: Principal, job_id: int) -> Job:
     if member is None:  # the same answer as for an unknown id: nothing about the job leaks
         raise NotFound(f"job {job_id} not found")
     return job
+
+
+def visible_job(session: Session, who: Principal, job_id: int) -> Job:
+    """The job when ``who`` may read it (its logs, its metrics); otherwise ``NotFound``."""
+    return _visible(session, who, job_id)

@@ -32,8 +32,10 @@ from aifactory.domain.clock import as_date, is_overdue, service_deadline
 from aifactory.domain.enums import ProposalStatus as S
 from aifactory.domain.enums import ResearchKind, Role, SelectionMethod
 from aifactory.domain.ledger import from_milli, to_milli
-from aifactory.errors import Forbidden, Invalid, NotFound
+from aifactory.domain.proposal_sections import ResourceRow, Sections
+from aifactory.errors import Conflict, Forbidden, Invalid, NotFound
 from aifactory.services import access
+from aifactory.services import proposal_sections as sections
 from aifactory.services.access_views import ProposalView, ReviewView, RuleView, TransitionView
 from aifactory.services.permissions import Principal
 
@@ -51,6 +53,8 @@ class ProposalInput:
     pi_contract_end: date | None = None
     partition: str | None = None
     hosting: dict[str, Any] | None = None
+    resources: tuple[ResourceRow, ...] = ()
+    sections: Sections | None = None
 
 
 # --- create, submit, withdraw ----------------------------------------------------------------
@@ -59,46 +63,62 @@ class ProposalInput:
 def create(session: Session, who: Principal, data: ProposalInput, now: datetime) -> ProposalView:
     """Store a draft after checking what can be checked before submission."""
     _require_any(who, Role.APPLICANT, Role.PI, Role.PROJECT_MEMBER, Role.FEDERATION_ADMIN)
+    proposal = Proposal(applicant_id=who.user_id, status=S.DRAFT, created_at=now)
+    fill(session, who, proposal, data, now)
+    session.add(proposal)
+    session.flush()
+    return view(session, proposal, now)
+
+
+def fill(
+    session: Session, who: Principal, proposal: Proposal, data: ProposalInput, now: datetime
+) -> None:
+    """Check ``data`` as far as it can be checked before submission and write it onto the
+    proposal (a new draft, or a draft being changed), its resource rows and sections too."""
     call = access.get_call(data.call_id)
     mode = access.mode_of(call)
     open_period(call, mode, as_date(now))
     org = organisation_of(session, who, data.organisation)
     factory_id = _factory_id(session, call.factory)
+    data, rows = sections.normalise(data, lambda label: _partition_id(session, factory_id, label))
     partition_id = _partition_id(session, factory_id, data.partition) if data.partition else None
     _check_dates(data, as_date(now))
     if mode.gpu_hours is not None:
         _check_size(call, data)
     elif data.hosting is None:
         raise Invalid.field("hosting", "required", "a hosting proposal says what it proposes")
-    proposal = Proposal(
-        call_id=call.id,
-        mode=call.mode,
-        factory_id=factory_id,
-        partition_id=partition_id,
-        organisation_id=org.id,
-        applicant_id=who.user_id,
-        title=data.title,
-        summary=data.summary,
-        research_kind=data.research_kind,
-        gpu_hours_milli=to_milli(data.gpu_hours) if data.gpu_hours is not None else None,
-        duration_months=data.duration_months,
-        start_date=data.start_date,
-        pi_contract_end=data.pi_contract_end,
-        hosting=data.hosting,
-        status=S.DRAFT,
-        created_at=now,
-    )
-    session.add(proposal)
+    proposal.call_id, proposal.mode, proposal.factory_id = call.id, call.mode, factory_id
+    proposal.partition_id, proposal.organisation_id = partition_id, org.id
+    proposal.title, proposal.summary = data.title, data.summary
+    proposal.research_kind = data.research_kind
+    proposal.gpu_hours_milli = to_milli(data.gpu_hours) if data.gpu_hours is not None else None
+    proposal.duration_months, proposal.start_date = data.duration_months, data.start_date
+    proposal.pi_contract_end, proposal.hosting = data.pi_contract_end, data.hosting
+    sections.store(session, proposal, rows, data.sections)
+
+
+def update(
+    session: Session, who: Principal, proposal_id: int, data: ProposalInput, now: datetime
+) -> ProposalView:
+    """Replace what a draft says (its applicant only; a submitted proposal is fixed)."""
+    proposal = own(session, who, proposal_id)
+    if proposal.status != S.DRAFT:
+        raise Conflict(f"proposal {proposal_id} is {proposal.status}; only a draft is changed")
+    if data.call_id != proposal.call_id:
+        msg = f"proposal {proposal_id} answers call {proposal.call_id}; create a new one"
+        raise Invalid.field("call_id", "same_call", msg)
+    fill(session, who, proposal, data, now)
     session.flush()
     return view(session, proposal, now)
 
 
 def submit(session: Session, who: Principal, proposal_id: int, now: datetime) -> ProposalView:
     """Check eligibility (refusing with every failing rule), start the clock, queue it."""
-    proposal = _own(session, who, proposal_id)
+    proposal = own(session, who, proposal_id)
     call = access.get_call(proposal.call_id)
     mode = access.mode_of(call)
     cutoff, period = open_period(call, mode, as_date(now))
+    sections.check_complete(proposal)
     org = session.get_one(Organisation, proposal.organisation_id)
     result = access.check(
         session,
@@ -125,7 +145,7 @@ def submit(session: Session, who: Principal, proposal_id: int, now: datetime) ->
 def withdraw(
     session: Session, who: Principal, proposal_id: int, now: datetime, comment: str = ""
 ) -> ProposalView:
-    proposal = _own(session, who, proposal_id)
+    proposal = own(session, who, proposal_id)
     move(proposal, S.WITHDRAWN, who.username, now, comment or "withdrawn by the applicant")
     session.flush()
     return view(session, proposal, now)
@@ -164,7 +184,8 @@ def can_see(session: Session, who: Principal, proposal: Proposal) -> bool:
 
 def view(session: Session, p: Proposal, now: datetime) -> ProposalView:
     decided = p.status in {S.ACCEPTED, S.REJECTED, S.WITHDRAWN}
-    names = _user_names(session, [p.applicant_id, *(r.reviewer_id for r in p.reviews)])
+    people = [p.applicant_id, *(r.reviewer_id for r in p.reviews)]
+    names = _user_names(session, [*people, *(a.uploader_id for a in p.attachments)])
     return ProposalView(
         id=p.id,
         call_id=p.call_id,
@@ -190,6 +211,9 @@ def view(session: Session, p: Proposal, now: datetime) -> ProposalView:
         decided_at=p.decided_at,
         project_code=p.project_code,
         hosting=p.hosting,
+        resources=sections.resource_views(session, p),
+        sections=Sections.model_validate(p.sections) if p.sections else None,
+        attachments=[sections.attachment_view(a, names) for a in p.attachments],
         eligibility=[RuleView.model_validate(r) for r in p.eligibility or []] or None,
         transitions=[
             TransitionView(
@@ -277,7 +301,7 @@ def _load(session: Session, proposal_id: int) -> Proposal:
     return proposal
 
 
-def _own(session: Session, who: Principal, proposal_id: int) -> Proposal:
+def own(session: Session, who: Principal, proposal_id: int) -> Proposal:
     """The proposal, for its applicant (or an admin) to change: 404 to whoever may not see it,
     403 to those who may see it but not change it (its factory's operators, its reviewers)."""
     proposal = load_for_update(session, proposal_id)

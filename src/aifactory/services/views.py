@@ -102,6 +102,7 @@ class OrganisationView(View):
     staff_headcount: int | None
     annual_turnover_eur: int | None
     balance_sheet_eur: int | None
+    home_domain: str | None = None  # matched to schac_home_organization at federated sign-in
 
 
 class RoleView(View):

@@ -13,6 +13,7 @@ from aifactory.db.models import Proposal
 from aifactory.domain.enums import OrganisationType, Role
 from aifactory.testing.access import at, member_of, ok, set_clock
 from aifactory.testing.people import Person
+from aifactory.testing.proposals import SECTIONS
 
 API = "/api/v1"
 GOOD = {
@@ -138,6 +139,7 @@ def test_reviewer_from_the_applicants_organisation_is_a_conflict(
         "gpu_hours": 60000,
         "duration_months": 3,
         "pi_contract_end": "2028-01-01",
+        "sections": SECTIONS,
     }
     p = ok(api.post(f"{API}/proposals", headers=boss.headers, json=body), 201)
     ok(api.post(f"{API}/proposals/{p['id']}/submit", headers=boss.headers))

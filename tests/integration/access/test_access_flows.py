@@ -8,6 +8,7 @@ from aifactory.db.engine import Database
 from aifactory.domain.enums import OrganisationType, Role
 from aifactory.testing.access import at, member_of, ok, set_clock
 from aifactory.testing.people import Person, make_person
+from aifactory.testing.proposals import SECTIONS
 
 API = "/api/v1"
 
@@ -112,6 +113,7 @@ def test_fast_lane_is_first_come_first_served(
                     "gpu_hours": 20000,
                     "duration_months": 3,
                     "partition": "LUMI-AI/gpu",
+                    "sections": SECTIONS,
                 },
             ),
             201,
@@ -202,6 +204,7 @@ def test_large_scale_goes_through_peer_review_and_is_decided_with_its_cutoff(
         "duration_months": 6,
         "partition": "LUMI-AI/gpu",
         "pi_contract_end": "2028-12-31",
+        "sections": SECTIONS,
     }
     sub = _peer_reviewed(
         db, api, admin, operator, boss, body, {"excellence": 4, "impact": 4, "feasibility": 5}
@@ -244,6 +247,7 @@ def test_ai_for_science_below_threshold_is_rejected_in_its_batch(
         "duration_months": 6,
         "partition": "IT4LIA AI/gb200",
         "pi_contract_end": "2028-01-31",
+        "sections": SECTIONS,
     }
     sub = _peer_reviewed(
         db, api, admin, op, prof, body, {"excellence": 2, "impact": 3, "feasibility": 3}

@@ -35,6 +35,7 @@ from aifactory.domain.calls import effective_gpu_hours
 from aifactory.domain.enums import OrganisationType, ResearchKind, Role
 from aifactory.domain.enums import ProposalStatus as S
 from aifactory.domain.ledger import from_milli
+from aifactory.domain.proposal_sections import Sections
 from aifactory.errors import AIFactoryError
 from aifactory.services import access, decisions, identity, proposals
 from aifactory.services.permissions import Principal
@@ -43,6 +44,7 @@ from aifactory.services.setup import prepare
 from aifactory.settings import load_settings
 from aifactory.testing.access import at, member_of, ok, set_clock
 from aifactory.testing.people import Person
+from aifactory.testing.proposals import SECTIONS
 
 API = "/api/v1"
 NOW = at("2026-11-25T09:00")
@@ -121,6 +123,7 @@ class AccessMachine(RuleBasedStateMachine):
             gpu_hours=hours,
             duration_months=access.mode_of(access.get_call(call)).durations_months[0],
             partition="LUMI-AI/gpu",
+            sections=Sections.model_validate(SECTIONS),
         )
         try:
             with self.db.session() as s:

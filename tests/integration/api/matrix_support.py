@@ -23,6 +23,7 @@ from aifactory.services import identity, throttle
 from aifactory.testing.access import at, award, member_of, set_clock
 from aifactory.testing.jobs import spec
 from aifactory.testing.people import Person, make_person
+from aifactory.testing.proposals import SECTIONS
 
 API = "/api/v1"
 #: The clock every request runs at, unless a row moves it (a decision after its cut-off).
@@ -56,6 +57,7 @@ LARGE = {  # a Large Scale proposal: technical assessment, then peer review by c
     "duration_months": 3,
     "partition": "LUMI-AI/gpu",
     "pi_contract_end": "2028-12-31",
+    "sections": SECTIONS,
 }
 
 

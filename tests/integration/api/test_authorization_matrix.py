@@ -20,16 +20,18 @@ from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
-from matrix_support import API, CALLERS, NOW, ORG, PEOPLE, SMALL, World, build_world
+from matrix_support import API, CALLERS, LARGE, NOW, ORG, PEOPLE, SMALL, World, build_world
 
 from aifactory.api.app import create_app
 from aifactory.api.params import MAX_ID
 from aifactory.db.engine import Database
-from aifactory.db.models import SiteAccount
-from aifactory.services import identity, registry
+from aifactory.db.models import ClaimRule, SiteAccount
+from aifactory.services import identity, invitations, registry
+from aifactory.services.permissions import Principal
 from aifactory.settings import Settings
-from aifactory.testing.access import set_clock
+from aifactory.testing.access import award, set_clock
 from aifactory.testing.jobs import spec
+from aifactory.testing.proposals import pdf_bytes
 
 Params = Callable[[World], dict[str, Any]]
 Body = Callable[[World, str], Any]
@@ -90,6 +92,23 @@ def _named(prefix: str) -> Body:
 _LOGINS = itertools.count(1)
 
 
+def _claim_rule(w: World) -> int:
+    """A fresh claim rule (removing one is not repeatable)."""
+    with w.db.session() as s:
+        rule = ClaimRule(claim="entitlement", value=f"urn:m{next(_RULE_IDS)}", role="reviewer")
+        s.add(rule)
+        s.flush()
+        return rule.id
+
+
+def _home_org(w: World) -> dict[str, Any]:
+    with w.db.session() as s:
+        return {"org_id": next(o.id for o in identity.list_organisations(s) if o.name == ORG)}
+
+
+_RULE_IDS = itertools.count(1)
+
+
 def _mapped(w: World) -> dict[str, Any]:
     """A fresh person with a login at LUMI AIF (removing one is not repeatable)."""
     name = f"mapped{next(_LOGINS)}"
@@ -101,6 +120,67 @@ def _mapped(w: World) -> dict[str, Any]:
             )
         )
     return {"username": name, "factory": LUMI["name"]}
+
+
+def _org_id(w: World) -> int:
+    """The applicant's organisation (its only member)."""
+    with w.db.session() as s:
+        return next(o.id for o in identity.list_organisations(s) if o.name == ORG)
+
+
+def _invitation(w: World) -> dict[str, Any]:
+    """A fresh pending invitation to the project (revoking one is not repeatable)."""
+    made = w.as_("applicant", "POST", f"/projects/{w.project}/invitations", {"email": "i@x.eu"})
+    return {"code": w.project, "invitation_id": made["id"]}
+
+
+def _invited(w: World, who: str) -> dict[str, str]:
+    """An invitation to a second project of the applicant's: whoever accepts it joins that one,
+    so the rows about ``w.project`` still meet their callers as strangers."""
+    code = getattr(w, "spare_project", None)
+    if code is None:
+        code, _ = award(w.api, w.people["applicant"], w.people["op_lumi"], organisation=ORG)
+        w.spare_project = code  # type: ignore[attr-defined]
+    made = w.as_("applicant", "POST", f"/projects/{code}/invitations", {"email": "i@x.eu"})
+    return {"token": made["token"]}
+
+
+def _fresh_member(w: World) -> dict[str, Any]:
+    """A fresh member of the project (removing one is not repeatable)."""
+    name = f"joiner{next(_LOGINS)}"
+    with w.db.session() as s:
+        identity.create_user(s, name, f"{name}@x.eu")
+    made = w.as_("applicant", "POST", f"/projects/{w.project}/invitations", {"email": "j@x.eu"})
+    token = made["token"]
+    with w.db.session() as s:
+        user = identity.get_user(s, name)
+        principal = Principal(user.id, name, frozenset())
+        invitations.accept(s, principal, token, NOW)
+    return {"code": w.project, "username": name}
+
+
+SEES_PROPOSAL = frozenset({"applicant", "reviewer", "op_lumi", "admin"})
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A multipart body (an attachment) instead of JSON."""
+
+    files: dict[str, Any]
+
+
+def _attached(w: World, submit: bool = True) -> dict[str, Any]:
+    """A proposal with a PDF; submitted, in assessment with its reviewer, unless ``submit``
+    is false (a draft, whose attachments may still be removed)."""
+    pid = int(w.as_("applicant", "POST", "/proposals", LARGE)["id"])
+    files = {"file": ("cv.pdf", pdf_bytes("cv"), "application/pdf")}
+    url = f"{API}/proposals/{pid}/attachments"
+    added = w.api.post(url, headers=w.headers("applicant"), files=files)
+    assert added.status_code == 201, added.text
+    if submit:
+        w.as_("applicant", "POST", f"/proposals/{pid}/submit")
+        w.as_("admin", "POST", f"/proposals/{pid}/reviewers", {"username": "reviewer"})
+    return {"proposal_id": pid, "attachment_id": added.json()["id"]}
 
 
 ROWS: dict[tuple[str, str], Row] = {
@@ -170,10 +250,26 @@ ROWS: dict[tuple[str, str], Row] = {
         lambda w, who: {"login": _named("zed")(w, who)},
     ),
     ("DELETE", "/users/{username}/site-accounts/{factory}"): Row(LUMI_EDITORS, _mapped),
-    ("GET", "/organisations"): Row(ADMIN),
-    ("POST", "/organisations"): Row(
-        ADMIN,
+    ("GET", "/organisations"): Row(ALL),  # admins: all; others: their own
+    ("POST", "/organisations"): Row(  # anyone registers their organisation (and joins it)
+        ALL,
         body=lambda w, who: {"name": f"Org {who}", "type": "startup", "country_code": "FI"},
+    ),
+    ("GET", "/organisations/{org_id}"): _on("org_id", _org_id, ALL - OWNER, OWNER),
+    ("PATCH", "/organisations/{org_id}"): _on(
+        "org_id", _org_id, ALL - OWNER, OWNER, lambda w, who: {"staff_headcount": 12}
+    ),
+    # A project's PIs (the applicant) and admins manage its invitations and members.
+    ("POST", "/projects/{code}/invitations"): _on(
+        "code", lambda w: w.project, NOT_PROJECT, OWNER, lambda w, who: {"email": f"{who}@x.eu"}
+    ),
+    ("GET", "/projects/{code}/invitations"): _on("code", lambda w: w.project, NOT_PROJECT, OWNER),
+    ("DELETE", "/projects/{code}/invitations/{invitation_id}"): Row(
+        OWNER, _invitation, hidden=NOT_PROJECT, obj="code"
+    ),
+    ("POST", "/invitations/accept"): Row(ALL, body=_invited),  # whoever holds the link
+    ("DELETE", "/projects/{code}/members/{username}"): Row(
+        OWNER, _fresh_member, hidden=NOT_PROJECT, obj="code"
     ),
     ("GET", "/tokens"): Row(ALL),
     ("POST", "/tokens"): Row(ALL, body=lambda w, who: {"name": "mine"}),
@@ -206,6 +302,32 @@ ROWS: dict[tuple[str, str], Row] = {
         lambda w: w.proposal,
         NOT_PROPOSAL,
         frozenset({"applicant", "reviewer", "op_lumi", "admin"}),
+    ),
+    ("PUT", "/proposals/{proposal_id}"): _on(
+        "proposal_id",
+        World.draft,
+        NOT_PROPOSAL | {"reviewer"},
+        OWNER,
+        lambda w, who: {**SMALL, "title": f"changed by {who}"},
+    ),
+    ("POST", "/proposals/{proposal_id}/attachments"): _on(
+        "proposal_id",
+        World.draft,
+        NOT_PROPOSAL | {"reviewer"},
+        OWNER,
+        lambda w, who: Upload({"file": ("cv.pdf", pdf_bytes(who), "application/pdf")}),
+    ),
+    ("GET", "/proposals/{proposal_id}/attachments"): Row(
+        SEES_PROPOSAL, _attached, hidden=NOT_PROPOSAL, obj="proposal_id"
+    ),
+    ("GET", "/proposals/{proposal_id}/attachments/{attachment_id}"): Row(
+        SEES_PROPOSAL, _attached, hidden=NOT_PROPOSAL, obj="proposal_id"
+    ),
+    ("DELETE", "/proposals/{proposal_id}/attachments/{attachment_id}"): Row(
+        OWNER,
+        lambda w: _attached(w, submit=False),
+        hidden=NOT_PROPOSAL | {"reviewer"},
+        obj="proposal_id",
     ),
     ("POST", "/proposals/{proposal_id}/submit"): _on(
         "proposal_id", World.draft, NOT_PROPOSAL | {"reviewer"}, OWNER
@@ -257,6 +379,7 @@ ROWS: dict[tuple[str, str], Row] = {
     ("GET", "/jobs/{job_id}"): _on("job_id", lambda w: w.job, NOT_PROJECT, PROJECT),
     ("GET", "/jobs/{job_id}/why"): _on("job_id", lambda w: w.job, NOT_PROJECT, PROJECT),
     ("GET", "/jobs/{job_id}/logs"): _on("job_id", lambda w: w.job, NOT_PROJECT, PROJECT),
+    ("GET", "/jobs/{job_id}/metrics"): _on("job_id", lambda w: w.job, NOT_PROJECT, PROJECT),
     # Endpoints and sessions are the members' (and admins'): to others, unknown.
     ("POST", "/endpoints"): Row(
         MEMBERS,
@@ -297,7 +420,19 @@ ROWS: dict[tuple[str, str], Row] = {
     ("GET", "/audit"): Row(ADMIN),
     ("GET", "/lockouts"): Row(ADMIN),
     ("DELETE", "/lockouts/{key}"): Row(ADMIN, lambda w: {"key": w.lockout()}),
+    ("GET", "/admin/claim-rules"): Row(ADMIN),
+    ("POST", "/admin/claim-rules"): Row(
+        ADMIN,
+        body=lambda w, who: {"claim": "entitlement", "value": f"urn:{who}", "role": "reviewer"},
+    ),
+    ("DELETE", "/admin/claim-rules/{rule_id}"): Row(ADMIN, lambda w: {"rule_id": _claim_rule(w)}),
+    ("PUT", "/admin/organisations/{org_id}/home-domain"): Row(
+        ADMIN, _home_org, lambda w, who: {"home_domain": "uni.example"}
+    ),
 }
+# Accepting an invitation makes the caller a project member, which lets them do more (create
+# proposals, for one): it is checked after every other row, which meet the callers as they were.
+ROWS[("POST", "/invitations/accept")] = ROWS.pop(("POST", "/invitations/accept"))
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
 UNKNOWN: dict[type, Any] = {int: MAX_ID, str: "EHPC-AIF-2099PG99-9999"}
 
@@ -327,6 +462,8 @@ def test_every_api_operation_has_a_row() -> None:
 
 
 def _call(world: World, method: str, path: str, who: str, body: Any) -> Any:
+    if isinstance(body, Upload):
+        return world.api.request(method, path, headers=world.headers(who), files=body.files)
     return world.api.request(method, path, headers=world.headers(who), json=body)
 
 
@@ -372,4 +509,14 @@ def test_only_admins_mint_tokens_for_others(db: Database, api: TestClient) -> No
     codes = {who: _call(world, "POST", f"{API}/tokens", who, body).status_code for who in CALLERS}
     assert codes == {
         who: 201 if who == "admin" else 401 if who == "anonymous" else 403 for who in CALLERS
+    }
+
+
+def test_prometheus_metrics_are_for_admins_and_operators(db: Database, api: TestClient) -> None:
+    """``/metrics`` lies outside ``/api/v1`` (Prometheus's path), so it has no row above."""
+    world = build_world(db, api)
+    codes = {who: _call(world, "GET", "/metrics", who, None).status_code for who in CALLERS}
+    staff = {"admin", "op_lumi", "op_bsc"}
+    assert codes == {
+        who: 200 if who in staff else 401 if who == "anonymous" else 403 for who in CALLERS
     }

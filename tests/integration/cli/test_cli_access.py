@@ -8,6 +8,7 @@ from functools import partial
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from aifactory.cli.main import app
@@ -18,6 +19,7 @@ from aifactory.settings import Settings
 from aifactory.testing.access import member_of
 from aifactory.testing.jobs import BACKENDS, backend_database
 from aifactory.testing.people import make_person
+from aifactory.testing.proposals import SECTIONS, pdf_bytes
 
 runner = CliRunner()
 
@@ -117,6 +119,12 @@ def test_ineligible_applicant_sees_each_failing_rule(envs: dict[str, dict[str, s
     assert "FAIL" in result.output
 
 
+def _sections_file(tmp_path: Path) -> Path:
+    path = tmp_path / "proposal.yaml"
+    path.write_text(yaml.safe_dump({"sections": SECTIONS}))
+    return path
+
+
 def test_peer_review_from_the_cli(envs: dict[str, dict[str, str]], tmp_path: Path) -> None:
     from aifactory.cli.main import app as cli
 
@@ -139,8 +147,15 @@ def test_peer_review_from_the_cli(envs: dict[str, dict[str, str]], tmp_path: Pat
         "LUMI-AI/gpu",
         "--kind",
         "commercial",
+        "--from",
+        str(_sections_file(tmp_path)),
     )
     pid = out.split("draft proposal ")[1].split()[0]
+    pdf = tmp_path / "annex.pdf"
+    pdf.write_bytes(pdf_bytes("technical annex"))
+    assert "attached annex.pdf" in aif(anna, "proposals", "attach", pid, str(pdf))
+    shown = aif(anna, "proposals", "show", pid)
+    assert "Aino Virtanen" in shown and "Scaling evidence" in shown and "annex.pdf" in shown
     aif(anna, "proposals", "submit", pid)
     assert "accepted" in aif(ops, "assess", pid, "--feasible")
     bad = runner.invoke(cli, ["review", pid, "--score", "excellence"], env=envs["rev"])

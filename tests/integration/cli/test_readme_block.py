@@ -1,4 +1,6 @@
-"""The README's "To keep the federation running" block, run command by command as written.
+"""The README's "To keep the federation running" block, run command by command as written,
+in the data directory `make demo` used just before (the demo keeps its own data under it, so the
+block's people, organisation, proposal 1 and job 1 are the block's own), then the demo again.
 
 Only these mechanical substitutions separate a run here from a newcomer pasting the block:
 
@@ -30,6 +32,7 @@ import httpx
 import pytest
 
 from aifactory.server import free_port
+from aifactory.testing.demo import run_demo
 from aifactory.testing.serving import stop_group, wait_healthy
 
 pytestmark = pytest.mark.slow
@@ -187,7 +190,8 @@ def test_readme_block_parses_into_known_commands() -> None:
     assert any(c.argv[1:2] == ["submit"] and "--follow" in c.argv for c in commands)
 
 
-def test_readme_block_runs_from_bootstrap_to_a_completed_charged_job(tmp_path: Path) -> None:
+@pytest.mark.timeout(1800)  # a ceiling only: every step fails on its own when it stalls
+def test_readme_block_after_the_demo_runs_to_a_completed_charged_job(tmp_path: Path) -> None:
     work = tmp_path / "work"
     work.mkdir()
     (work / "examples").symlink_to(ROOT / "examples")
@@ -204,6 +208,7 @@ def test_readme_block_runs_from_bootstrap_to_a_completed_charged_job(tmp_path: P
         COLUMNS="200",
     )
     story = Story(cwd=work, env=env, url=f"http://127.0.0.1:{port}")
+    run_demo(env)  # `make demo` first, in the same data directory, as the README says
     try:
         for cmd in parse(readme_block()):
             output = story.run(cmd)
@@ -220,6 +225,9 @@ def test_readme_block_runs_from_bootstrap_to_a_completed_charged_job(tmp_path: P
     saved = (tmp_path / "config" / "config.json").read_text()
     assert f"http://127.0.0.1:{port}" in saved  # bootstrap and login used AIF_PORT
     assert (work / "usage.csv").read_text().startswith("funding,")
+    run_demo(env)  # and the demo again, after the block: nothing collides either way
+    assert (tmp_path / "data" / "demo" / "aifactory.db").exists()
+    assert (tmp_path / "data" / "aifactory.db").exists()
 
 
 def assert_settled(story: Story, job_id: int) -> None:

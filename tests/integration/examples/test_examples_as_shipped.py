@@ -1,6 +1,6 @@
 """The shipped job specs, submitted as they are through `aif submit` to a running `aif serve`.
 
-Only ``--project`` is given on the command line (the files name a placeholder project). The
+Only ``--project`` is given on the command line (the files name no project). The
 server runs as a subprocess in a scratch directory holding a link to the checkout's
 ``examples/``, so relative paths in the specs (``workdir: .``, checkpoints) resolve as they
 would for a user who started `aif serve` in the checkout, without writing into it.

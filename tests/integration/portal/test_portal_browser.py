@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from axe_check import assert_accessible
 from portal_support import PASSWORD, UI_STEP_MS, set_password
 
 from aifactory.domain.enums import Role
@@ -64,8 +65,10 @@ def _page(browser: Any, viewport: dict[str, int] = LAPTOP) -> Any:
 
 
 def _shot(page: Any, name: str) -> None:
+    """A screenshot of the page, and its accessibility check (axe: no serious violation)."""
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    assert_accessible(page, name)
 
 
 def _wait_for_job(page: Any, state: str) -> None:
@@ -121,6 +124,9 @@ def _apply(page: Any, url: str) -> None:
 
     page.goto(f"{url}/calls")
     _shot(page, "calls")
+    page.set_viewport_size(PHONE)
+    _shot(page, "calls-phone")
+    page.set_viewport_size(LAPTOP)
     page.get_by_role("link", name="Apply to LUMI AIF Playground").click()
     organisation = page.get_by_label("Organisation")
     organisation.select_option("")
@@ -130,15 +136,15 @@ def _apply(page: Any, url: str) -> None:
     expect(page.locator('#eligibility tr[data-rule="sme_definition"]')).to_contain_text("pass")
     expect(page.locator("#deadline")).to_have_text(re.compile(r"^\d{4}-\d{2}-\d{2}$"))
     page.get_by_label("Title").fill("Finnish LLM fine-tune")
-    page.get_by_label("GPU-hours (normalised)").fill("100000")
+    hours = page.locator('[name="resources.0.gpu_hours"]')  # the first system's row
+    hours.fill("100000")
     page.get_by_label("Duration (months)").select_option("2")
-    page.get_by_label("Partition (system/partition)").select_option("LUMI-AI/gpu")
+    page.locator('[name="resources.0.partition"]').select_option("LUMI-AI/gpu")
     page.get_by_role("button", name="Submit proposal").click()
-    error = page.locator('.field-error[data-field="gpu_hours"]')
+    error = page.locator('.field-error[data-field="resources"]')  # the total: the rows' section
     expect(error).to_contain_text("at most 5000 GPU-h")
-    expect(page.get_by_label("GPU-hours (normalised)")).to_have_attribute("aria-invalid", "true")
     _shot(page, "apply-bad-input")
-    page.get_by_label("GPU-hours (normalised)").fill("1000")
+    hours.fill("1000")
     page.get_by_role("button", name="Submit proposal").click()
     expect(page.locator(".notice")).to_contain_text("Proposal submitted")
     expect(page.locator(".timeline")).to_contain_text("submitted → technical assessment")
@@ -172,6 +178,7 @@ def _run_job(page: Any) -> None:
     page.get_by_label("Job spec (YAML)").fill("name: [broken")
     page.get_by_role("button", name="Submit job").click()
     expect(page.locator('.field-error[data-field="spec"]')).to_contain_text("not valid YAML")
+    assert_accessible(page, "project-job-error")
     page.get_by_label("Job spec (YAML)").fill(spec)
     page.get_by_role("button", name="Submit job").click()
     expect(page.locator(".notice")).to_contain_text("Job submitted")
@@ -225,4 +232,5 @@ def test_the_wrong_role_gets_a_forbidden_page(browser: Any, site: dict[str, Any]
     _shot(page, "forbidden")
     page.goto(site["url"] + "/review")
     expect(page.get_by_role("heading", level=1)).to_have_text("Reviewer queue")
+    assert_accessible(page, "review")
     page.context.close()

@@ -18,6 +18,7 @@ from aifactory.services import access
 from aifactory.settings import Settings
 from aifactory.testing.access import member_of
 from aifactory.testing.people import Person, make_person
+from aifactory.testing.proposals import form_fields
 
 PROTECTED = ["/proposals", "/projects", "/reports", "/review", "/operate", "/decisions", "/sim"]
 APPLY = "/calls/lumi-aif-pg/apply"
@@ -164,20 +165,21 @@ def test_bad_input_is_shown_next_to_its_field_and_nothing_is_stored(
         "organisation": "Nordic Tokens Oy",
         "research_kind": "open_rd",
         "title": "Fine-tune",
-        "gpu_hours": "100000",
+        "resources.0.gpu_hours": "100000",
         "duration_months": "2",
-        "partition": "LUMI-AI/gpu",
+        "resources.0.partition": "LUMI-AI/gpu",
     }
     r = portal.post(APPLY, data=form)
     assert r.status_code == 422
-    assert "at most 5000 GPU-h" in _field_error(r.text, "gpu_hours")
-    r = portal.post(APPLY, data={**form, "gpu_hours": "lots", "start_date": "2026-13-40"})
-    assert "is not a valid number" in _field_error(r.text, "gpu_hours")
+    assert "at most 5000 GPU-h" in _field_error(r.text, "resources")  # the total of the rows
+    hours = "resources.0.gpu_hours"
+    r = portal.post(APPLY, data={**form, hours: "lots", "start_date": "2026-13-40"})
+    assert "is not a valid number" in _field_error(r.text, hours)
     assert "is not a valid date" in _field_error(r.text, "start_date")
     r = portal.post(APPLY, data={**form, "title": " "})
     assert _field_error(r.text, "title")
     assert _proposal_count(db) == 0
-    r = portal.post(APPLY, data={**form, "gpu_hours": "1000"})
+    r = portal.post(APPLY, data={**form, hours: "1,000"})
     assert r.status_code == 303 and _proposal_count(db) == 1
 
 
@@ -220,9 +222,9 @@ def test_user_text_is_escaped_everywhere(db: Database, portal: TestClient) -> No
             "organisation": "Nordic Tokens Oy",
             "research_kind": "open_rd",
             "title": evil,
-            "gpu_hours": "10",
+            "resources.0.gpu_hours": "10",
             "duration_months": "1",
-            "partition": "LUMI-AI/gpu",
+            "resources.0.partition": "LUMI-AI/gpu",
         },
     )
     page = portal.get(r.headers["location"]).text
@@ -272,10 +274,9 @@ def test_large_scale_goes_through_assessment_review_and_a_decision_forms(
             "organisation": "Nordic Tokens Oy",
             "research_kind": "open_rd",
             "title": "Big run",
-            "gpu_hours": "60000",
             "duration_months": "3",
-            "partition": "LUMI-AI/gpu",
             "pi_contract_end": "2031-01-01",
+            **form_fields("LUMI-AI/gpu", "60,000"),
         },
     )
     assert r.status_code == 303, r.text
@@ -300,7 +301,7 @@ def test_large_scale_goes_through_assessment_review_and_a_decision_forms(
     )
     assert r.status_code == 303
     page = ada.get("/decisions").text
-    assert "Big run" in page and "rev (in)" in page
+    assert "Big run" in page and "Not decidable yet: its cut-off is" in page
     r = ada.post(
         f"/proposals/{pid}/decision",
         data={"csrf_token": csrf_of(page), "accept": "yes", "comment": "good"},

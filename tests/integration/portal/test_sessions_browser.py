@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+from axe_check import assert_accessible
 from fastapi.testclient import TestClient
 from portal_support import PASSWORD, UI_STEP_MS, set_password
 
@@ -70,6 +71,7 @@ def _signed_in(browser: Any, url: str, username: str) -> Any:
     context.set_default_timeout(UI_STEP_MS)
     page = context.new_page()
     page.goto(f"{url}/login")
+    assert_accessible(page, f"login-{username}")
     page.get_by_label("Username").fill(username)
     page.get_by_role("textbox", name="Password", exact=True).fill(PASSWORD)
     page.get_by_role("button", name="Sign in", exact=True).click()
@@ -91,6 +93,9 @@ def test_a_jupyter_session_runs_a_cell_in_the_browser_for_its_owner_only(
     sid, ready = view.id, view.model_dump()
 
     page = _signed_in(browser, url, "anna")
+    page.goto(f"{url}/sessions")
+    expect(page.locator(f'tr[data-session="{sid}"]')).to_be_visible()
+    assert_accessible(page, "sessions")
     page.goto(f"{url}{ready['path']}")
     output = run_in_new_notebook(page, "import torch; print(torch.__version__)")
     expect(output).to_have_text(TORCH)
@@ -102,6 +107,7 @@ def test_a_jupyter_session_runs_a_cell_in_the_browser_for_its_owner_only(
     refused = other.goto(f"{url}{ready['path']}")
     assert refused is not None and refused.status == 404
     expect(other.locator("main")).to_contain_text(f"no session {sid} of yours")
+    assert_accessible(other, "session-not-yours")
     other.context.close()
 
     assert http.post(f"{API}/{sid}/stop", headers=anna.headers).status_code == 200

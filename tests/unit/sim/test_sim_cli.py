@@ -123,3 +123,17 @@ def test_job_wider_than_every_site_exits_2(tmp_path: Path) -> None:
     result = runner.invoke(app, ["run", "--trace", str(swf(tmp_path)), "--sites", str(sites)])
     assert result.exit_code == 2
     assert "needs 3 units, the largest operational site has 2" in result.output
+
+
+def test_run_and_compare_print_their_json_alone_with_json(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    args = ["run", "--trace", str(swf(tmp_path)), "--json", "--out", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == json.loads((out / "metrics.json").read_text())
+    assert "wrote" in result.stderr  # notes go to stderr
+    args = ["compare", "--trace", str(swf(tmp_path)), "--policy", "fcfs", "--json",
+            "--out", str(tmp_path / "cmp")]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == json.loads((tmp_path / "cmp" / "compare.json").read_text())

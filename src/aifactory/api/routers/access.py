@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import FileResponse
+from starlette.datastructures import UploadFile
 
 from aifactory.api.access_schemas import (
     AssessmentIn,
@@ -16,15 +18,23 @@ from aifactory.api.access_schemas import (
     ReviewerIn,
     ReviewIn,
 )
-from aifactory.api.deps import REPLAYED, CurrentPrincipal, IdempotencyKeyDep, NowDep, SessionDep
+from aifactory.api.deps import (
+    REPLAYED,
+    CurrentPrincipal,
+    IdempotencyKeyDep,
+    NowDep,
+    SessionDep,
+    SettingsDep,
+)
 from aifactory.api.errors import ERROR_RESPONSES
 from aifactory.api.params import IdPath
 from aifactory.domain.access_modes import AccessMode
 from aifactory.domain.clock import as_date
 from aifactory.domain.enums import ProposalStatus
-from aifactory.errors import NotFound
-from aifactory.services import access, decisions, idempotency, proposals
+from aifactory.errors import Invalid, NotFound
+from aifactory.services import access, attachments, decisions, idempotency, proposals
 from aifactory.services.access_views import (
+    AttachmentView,
     CallView,
     DecisionBatchView,
     EligibilityView,
@@ -96,10 +106,7 @@ def create_proposal(
     idempotency_key: IdempotencyKeyDep = None,
 ) -> ProposalView:
     """Create a draft; with an `Idempotency-Key` already used for it, 201 with the original."""
-    data = proposals.ProposalInput(
-        **body.model_dump(exclude={"hosting"}),
-        hosting=body.hosting.stored() if body.hosting else None,
-    )
+    data = body.as_input()
     view, replayed = idempotency.once(
         session,
         who.user_id,
@@ -127,6 +134,76 @@ def get_proposal(
     proposal_id: IdPath, session: SessionDep, who: CurrentPrincipal, now: NowDep
 ) -> ProposalView:
     return proposals.get(session, who, proposal_id, now)
+
+
+@router.put("/proposals/{proposal_id}")
+def update_proposal(
+    proposal_id: IdPath,
+    body: ProposalCreate,
+    session: SessionDep,
+    who: CurrentPrincipal,
+    now: NowDep,
+) -> ProposalView:
+    """Replace what a draft says, sections and resource rows included (its applicant only)."""
+    return proposals.update(session, who, proposal_id, body.as_input(), now)
+
+
+@router.post("/proposals/{proposal_id}/attachments", status_code=201)
+async def attach(
+    proposal_id: IdPath,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    who: CurrentPrincipal,
+    now: NowDep,
+) -> AttachmentView:
+    """Attach a PDF (multipart field ``file``) to a draft: checked by content and size."""
+    form = await request.form(max_files=1, max_fields=5)
+    upload = form.get("file")
+    if not isinstance(upload, UploadFile):
+        raise Invalid.field("file", "required", "send the PDF as the multipart field 'file'")
+    return attachments.add(
+        session,
+        who,
+        proposal_id,
+        upload.filename or "",
+        upload.file,
+        settings.data_dir,
+        settings.attachment_max_bytes,
+        now,
+    )
+
+
+@router.get("/proposals/{proposal_id}/attachments")
+def list_attachments(
+    proposal_id: IdPath, session: SessionDep, who: CurrentPrincipal, now: NowDep
+) -> list[AttachmentView]:
+    return attachments.list_for(session, who, proposal_id, now)
+
+
+@router.get(
+    "/proposals/{proposal_id}/attachments/{attachment_id}",
+    response_class=FileResponse,
+    responses={200: {"content": {"application/pdf": {}}}},
+)
+def download_attachment(
+    proposal_id: IdPath,
+    attachment_id: IdPath,
+    session: SessionDep,
+    settings: SettingsDep,
+    who: CurrentPrincipal,
+) -> FileResponse:
+    """The PDF, for whoever may see the proposal (everyone else: 404)."""
+    path, name = attachments.open_file(session, who, proposal_id, attachment_id, settings.data_dir)
+    return FileResponse(path, media_type="application/pdf", filename=name)
+
+
+@router.delete("/proposals/{proposal_id}/attachments/{attachment_id}", status_code=204)
+def delete_attachment(
+    proposal_id: IdPath, attachment_id: IdPath, session: SessionDep, who: CurrentPrincipal
+) -> None:
+    """Remove an attachment from a draft (its applicant only)."""
+    attachments.delete(session, who, proposal_id, attachment_id)
 
 
 @router.post("/proposals/{proposal_id}/submit")

@@ -9,16 +9,16 @@ from aifactory.api.errors import ERROR_RESPONSES
 from aifactory.api.params import IdPath
 from aifactory.api.schemas import (
     MembershipIn,
-    OrganisationCreate,
     PasswordIn,
     RoleIn,
     TokenCreate,
     UserCreate,
 )
 from aifactory.errors import NotFound
-from aifactory.services import audit, identity, sessions, throttle
+from aifactory.services import audit, identity, organisations, sessions, throttle
 from aifactory.services.permissions import Action, authorize
-from aifactory.services.views import NewToken, OrganisationView, TokenView, UserView
+from aifactory.services.self_service_views import OrganisationDetail, OrganisationInput
+from aifactory.services.views import NewToken, TokenView, UserView
 
 router = APIRouter(tags=["identity"], responses=ERROR_RESPONSES)
 
@@ -100,17 +100,20 @@ def add_membership(
 
 
 @router.get("/organisations")
-def list_organisations(session: SessionDep, who: CurrentPrincipal) -> list[OrganisationView]:
-    authorize(who, Action.MANAGE_IDENTITY)
-    return identity.list_organisations(session)
+def list_organisations(session: SessionDep, who: CurrentPrincipal) -> list[OrganisationDetail]:
+    """Every organisation for federation admins; the ones you belong to for everyone else."""
+    authorize(who, Action.READ_SELF)
+    return organisations.list_visible(session, who)
 
 
 @router.post("/organisations", status_code=201)
 def create_organisation(
-    body: OrganisationCreate, session: SessionDep, who: CurrentPrincipal
-) -> OrganisationView:
-    authorize(who, Action.MANAGE_IDENTITY)
-    return identity.create_organisation(session, **body.model_dump())
+    body: OrganisationInput, session: SessionDep, who: CurrentPrincipal
+) -> OrganisationDetail:
+    """Register an organisation with the facts eligibility needs (partner and linked
+    enterprises included); you become its member, unless you register it as an admin."""
+    authorize(who, Action.READ_SELF)
+    return organisations.register(session, who, body)
 
 
 @router.get("/tokens")

@@ -19,7 +19,8 @@ from aifactory.api.errors import ERROR_RESPONSES
 from aifactory.api.params import IdPath, IdQuery
 from aifactory.domain.jobs import JobState
 from aifactory.domain.jobspec import JobSpec
-from aifactory.services import idempotency, job_queries, submissions
+from aifactory.services import idempotency, job_metrics, job_queries, submissions
+from aifactory.services.job_metrics_views import JobMetrics
 from aifactory.services.job_views import JobPage, JobView, LogChunk, PlacementView
 
 router = APIRouter(tags=["jobs"], responses=ERROR_RESPONSES)
@@ -104,3 +105,9 @@ def job_logs(
     attempt: Annotated[int | None, Query(ge=1, le=100)] = None,
 ) -> LogChunk:
     return job_queries.logs(session, who, job_id, stream, offset, attempt)
+
+
+@router.get("/jobs/{job_id}/metrics")
+def job_metrics_series(job_id: IdPath, session: SessionDep, who: CurrentPrincipal) -> JobMetrics:
+    """The current attempt's ``step=N key=value`` series from its stdout (see docs/workloads.md)."""
+    return job_metrics.job_metrics(session, who, job_id)

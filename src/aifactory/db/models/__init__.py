@@ -8,10 +8,13 @@ from aifactory.db.models.access import (
     Project,
     ProjectMember,
     Proposal,
+    ProposalAttachment,
+    ProposalResource,
     ProposalTransition,
     ReviewAssignment,
 )
 from aifactory.db.models.base import Base
+from aifactory.db.models.federated import ClaimRule, OidcIdentity, OidcLogin
 from aifactory.db.models.identity import (
     ApiToken,
     Membership,
@@ -20,6 +23,7 @@ from aifactory.db.models.identity import (
     SiteAccount,
     User,
 )
+from aifactory.db.models.invitations import ProjectInvitation
 from aifactory.db.models.jobs import (
     ControllerBeat,
     Job,
@@ -53,6 +57,7 @@ __all__ = [
     "AuditEvent",
     "AuthThrottle",
     "Base",
+    "ClaimRule",
     "ControllerBeat",
     "Country",
     "Endpoint",
@@ -72,12 +77,17 @@ __all__ = [
     "LedgerDay",
     "LedgerRow",
     "Membership",
+    "OidcIdentity",
+    "OidcLogin",
     "Organisation",
     "Partition",
     "PortalSession",
     "Project",
+    "ProjectInvitation",
     "ProjectMember",
     "Proposal",
+    "ProposalAttachment",
+    "ProposalResource",
     "ProposalTransition",
     "ReviewAssignment",
     "RoleGrant",

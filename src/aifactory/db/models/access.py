@@ -56,13 +56,49 @@ class Proposal(Base):
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     project_code: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Team, technical plan, data plan and ethics (domain.proposal_sections.Sections as JSON).
+    sections: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
+    resources: Mapped[list[ProposalResource]] = relationship(
+        cascade="all, delete-orphan", order_by="ProposalResource.position", lazy="selectin"
+    )
+    attachments: Mapped[list[ProposalAttachment]] = relationship(
+        cascade="all, delete-orphan", order_by="ProposalAttachment.id", lazy="selectin"
+    )
     transitions: Mapped[list[ProposalTransition]] = relationship(
         cascade="all, delete-orphan", order_by="ProposalTransition.id", lazy="selectin"
     )
     reviews: Mapped[list[ReviewAssignment]] = relationship(
         cascade="all, delete-orphan", order_by="ReviewAssignment.id", lazy="selectin"
     )
+
+
+class ProposalResource(Base):
+    """GPU-hours asked for on one partition; the rows an award will turn into allocations."""
+
+    __tablename__ = "proposal_resources"
+    __table_args__ = (UniqueConstraint("proposal_id", "position", name="proposal_resource_pos"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    proposal_id: Mapped[int] = mapped_column(ForeignKey("proposals.id"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    partition_id: Mapped[int] = mapped_column(ForeignKey("partitions.id"), index=True)
+    gpu_hours_milli: Mapped[int] = mapped_column(BigInteger)
+    justification: Mapped[str] = mapped_column(Text, default="")
+
+
+class ProposalAttachment(Base):
+    """A PDF attached to a proposal; the bytes live under the data dir by their sha256."""
+
+    __tablename__ = "proposal_attachments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    proposal_id: Mapped[int] = mapped_column(ForeignKey("proposals.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    uploader_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class ProposalTransition(Base):

@@ -5,7 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Integer,
+    String,
+    UniqueConstraint,
+    false,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from aifactory.db.models.base import Base
@@ -24,6 +33,8 @@ class Organisation(Base):
     balance_sheet_eur: Mapped[int | None] = mapped_column(BigInteger)
     enterprise_links: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The home-organisation domain federated sign-in reports (``schac_home_organization``).
+    home_domain: Mapped[str | None] = mapped_column(String(253), unique=True)
 
 
 class User(Base):
@@ -72,6 +83,8 @@ class RoleGrant(Base):
     factory_id: Mapped[int | None] = mapped_column(
         ForeignKey("factories.id", ondelete="CASCADE"), index=True
     )
+    # Granted by a claim rule at federated sign-in (taken away when no rule gives it any more).
+    from_rules: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     user: Mapped[User] = relationship(back_populates="roles")
 

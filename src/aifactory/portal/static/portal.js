@@ -12,6 +12,7 @@
     let timer = null;
     const check = () => {
       const body = new FormData(form);
+      body.delete("attachments"); // the PDFs travel with the submission only
       fetch(form.dataset.check, {
         method: "POST", body: body, credentials: "same-origin",
         headers: { "X-Fragment": "eligibility" },
@@ -57,6 +58,9 @@
   }
 
   document.addEventListener("DOMContentLoaded", () => {
+    // A refused form: the error summary gets the focus, so it is what is read out first.
+    const summary = document.getElementById("error-summary");
+    if (summary) summary.focus();
     liveEligibility();
     document.querySelectorAll("[data-poll]").forEach(poll);
     document.querySelectorAll("pre[data-follow]").forEach(follow);

@@ -1,0 +1,249 @@
+"""Federated sign-in: start an OpenID Connect login, take its callback, find or create the user.
+
+A pending login (state → PKCE verifier, nonce, where to go next) lives in the database, so the
+callback may reach any server process; it is deleted on its first use and expires after
+``PENDING_TTL``. A person is found by (issuer, subject); the first sign-in creates a user with the
+applicant role and links the organisation whose home domain the ``schac_home_organization``
+claim names. Claim rules (``services/claim_rules.py``) run at every sign-in.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from aifactory.db.models import OidcIdentity, OidcLogin, Organisation, User
+from aifactory.domain.enums import Role
+from aifactory.errors import (
+    AIFactoryError,
+    Conflict,
+    Forbidden,
+    Invalid,
+    NotFound,
+    Unauthenticated,
+)
+from aifactory.services import audit, claim_rules, identity, oidc
+from aifactory.services.audit import AuditAction
+from aifactory.services.oidc import OidcConfig
+from aifactory.services.permissions import Action, Principal, authorize
+from aifactory.services.sessions import NewSession, start
+
+PENDING_TTL = timedelta(minutes=10)
+ACTOR = "oidc"
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A login taken back from the database (already deleted: it cannot be used again)."""
+
+    verifier: str
+    nonce: str
+    next_url: str
+    redirect_uri: str
+
+
+def begin(
+    session: Session,
+    cfg: OidcConfig,
+    redirect_uri: str,
+    next_url: str,
+    browser_secret: str,
+    now: datetime,
+) -> str:
+    """Record a pending login and return the provider's authorization URL to send the browser to."""
+    with oidc.client() as http:
+        provider = oidc.discover(http, cfg.issuer)
+    state, nonce = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    verifier, challenge = oidc.pkce_pair()
+    session.execute(delete(OidcLogin).where(OidcLogin.expires_at <= now))
+    session.add(
+        OidcLogin(
+            state_hash=identity.hash_token(state),
+            browser_hash=identity.hash_token(browser_secret),
+            verifier=verifier,
+            nonce=nonce,
+            next_url=next_url,
+            redirect_uri=redirect_uri,
+            expires_at=now + PENDING_TTL,
+        )
+    )
+    session.flush()
+    return oidc.authorization_url(provider, cfg, redirect_uri, state, nonce, challenge)
+
+
+def consume(session: Session, state: str, browser_secret: str, now: datetime) -> Pending:
+    """Take the pending login of ``state`` (once only: a second use finds nothing)."""
+    row = session.scalar(
+        select(OidcLogin).where(OidcLogin.state_hash == identity.hash_token(state))
+    )
+    unknown = "this sign-in is unknown or was already used; start again"
+    if row is None:
+        raise Invalid.field("state", "known", unknown)
+    # Deleting by id and counting the rows makes two concurrent callbacks race for one use.
+    gone = session.execute(delete(OidcLogin).where(OidcLogin.id == row.id))
+    if getattr(gone, "rowcount", 0) != 1:
+        raise Invalid.field("state", "known", unknown)
+    if row.expires_at <= now:
+        raise Invalid.field("state", "fresh", "this sign-in took too long; start again")
+    if identity.hash_token(browser_secret) != row.browser_hash:
+        msg = "this sign-in was started in another browser; start again here"
+        raise Invalid.field("state", "same_browser", msg)
+    return Pending(row.verifier, row.nonce, row.next_url, row.redirect_uri)
+
+
+def finish(
+    session: Session, cfg: OidcConfig, pending: Pending, code: str, now: datetime
+) -> NewSession:
+    """Exchange the code, verify the id_token, read userinfo, and start a portal session."""
+    with oidc.client() as http:
+        provider = oidc.discover(http, cfg.issuer)
+        tokens = oidc.exchange_code(
+            http, provider, cfg, code, pending.verifier, pending.redirect_uri
+        )
+        jwks = oidc.fetch_jwks(http, provider)
+        claims = oidc.verify_id_token(
+            tokens["id_token"], jwks, provider.issuer, cfg.client_id, pending.nonce, now
+        )
+        info = oidc.userinfo(http, provider, tokens["access_token"], str(claims["sub"]))
+    user = provision(session, provider.issuer, {**claims, **info}, now)
+    started = start(session, user, now)
+    audit.record(
+        session,
+        user.username,
+        AuditAction.LOGIN,
+        ("user", user.username),
+        method="oidc",
+        issuer=provider.issuer,
+    )
+    return started
+
+
+def provision(session: Session, issuer: str, claims: dict[str, Any], now: datetime) -> User:
+    """The user behind verified claims: found by (issuer, sub) or created, linked to the
+    organisation of their home domain, with the roles the claim rules give."""
+    user = _find_or_create(session, issuer, claims, now)
+    if not user.is_active:
+        raise Forbidden("this account is disabled; ask the federation's administrators")
+    _link_organisation(session, user, claims)
+    claim_rules.apply(session, user, claims, ACTOR)
+    return user
+
+
+def record_failure(session: Session, exc: AIFactoryError) -> None:
+    """A refused federated sign-in, in the audit log like a refused password."""
+    audit.record(
+        session,
+        "anonymous",
+        AuditAction.LOGIN,
+        ("user", ""),
+        "failed",
+        method="oidc",
+        reason=exc.message,
+    )
+
+
+def _find_or_create(session: Session, issuer: str, claims: dict[str, Any], now: datetime) -> User:
+    subject = str(claims["sub"])
+    link = session.scalar(
+        select(OidcIdentity).where(OidcIdentity.issuer == issuer, OidcIdentity.subject == subject)
+    )
+    if link is not None:
+        link.last_login_at = now
+        return session.get_one(User, link.user_id)
+    email = _email(claims)
+    username = _unique_username(session, _username_base(claims, email))
+    name = str(claims.get("name") or "")[:200]
+    identity.create_user(
+        session, username, email, name, roles=[(Role.APPLICANT, None)], actor=ACTOR
+    )
+    user = session.scalars(select(User).where(User.username == username)).one()
+    session.add(
+        OidcIdentity(
+            user_id=user.id, issuer=issuer, subject=subject, created_at=now, last_login_at=now
+        )
+    )
+    session.flush()
+    return user
+
+
+def _email(claims: dict[str, Any]) -> str:
+    email = claims.get("email")
+    if not isinstance(email, str) or not re.fullmatch(r"[^@\s]{1,64}@[^@\s]{1,189}", email):
+        raise Unauthenticated("the sign-in provider sent no usable email address")
+    return email
+
+
+def _username_base(claims: dict[str, Any], email: str) -> str:
+    raw = claims.get("preferred_username")
+    text = raw if isinstance(raw, str) and raw.strip() else email.split("@", 1)[0]
+    base = re.sub(r"[^a-z0-9_.\-]+", "-", text.lower().split("@", 1)[0]).strip("-.")
+    if len(base) < 2 or not base[0].isalpha():
+        base = "user-" + base
+    return base[:56]
+
+
+def _unique_username(session: Session, base: str) -> str:
+    """``base``, or ``base-2``, ``base-3`` … whichever is free."""
+    taken = set(
+        session.scalars(
+            select(User.username).where((User.username == base) | (User.username.like(f"{base}-%")))
+        )
+    )
+    if base not in taken:
+        return base
+    n = 2
+    while f"{base}-{n}" in taken:
+        n += 1
+    return f"{base}-{n}"
+
+
+def _link_organisation(session: Session, user: User, claims: dict[str, Any]) -> None:
+    raw = claims.get("schac_home_organization")
+    domains = raw if isinstance(raw, list) else [raw]
+    wanted = [d.strip().lower() for d in domains if isinstance(d, str) and d.strip()]
+    if not wanted:
+        return
+    orgs = session.scalars(
+        select(Organisation).where(func.lower(Organisation.home_domain).in_(wanted))
+    )
+    for org in orgs:
+        identity.add_membership(session, user.username, org.name, ACTOR)
+
+
+def set_home_domain(session: Session, who: Principal, org_id: int, domain: str | None) -> str:
+    """Set (or clear, with None) the home-organisation domain of an organisation; admins only:
+    everyone whose provider reports that domain joins the organisation at sign-in."""
+    authorize(who, Action.MANAGE_IDENTITY)
+    org = session.get(Organisation, org_id)
+    if org is None:
+        raise NotFound(f"organisation {org_id} not found")
+    value = domain.strip().lower() if domain else None
+    if value is not None:
+        taken = session.scalar(
+            select(Organisation.name).where(
+                Organisation.home_domain == value, Organisation.id != org_id
+            )
+        )
+        if taken is not None:
+            raise Conflict(f"home domain {value!r} already belongs to {taken!r}")
+    org.home_domain = value
+    session.flush()
+    audit.record(
+        session,
+        who.username,
+        AuditAction.ORGANISATION_HOME_DOMAIN,
+        ("organisation", org_id),
+        home_domain=value,
+    )
+    return org.name
+
+
+def refused(error: str) -> Unauthenticated:
+    """The provider sent the browser back without a code (the person declined, or it failed)."""
+    return Unauthenticated(f"the sign-in provider did not sign you in ({error[:80]})")
