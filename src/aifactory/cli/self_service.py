@@ -76,7 +76,7 @@ def orgs_create(
     body.update({k: v for k, v in flags.items() if v is not None})
     numbers = {"staff_headcount": staff, "annual_turnover_eur": turnover}
     numbers["balance_sheet_eur"] = balance_sheet
-    body.update({k: _number(k, v) for k, v in numbers.items() if v is not None})
+    body.update({k: whole_number(v, k) for k, v in numbers.items() if v is not None})
     if link:
         body["enterprise_links"] = [_link(i, text) for i, text in enumerate(link)]
     with client() as c:
@@ -130,13 +130,6 @@ def accept(
     emit(view, as_json, f"you joined {view.project} ({view.project_title})")
 
 
-def _number(field: str, text: str) -> int:
-    try:
-        return whole_number(text)
-    except ValueError:
-        raise Invalid.field(field, "whole_number", f"{text!r} is not a whole number") from None
-
-
 def _link(i: int, text: str) -> dict[str, Any]:
     parts = [p.strip() for p in text.split(":")]
     if len(parts) != 5:
@@ -144,12 +137,9 @@ def _link(i: int, text: str) -> dict[str, Any]:
             f"link.{i}", "format", f"{text!r}: give NAME:SHARE%:STAFF:TURNOVER:BALANCE"
         )
     name, share, *figures = parts
-    try:
-        fraction = percent(share)
-    except ValueError:
-        raise Invalid.field(f"link.{i}.share", "percent", f"{share!r} is not 0-100 %") from None
+    fraction = percent(share, f"link.{i}.share")
     keys = ("staff", "turnover_eur", "balance_sheet_eur")
-    numbers = {k: _number(f"link.{i}.{k}", v) for k, v in zip(keys, figures, strict=True)}
+    numbers = {k: whole_number(v, f"link.{i}.{k}") for k, v in zip(keys, figures, strict=True)}
     return {"name": name, "share": str(fraction), **numbers}
 
 

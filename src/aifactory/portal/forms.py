@@ -1,64 +1,22 @@
-"""Numbers as people type them into the portal's forms.
+"""Forms: every error of a form at once, each beside its field, and numbers as people type them.
 
 The portal prints numbers with thousands separators ("12,500 GPU-hours"), so every numeric input
-takes them back: ``parse_number`` accepts "12500", "12,500", "12 500" (also with a no-break or
-narrow no-break space), "12500.5" and "1,234.5". It refuses what it cannot read for sure, such as
-"12,5" (a decimal comma, or a mistyped thousands group?) or "1.234.567", with an
-``Invalid`` naming the field and the rule in words.
+takes them back through ``parse_number`` (``domain/amounts.py``, the one grammar the CLI uses too).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from datetime import date
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, TypeVar, cast
 
 from sqlalchemy.orm import Session
 
+from aifactory.domain.amounts import parse_number
 from aifactory.errors import AIFactoryError, Conflict, FieldError, Invalid, QuotaExceeded
 
 T = TypeVar("T")
-
-#: Spaces people (and the portal) put between groups of three digits.
-GROUP_SPACES = " \u00a0\u202f\u2009"
-_PLAIN = re.compile(r"[+-]?\d+(\.\d+)?")
-_GROUPED = re.compile(r"[+-]?\d{1,3}(?P<sep>[, ])\d{3}((?P=sep)\d{3})*(\.\d+)?")
-HOW = "write digits with a point for decimals, e.g. 12500.5 or 12,500.5"
-
-
-def _reject(field: str, text: str, why: str) -> Invalid:
-    shown = text if len(text) <= 40 else text[:40] + "…"
-    return Invalid.field(field, "number", f"{shown!r} is not a valid number: {why}")
-
-
-def parse_number(text: str, field: str) -> Decimal:
-    """The number in ``text``; ``Invalid`` (rule "number") naming ``field`` when unreadable."""
-    raw = text.strip()
-    if not raw:
-        raise Invalid.field(field, "required", "enter a number")
-    normal = "".join(" " if ch in GROUP_SPACES else ch for ch in raw)
-    if _PLAIN.fullmatch(normal) or _GROUPED.fullmatch(normal):
-        try:
-            return Decimal(normal.replace(",", "").replace(" ", ""))
-        except InvalidOperation:  # pragma: no cover - the patterns only let digits through
-            raise _reject(field, raw, HOW) from None
-    raise _reject(field, raw, _why(normal))
-
-
-def _why(normal: str) -> str:
-    """The rule the text breaks, in words."""
-    if re.search(r"[^\d.,+\- ]", normal):
-        return "use only digits, a sign, a decimal point and thousands separators, e.g. 12,500.5"
-    if re.fullmatch(r"[+-]?\d+,\d{1,2}", normal) or re.search(r"\.\d{3},", normal):
-        return "a comma is not read as a decimal mark; use a point, e.g. 12.5"
-    if normal.count(".") > 1:
-        return "more than one decimal point; use a point for decimals only, e.g. 12500.5"
-    if "," in normal and " " in normal:
-        return "use either commas or spaces between thousands, not both, e.g. 12,500"
-    return "separators must stand between groups of exactly three digits, e.g. 12,500"
-
 
 # --- errors of a form ---------------------------------------------------------------------
 

@@ -115,9 +115,9 @@ def _number(errors: FormErrors, name: str, text: str) -> int | None:
     if not text:
         return None
     try:
-        return whole_number(text)
-    except ValueError:
-        errors.add(name, f"{text[:40]!r} is not a whole number (write e.g. 12,500 or 1 200 000)")
+        return whole_number(text, name)
+    except Invalid as exc:
+        errors.add(name, exc.details[0].message)
         return None
 
 
@@ -130,9 +130,9 @@ def _link(errors: FormErrors, i: int, link: LinkForm) -> dict[str, Any]:
         errors.add(f"{key}.share", "give the share held, in %")
     else:
         try:
-            share = percent(link.share)
-        except ValueError:
-            errors.add(f"{key}.share", f"{link.share[:40]!r} is not a percentage from 0 to 100")
+            share = percent(link.share, f"{key}.share")
+        except Invalid as exc:
+            errors.add(f"{key}.share", exc.details[0].message)
     out: dict[str, Any] = {"name": link.name.strip(), "share": share}
     for f in ("staff", "turnover_eur", "balance_sheet_eur"):
         out[f] = _number(errors, f"{key}.{f}", getattr(link, f)) or 0

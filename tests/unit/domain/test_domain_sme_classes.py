@@ -9,6 +9,7 @@ import pytest
 from aifactory.domain.amounts import percent, whole_number
 from aifactory.domain.sme import EnterpriseFigures, RelatedEnterprise, assess_sme
 from aifactory.domain.sme_classes import SizeClass, size_class
+from aifactory.errors import Invalid
 
 M = 1_000_000
 
@@ -52,7 +53,7 @@ def test_whole_numbers_as_written(text: str, value: int) -> None:
 
 @pytest.mark.parametrize("text", ["12.5", "-3", "twelve", "", "1e6"])
 def test_what_is_not_a_whole_number(text: str) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(Invalid):
         whole_number(text)
 
 
@@ -60,5 +61,5 @@ def test_percentages() -> None:
     assert percent("60 %") == Decimal("0.6")
     assert percent("33,5") == Decimal("0.335")
     for bad in ("160", "-1", "NaN", "x"):
-        with pytest.raises(ValueError):
+        with pytest.raises(Invalid):
             percent(bad)

@@ -48,7 +48,7 @@ def test_numbers_are_read_as_people_write_them(text: str, value: str) -> None:
         ("1.2.3", "more than one decimal point"),
         ("12,50", "not read as a decimal mark"),
         ("1,2345", "groups of exactly three digits"),
-        ("12 500,000", "not both"),
+        ("12 500,000", "one kind of separator"),
         ("lots", "use only digits"),
         ("1e5", "only digits"),
         ("NaN", "only digits"),
