@@ -12,23 +12,13 @@ import xml.etree.ElementTree as ET
 
 from markupsafe import Markup
 
+from aifactory.portal.charts import SVG, _el
 from aifactory.services.job_metrics_views import JobMetrics, MetricSeries
-
-SVG = "http://www.w3.org/2000/svg"
-ET.register_namespace("", SVG)
 
 WIDTH, HEIGHT = 520, 280
 LEFT, RIGHT, TOP, BOTTOM = 58, 26, 30, 46
 MAX_DRAWN = 400
 COLOURS = ("#1f5fa8", "#b3541e", "#2e7d32", "#6a3d9a")  # contrast >= 4.5:1 on white
-
-
-def _el(parent: ET.Element, tag: str, text: str | None = None, **attrs: object) -> ET.Element:
-    names = {k.rstrip("_").replace("_", "-"): str(v) for k, v in attrs.items()}
-    node = ET.SubElement(parent, f"{{{SVG}}}{tag}", names)
-    if text is not None:
-        node.text = text
-    return node
 
 
 def _svg(title: str) -> ET.Element:

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from aifactory.domain.enums import ResearchKind
 from aifactory.domain.proposal_sections import (
     ETHICS_QUESTIONS,
+    LABELS,
     MAX_ROWS,
     DataPlan,
     EthicsAnswer,
@@ -53,16 +54,8 @@ ROW_FIELDS = {
         "expertise": "Expertise",
     },
 }
-PLANS = {
-    "technical.method": "Model or method",
-    "technical.software": "Software stack",
-    "technical.scaling": "Scaling evidence",
-    "technical.workflow": "Workflow",
-    "data.datasets": "Datasets",
-    "data.sources": "Data sources",
-    "data.licences": "Licences",
-    "data.personal_data": "Personal data",
-    "data.personal_data_handling": "How personal data is protected",
+PLANS = {k: v for k, v in LABELS.items() if k.startswith(("technical.", "data."))} | {
+    "data.personal_data_handling": "How personal data is protected"
 }
 #: Where a service's field lands on this form.
 ALIASES = {"gpu_hours": "resources", "partition": "resources.0.partition", "file": "attachments"}
