@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     self_signup: bool = Field(
         default=True, description="people may create their own account at /signup"
     )
+    signup_per_address: int = Field(
+        default=5, ge=1, le=10_000, description="accounts one address may create in an hour"
+    )
     federation_file: Path | None = Field(
         default=None, description="federation YAML; default is the shipped one"
     )

@@ -10,8 +10,8 @@ from typing import Any
 
 import jwt
 import pytest
-from cryptography.hazmat.primitives.asymmetric import rsa
-from jwt.algorithms import RSAAlgorithm
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from aifactory.db.models import ClaimRule
 from aifactory.errors import Unauthenticated
@@ -81,6 +81,33 @@ def test_a_tampered_payload_is_refused() -> None:
     forged = jwt.utils.base64url_encode(json.dumps(claims).encode()).decode()
     with pytest.raises(Unauthenticated, match="signature"):
         _verify(f"{head}.{forged}.{sig}")
+
+
+def _unnamed(alg: str = "RS256") -> str:
+    """A token whose header names no key (``kid``)."""
+    claims = {"iss": ISSUER, "sub": "bo", "aud": CLIENT, "exp": 2_000_000_000, "nonce": NONCE}
+    return jwt.encode({**claims, "iat": int(NOW.timestamp())}, KEY, alg)
+
+
+def test_without_a_kid_only_keys_that_fit_the_algorithm_are_tried() -> None:
+    ec_key = json.loads(ECAlgorithm.to_jwk(ec.generate_private_key(ec.SECP256R1()).public_key()))
+    rsa_key = json.loads(RSAAlgorithm.to_jwk(KEY.public_key()))
+    other = json.loads(RSAAlgorithm.to_jwk(OTHER.public_key()))
+    jwks = {
+        "keys": [
+            ec_key,  # another type: skipped
+            {**rsa_key, "use": "enc"},  # not for signatures: skipped
+            {**rsa_key, "alg": "RS512"},  # bound to another algorithm: skipped
+            {**other, "use": "sig"},  # fits, but did not sign: the next one is tried
+            rsa_key,  # fits (no "use", no "alg")
+        ]
+    }
+    assert _verify(_unnamed(), jwks)["sub"] == "bo"
+    assert _verify(_unnamed("PS256"), jwks)["sub"] == "bo"  # an RSA key without "alg" fits PS*
+    with pytest.raises(Unauthenticated, match="does not publish"):
+        _verify(_unnamed(), {"keys": [ec_key, {**rsa_key, "use": "enc"}]})
+    with pytest.raises(Unauthenticated, match="signature does not verify"):
+        _verify(_unnamed(), {"keys": [other]})
 
 
 def test_unsigned_and_hmac_tokens_are_refused() -> None:

@@ -46,7 +46,8 @@ def lockouts(as_json: JsonOpt = False) -> None:
 
 
 def unlock(
-    key: Annotated[str, typer.Argument(help="user:NAME or addr:IP")], as_json: JsonOpt = False
+    key: Annotated[str, typer.Argument(help="user:NAME, addr:IP or signup:IP")],
+    as_json: JsonOpt = False,
 ) -> None:
     """Lift a lockout and forget its failures."""
     with client() as c:

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import FileResponse, Response
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from aifactory.api.deps import NowDep, SessionDep
@@ -146,8 +147,21 @@ def apply_form(
 async def check_eligibility(
     call_id: str, request: Request, session: SessionDep, user: CurrentUser, now: NowDep
 ) -> Response:
-    """Signed in, members of the organisation only: every rule with pass/fail and reason."""
+    """Signed in, members of the organisation only: every rule with pass/fail and reason.
+
+    Async only to read the body; the database work runs in the threadpool (``_checked``)."""
     form = ProposalForm.read(await request.form())
+    return await run_in_threadpool(_checked, request, session, user, call_id, form, now)
+
+
+def _checked(
+    request: Request,
+    session: Session,
+    user: SignedIn,
+    call_id: str,
+    form: ProposalForm,
+    now: datetime,
+) -> Response:
     errors = form.errors()
     if request.headers.get("x-fragment") == "eligibility":
         result = _check(session, user, call_id, form, errors, now)
@@ -161,15 +175,30 @@ async def apply(
     call_id: str, request: Request, session: SessionDep, user: CurrentUser, now: NowDep
 ) -> Response:
     """Create the proposal, attach its PDFs and submit it in one step; bad input leaves
-    nothing stored and shows every problem beside its field ("more" only adds a row)."""
+    nothing stored and shows every problem beside its field ("more" only adds a row).
+
+    Async only to read the body (uploads included); storing, hashing the PDFs and rendering
+    run in the threadpool (``_applied``), off the event loop."""
     raw = await request.form()
     form = ProposalForm.read(raw)
+    files = [f for f in raw.getlist("attachments") if isinstance(f, UploadFile) and f.filename]
+    return await run_in_threadpool(_applied, request, session, user, call_id, form, files, now)
+
+
+def _applied(
+    request: Request,
+    session: Session,
+    user: SignedIn,
+    call_id: str,
+    form: ProposalForm,
+    files: list[UploadFile],
+    now: datetime,
+) -> Response:
     if form.more:
         return _page(request, session, user, call_id, form, now)
     errors = form.errors()
     mode = access.get_call(call_id).mode
     data = to_input(call_id, mode, form, errors)
-    files = [f for f in raw.getlist("attachments") if isinstance(f, UploadFile) and f.filename]
     if errors:
         _files_again(errors, files)
         return _page(request, session, user, call_id, form, now, errors, 422)

@@ -3,38 +3,55 @@
 Every failure (provider down, an unknown, expired or reused sign-in, a refused code, a token
 that does not verify, a disabled account) shows the sign-in page with what went wrong, and is
 recorded in the audit log; nothing here answers 500.
+
+The routes take the ``Database`` and open short transactions themselves: the provider may take
+seconds to answer (four calls at a callback), and no transaction (on SQLite, the database-wide
+write lock) may stay open meanwhile. The callback commits the used-up pending login first, asks
+the provider with no session open, then provisions the user in a new transaction.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
-from aifactory.api.deps import NowDep, SessionDep, SettingsDep
-from aifactory.errors import AIFactoryError, BackendUnavailable, Forbidden, Invalid, NotFound
+from aifactory.api.deps import NowDep, SettingsDep, get_db
+from aifactory.db.engine import Database
+from aifactory.errors import (
+    AIFactoryError,
+    BackendUnavailable,
+    Forbidden,
+    Invalid,
+    NotFound,
+    TooManyAttempts,
+)
 from aifactory.portal.auth import FORM_COOKIE_AGE, login_page, safe_next
 from aifactory.portal.web import (
     FORM_COOKIE,
     SESSION_COOKIE,
-    MaybeUser,
     PortalRoute,
     form_secret,
     redirect,
     set_cookie,
+    signed_in,
 )
 from aifactory.services import federated, oidc
+from aifactory.services.federated import Pending
 from aifactory.services.oidc import CALLBACK_PATH, OidcConfig
 from aifactory.settings import Settings
 
 router = APIRouter(route_class=PortalRoute)
 Param = Annotated[str, Query(max_length=2048)]
+DbDep = Annotated[Database, Depends(get_db)]
 #: The page's status for each kind of failure (the provider failing is a bad gateway).
 STATUS: dict[type[AIFactoryError], int] = {
     BackendUnavailable: 502,
     Invalid: 400,
     Forbidden: 403,
+    TooManyAttempts: 429,
 }
 
 
@@ -53,27 +70,49 @@ def _status(exc: AIFactoryError) -> int:
     return next((code for kind, code in STATUS.items() if isinstance(exc, kind)), 401)
 
 
+def _refuse(db: Database, request: Request, next_url: str, exc: AIFactoryError) -> Response:
+    """The sign-in page saying what went wrong, the failure audited in a transaction of its own."""
+    with db.session() as session:
+        federated.record_failure(session, exc)
+    return _page(request, next_url, exc)
+
+
+def _page(request: Request, next_url: str, exc: AIFactoryError) -> Response:
+    shown = exc.details[0].message if exc.details else exc.message  # no "invalid state:"
+    return login_page(request, next_url, shown, status=_status(exc))
+
+
 @router.get("/login/federated")
 def start(
     request: Request,
-    session: SessionDep,
+    db: DbDep,
     settings: SettingsDep,
     now: NowDep,
-    user: MaybeUser,
     next: Annotated[str, Query(max_length=500)] = "/",
 ) -> Response:
-    """Public: send the browser to the provider (the pending login is kept in the database)."""
+    """Public: send the browser to the provider (the pending login is kept in the database).
+    Throttled per address: too many sign-ins started and not finished get 429 for a while."""
     cfg = _config(settings)
+    with db.session() as session:
+        user = signed_in(request, session, now)
     if user is not None:
         return redirect(safe_next(next))
     secret, fresh = form_secret(request)
     try:
-        url = federated.begin(
-            session, cfg, _redirect_uri(request, cfg), safe_next(next), secret, now
-        )
-    except BackendUnavailable as exc:
-        federated.record_failure(session, exc)
-        response = login_page(request, next, exc.message, status=502)
+        provider = federated.provider(cfg)  # no transaction open while the provider answers
+        with db.session() as session:
+            url = federated.begin(
+                session,
+                provider,
+                cfg,
+                _redirect_uri(request, cfg),
+                safe_next(next),
+                secret,
+                federated.start_limits(settings),
+                now,
+            )
+    except (BackendUnavailable, TooManyAttempts) as exc:
+        response = _refuse(db, request, next, exc)
     else:
         response = redirect(url)
     if fresh:
@@ -81,10 +120,21 @@ def start(
     return response
 
 
+def _take(db: Database, state: str, browser: str, now: datetime) -> Pending | AIFactoryError:
+    """The pending login of ``state``, or why not; committed at once either way, so the state is
+    used up (even by a refused attempt) before the provider is asked anything."""
+    with db.session() as session:
+        try:
+            return federated.consume(session, state, browser, now)
+        except AIFactoryError as exc:
+            federated.record_failure(session, exc)
+            return exc
+
+
 @router.get(CALLBACK_PATH)
 def callback(
     request: Request,
-    session: SessionDep,
+    db: DbDep,
     settings: SettingsDep,
     now: NowDep,
     state: Param = "",
@@ -93,18 +143,17 @@ def callback(
 ) -> Response:
     """Public: the provider sends the browser back here with a code (or an error)."""
     cfg = _config(settings)
-    next_url = "/"
+    pending = _take(db, state, request.cookies.get(FORM_COOKIE, ""), now)
+    if isinstance(pending, AIFactoryError):
+        return _page(request, "/", pending)
     try:
-        pending = federated.consume(session, state, request.cookies.get(FORM_COOKIE, ""), now)
-        next_url = pending.next_url
         if error or not code:
             raise federated.refused(error or "no code")
-        with session.begin_nested():  # a failure leaves nothing half made
-            started = federated.finish(session, cfg, pending, code, now)
+        verified = federated.verify(cfg, pending, code, now)  # the provider's calls, no session
+        with db.session() as session:  # a failure rolls back: nothing is left half made
+            started = federated.complete(session, verified, federated.start_limits(settings), now)
     except AIFactoryError as exc:
-        federated.record_failure(session, exc)
-        shown = exc.details[0].message if exc.details else exc.message  # no "invalid state:"
-        return login_page(request, next_url, shown, status=_status(exc))
+        return _refuse(db, request, pending.next_url, exc)
     response = redirect(safe_next(pending.next_url))
     age = int((started.expires_at - now).total_seconds())
     set_cookie(response, request, SESSION_COOKIE, started.secret, age)

@@ -121,8 +121,12 @@ class ProposalErrors(FormErrors):
 
 
 def _count(raw: object, default: int) -> int:
+    """A row count the form posted back; anything but 1-3 ASCII digits (``"²"`` is a digit to
+    ``isdigit`` but not to ``int``; thousands of digits are refused by ``int``) is the default."""
     text = str(raw or "")
-    return min(int(text), MAX_ROWS) if text.isdigit() and int(text) > 0 else default
+    if not (text.isascii() and text.isdigit() and len(text) <= 3) or int(text) == 0:
+        return default
+    return min(int(text), MAX_ROWS)
 
 
 def _kind(value: str) -> ResearchKind:

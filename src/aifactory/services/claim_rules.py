@@ -3,7 +3,8 @@
 A rule names a claim (``eduperson_entitlement``), a value (exact, or a prefix ending with ``*``)
 and a role (a factory operator's with its factory). At every federated sign-in the roles the
 matching rules give are granted, marked as coming from rules; such grants whose rules no longer
-match are taken away. Roles granted by hand are never touched.
+match are taken away. Roles granted by hand are never touched. No rule grants
+``federation_admin`` (claims may come from what a person controls): admins are made by hand.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ def list_rules(session: Session, who: Principal) -> list[ClaimRuleView]:
 
 def add_rule(session: Session, who: Principal, body: ClaimRuleIn) -> ClaimRuleView:
     authorize(who, Action.MANAGE_IDENTITY)
+    if body.role == Role.FEDERATION_ADMIN:
+        msg = "federation_admin is granted by hand only, never from a provider's claims"
+        raise Invalid.field("role", "not_federation_admin", msg)
     if (body.role == Role.FACTORY_OPERATOR) != (body.factory is not None):
         msg = "factory_operator needs a factory; other roles take none"
         raise Invalid.field("factory", "operator_scope", msg)
@@ -94,9 +98,8 @@ def matches(rule: ClaimRule, claims: dict[str, Any]) -> bool:
 
 def apply(session: Session, user: User, claims: dict[str, Any], actor: str) -> None:
     """Grant what the matching rules give; take away rule grants no rule gives any more."""
-    wanted = {
-        (r.role, r.factory_id) for r in session.scalars(select(ClaimRule)) if matches(r, claims)
-    }
+    rules = session.scalars(select(ClaimRule).where(ClaimRule.role != Role.FEDERATION_ADMIN))
+    wanted = {(r.role, r.factory_id) for r in rules if matches(r, claims)}
     held = {(g.role, g.factory_id): g for g in user.roles}
     changed = False
     for grant in list(user.roles):

@@ -4,7 +4,12 @@ A pending login (state → PKCE verifier, nonce, where to go next) lives in the 
 callback may reach any server process; it is deleted on its first use and expires after
 ``PENDING_TTL``. A person is found by (issuer, subject); the first sign-in creates a user with the
 applicant role and links the organisation whose home domain the ``schac_home_organization``
-claim names. Claim rules (``services/claim_rules.py``) run at every sign-in.
+claim names (only then: an admin may remove the membership later). Claim rules
+(``services/claim_rules.py``) run at every sign-in.
+
+The calls to the provider (``verify``) take seconds when it is slow, so they run outside any
+transaction: the caller commits ``consume`` first and provisions the user in a new transaction
+(``complete``). Sign-ins started and not finished are counted per address (``start_limits``).
 """
 
 from __future__ import annotations
@@ -28,11 +33,12 @@ from aifactory.errors import (
     NotFound,
     Unauthenticated,
 )
-from aifactory.services import audit, claim_rules, identity, oidc
+from aifactory.services import audit, claim_rules, identity, oidc, throttle
 from aifactory.services.audit import AuditAction
-from aifactory.services.oidc import OidcConfig
+from aifactory.services.oidc import OidcConfig, Provider
 from aifactory.services.permissions import Action, Principal, authorize
 from aifactory.services.sessions import NewSession, start
+from aifactory.settings import Settings
 
 PENDING_TTL = timedelta(minutes=10)
 ACTOR = "oidc"
@@ -48,17 +54,47 @@ class Pending:
     redirect_uri: str
 
 
+@dataclass(frozen=True)
+class Verified:
+    """What the provider vouched for: its issuer and the person's claims (id_token + userinfo)."""
+
+    issuer: str
+    claims: dict[str, Any]
+
+
+def provider(cfg: OidcConfig) -> Provider:
+    """The provider's endpoints (its discovery, kept a few minutes); call outside a transaction."""
+    with oidc.client() as http:
+        return oidc.provider_of(http, cfg.issuer)
+
+
+def start_limits(settings: Settings) -> dict[str, throttle.Policy]:
+    """Sign-ins started from the caller's address and not finished, under a key of their own
+    (``oidc:ADDRESS``) so that they never lock password sign-ins from there."""
+    key = "oidc:" + (audit.origin.get()[:64] or "unknown")
+    window, lockout = (
+        timedelta(seconds=settings.auth_window_s),
+        timedelta(seconds=settings.auth_lockout_s),
+    )
+    return {key: throttle.Policy(settings.auth_address_failures, window, lockout)}
+
+
 def begin(
     session: Session,
+    provider: Provider,
     cfg: OidcConfig,
     redirect_uri: str,
     next_url: str,
     browser_secret: str,
+    limits: dict[str, throttle.Policy],
     now: datetime,
 ) -> str:
-    """Record a pending login and return the provider's authorization URL to send the browser to."""
-    with oidc.client() as http:
-        provider = oidc.discover(http, cfg.issuer)
+    """Record a pending login and return the provider's authorization URL to send the browser to.
+
+    Raises ``TooManyAttempts`` while the address has too many sign-ins started and not finished.
+    """
+    throttle.check(session, list(limits), now)
+    throttle.fail(session, limits, now)  # cleared by a sign-in finished from the same address
     state, nonce = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     verifier, challenge = oidc.pkce_pair()
     session.execute(delete(OidcLogin).where(OidcLogin.expires_at <= now))
@@ -97,40 +133,48 @@ def consume(session: Session, state: str, browser_secret: str, now: datetime) ->
     return Pending(row.verifier, row.nonce, row.next_url, row.redirect_uri)
 
 
-def finish(
-    session: Session, cfg: OidcConfig, pending: Pending, code: str, now: datetime
-) -> NewSession:
-    """Exchange the code, verify the id_token, read userinfo, and start a portal session."""
+def verify(cfg: OidcConfig, pending: Pending, code: str, now: datetime) -> Verified:
+    """Exchange the code, verify the id_token and read userinfo: calls to the provider only,
+    made outside any transaction (``consume`` is committed before, ``complete`` comes after)."""
     with oidc.client() as http:
-        provider = oidc.discover(http, cfg.issuer)
+        provider = oidc.provider_of(http, cfg.issuer)
         tokens = oidc.exchange_code(
             http, provider, cfg, code, pending.verifier, pending.redirect_uri
         )
-        jwks = oidc.fetch_jwks(http, provider)
-        claims = oidc.verify_id_token(
-            tokens["id_token"], jwks, provider.issuer, cfg.client_id, pending.nonce, now
+        claims = oidc.check_id_token(
+            http, provider, tokens["id_token"], cfg.client_id, pending.nonce, now
         )
         info = oidc.userinfo(http, provider, tokens["access_token"], str(claims["sub"]))
-    user = provision(session, provider.issuer, {**claims, **info}, now)
+    return Verified(provider.issuer, {**claims, **info})
+
+
+def complete(
+    session: Session, verified: Verified, limits: dict[str, throttle.Policy], now: datetime
+) -> NewSession:
+    """Find or create the user of verified claims and start their portal session."""
+    user = provision(session, verified.issuer, verified.claims, now)
     started = start(session, user, now)
+    throttle.succeeded(session, list(limits))
     audit.record(
         session,
         user.username,
         AuditAction.LOGIN,
         ("user", user.username),
         method="oidc",
-        issuer=provider.issuer,
+        issuer=verified.issuer,
     )
     return started
 
 
 def provision(session: Session, issuer: str, claims: dict[str, Any], now: datetime) -> User:
-    """The user behind verified claims: found by (issuer, sub) or created, linked to the
-    organisation of their home domain, with the roles the claim rules give."""
-    user = _find_or_create(session, issuer, claims, now)
+    """The user behind verified claims: found by (issuer, sub) or created (and then linked to
+    the organisation of their home domain), with the roles the claim rules give."""
+    user = _find(session, issuer, claims, now)
+    if user is None:
+        user = _create(session, issuer, claims, now)
+        _link_organisation(session, user, claims)
     if not user.is_active:
         raise Forbidden("this account is disabled; ask the federation's administrators")
-    _link_organisation(session, user, claims)
     claim_rules.apply(session, user, claims, ACTOR)
     return user
 
@@ -148,14 +192,19 @@ def record_failure(session: Session, exc: AIFactoryError) -> None:
     )
 
 
-def _find_or_create(session: Session, issuer: str, claims: dict[str, Any], now: datetime) -> User:
+def _find(session: Session, issuer: str, claims: dict[str, Any], now: datetime) -> User | None:
     subject = str(claims["sub"])
     link = session.scalar(
         select(OidcIdentity).where(OidcIdentity.issuer == issuer, OidcIdentity.subject == subject)
     )
-    if link is not None:
-        link.last_login_at = now
-        return session.get_one(User, link.user_id)
+    if link is None:
+        return None
+    link.last_login_at = now
+    return session.get_one(User, link.user_id)
+
+
+def _create(session: Session, issuer: str, claims: dict[str, Any], now: datetime) -> User:
+    subject = str(claims["sub"])
     email = _email(claims)
     username = _unique_username(session, _username_base(claims, email))
     name = str(claims.get("name") or "")[:200]
@@ -218,7 +267,7 @@ def _link_organisation(session: Session, user: User, claims: dict[str, Any]) -> 
 
 def set_home_domain(session: Session, who: Principal, org_id: int, domain: str | None) -> str:
     """Set (or clear, with None) the home-organisation domain of an organisation; admins only:
-    everyone whose provider reports that domain joins the organisation at sign-in."""
+    everyone whose provider reports that domain joins the organisation at their first sign-in."""
     authorize(who, Action.MANAGE_IDENTITY)
     org = session.get(Organisation, org_id)
     if org is None:

@@ -1,11 +1,12 @@
 """Invitations to a project and its membership: a PI invites by e-mail, the invitee joins.
 
 An invitation is a single-use link carrying a random secret; only the secret's SHA-256 is
-stored. It is pending until it is used, revoked or expires (``TTL``); each of those closes it
-through ``_close``, which refuses to close one twice. There is no mail server: the link is
-returned to the PI (page, API, CLI) to pass on. Joining adds a ``ProjectMember`` row, the one
-place membership lives: the site agents put members' site accounts into the project's Slurm
-account from those rows (``site_accounts.member_logins``).
+stored. It is pending until it is used, revoked or expires (``TTL``); using and revoking close
+it through ``_close``, one compare-and-set UPDATE that only a still-pending row passes, so two
+people using one link at once, or a use racing a revocation, cannot both succeed. There is no
+mail server: the link is returned to the PI (page, API, CLI) to pass on. Joining adds a
+``ProjectMember`` row, the one place membership lives: the site agents put members' site
+accounts into the project's Slurm account from those rows (``site_accounts.member_logins``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import re
 import secrets
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from aifactory.db.models import Project, ProjectInvitation, ProjectMember, User
@@ -86,7 +87,7 @@ def revoke(
     row = session.get(ProjectInvitation, invitation_id)
     if row is None or row.project_code != code:
         raise NotFound(f"invitation {invitation_id} not found")
-    _close(row, InvitationStatus.REVOKED, now)
+    _close(session, row, InvitationStatus.REVOKED, now, who.user_id)
     audit.record(session, who.username, AuditAction.INVITATION_REVOKE, ("invitation", row.id))
     return _view(session, row, now)
 
@@ -99,8 +100,7 @@ def lookup(session: Session, token: str, now: datetime) -> InvitationView:
 def accept(session: Session, who: Principal, token: str, now: datetime) -> InvitationView:
     """Join the project with a pending invitation; the link is used up (also by a member)."""
     row = _by_token(session, token)
-    _close(row, InvitationStatus.ACCEPTED, now)
-    row.accepted_by_id = who.user_id
+    _close(session, row, InvitationStatus.ACCEPTED, now, who.user_id)
     if not _is_member(session, row.project_code, who.user_id):  # members keep their role
         session.add(
             ProjectMember(project_code=row.project_code, user_id=who.user_id, role=row.role)
@@ -144,17 +144,33 @@ def _managed(session: Session, who: Principal, code: str) -> Project:
     return project
 
 
-def _close(row: ProjectInvitation, to: InvitationStatus, now: datetime) -> None:
-    """The one transition out of pending: accepted or revoked (expiry needs no write)."""
-    current = status_of(row, now)
-    if current != InvitationStatus.PENDING:
-        raise Conflict(f"this invitation is {current}; ask the PI for a new one")
-    if to == InvitationStatus.ACCEPTED:
-        row.accepted_at = now
-    elif to == InvitationStatus.REVOKED:
-        row.revoked_at = now
-    else:
+def _close(
+    session: Session, row: ProjectInvitation, to: InvitationStatus, now: datetime, by: int
+) -> None:
+    """The one transition out of pending: accepted (by ``by``) or revoked; expiry needs no
+    write. A compare-and-set: the UPDATE matches only a row still pending in the database, so
+    of two racing closes exactly one changes a row; the other gets the row's real status."""
+    writes: dict[InvitationStatus, dict[str, datetime | int]] = {
+        InvitationStatus.ACCEPTED: {"accepted_at": now, "accepted_by_id": by},
+        InvitationStatus.REVOKED: {"revoked_at": now},
+    }
+    changes = writes.get(to)
+    if changes is None:
         raise Invalid.field("status", "transition", f"an invitation cannot become {to}")
+    closed = session.execute(
+        update(ProjectInvitation)
+        .where(
+            ProjectInvitation.id == row.id,
+            ProjectInvitation.accepted_at.is_(None),
+            ProjectInvitation.revoked_at.is_(None),
+            ProjectInvitation.expires_at > now,
+        )
+        .values(**changes)
+        .execution_options(synchronize_session=False)
+    )
+    session.refresh(row)
+    if getattr(closed, "rowcount", 0) != 1:
+        raise Conflict(f"this invitation is {status_of(row, now)}; ask the PI for a new one")
 
 
 def _by_token(session: Session, token: str) -> ProjectInvitation:

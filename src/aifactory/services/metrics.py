@@ -44,7 +44,6 @@ from aifactory.db.models import (
     SiteStatus,
 )
 from aifactory.db.wake import BROKER
-from aifactory.domain.enums import Role
 from aifactory.domain.jobs import JobState
 from aifactory.errors import Forbidden
 from aifactory.services.permissions import Principal
@@ -58,9 +57,12 @@ UNPLACED = "none"
 
 
 def check_reader(who: Principal) -> None:
-    """Metrics are for federation admins and factory operators (and the scrape token)."""
-    if not (who.is_admin or who.has(Role.FACTORY_OPERATOR)):
-        raise Forbidden("metrics are for federation admins, factory operators and the scraper")
+    """Metrics are for federation admins (and the scrape token): they cover every factory's
+    jobs, ledgers and sites, more than an operator of one factory may see."""
+    if not who.is_admin:
+        raise Forbidden(
+            "metrics cover the whole federation: for federation admins and the scrape token"
+        )
 
 
 class DatabaseCollector(Collector):

@@ -4,7 +4,10 @@ Works with any standard provider configured by its issuer URL (MyAccessID in Eur
 id_token is verified with PyJWT against the provider's published keys (JWKS): signature, ``iss``,
 ``aud`` (and ``azp`` when several audiences), ``exp`` and the ``nonce`` this sign-in sent.
 Network failures and provider errors become ``BackendUnavailable``; a token that fails a check
-becomes ``Unauthenticated`` naming the check.
+becomes ``Unauthenticated`` naming the check. Discovery documents and key sets are kept in this
+process for ``CACHE_TTL_S`` per issuer; an id_token naming a key (``kid``) not in the kept set
+fetches the set once more (the provider rotated its keys). Nothing here touches the database:
+callers make these calls outside any transaction.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ import base64
 import hashlib
 import hmac
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -29,6 +34,9 @@ LEEWAY_S = 60  # clock skew allowed on exp/iat/nbf
 #: Signature algorithms accepted (never "none", never HMAC with a public key).
 ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"]
 CALLBACK_PATH = "/auth/callback"
+CACHE_TTL_S = 300.0  # how long a discovery document or key set is kept
+#: The key type (``kty``) each family of accepted algorithms signs with.
+KEY_TYPES = {"RS": "RSA", "PS": "RSA", "ES": "EC", "Ed": "OKP"}
 
 
 @dataclass(frozen=True)
@@ -109,6 +117,80 @@ def discover(http: httpx.Client, issuer: str) -> Provider:
         raise BackendUnavailable(f"the provider's discovery lacks {exc.args[0]}") from exc
 
 
+class _Cache:
+    """Documents per (kind, URL), each kept for ``CACHE_TTL_S`` (monotonic clock, thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: dict[tuple[str, str], tuple[float, Any]] = {}
+
+    def get(self, key: tuple[str, str]) -> Any:
+        with self._lock:
+            item = self._items.get(key)
+        return item[1] if item is not None and item[0] > time.monotonic() else None
+
+    def put(self, key: tuple[str, str], value: Any) -> None:
+        with self._lock:
+            self._items[key] = (time.monotonic() + CACHE_TTL_S, value)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+_CACHE = _Cache()
+
+
+def forget_cached() -> None:
+    """Drop every kept discovery document and key set (tests; a changed provider)."""
+    _CACHE.clear()
+
+
+def provider_of(http: httpx.Client, issuer: str) -> Provider:
+    """The issuer's discovery, read at most once per ``CACHE_TTL_S``."""
+    kept: Provider | None = _CACHE.get(("discovery", issuer))
+    if kept is None:
+        kept = discover(http, issuer)
+        _CACHE.put(("discovery", issuer), kept)
+    return kept
+
+
+def keys_of(http: httpx.Client, provider: Provider, fresh: bool = False) -> dict[str, Any]:
+    """The provider's key set, read at most once per ``CACHE_TTL_S`` unless ``fresh``."""
+    kept: dict[str, Any] | None = None if fresh else _CACHE.get(("jwks", provider.jwks_uri))
+    if kept is None:
+        kept = fetch_jwks(http, provider)
+        _CACHE.put(("jwks", provider.jwks_uri), kept)
+    return kept
+
+
+def check_id_token(
+    http: httpx.Client,
+    provider: Provider,
+    token: str,
+    client_id: str,
+    nonce: str,
+    now: datetime,
+) -> dict[str, Any]:
+    """``verify_id_token`` with the kept key set, fetched again once for an unknown ``kid``."""
+    jwks = keys_of(http, provider)
+    if not _publishes(token, jwks):
+        jwks = keys_of(http, provider, fresh=True)
+    return verify_id_token(token, jwks, provider.issuer, client_id, nonce, now)
+
+
+def _publishes(token: str, jwks: dict[str, Any]) -> bool:
+    """Whether the key set has the token's ``kid`` (True without one, or when unreadable: the
+    verification then says what is wrong)."""
+    try:
+        kid = jwt.get_unverified_header(token).get("kid")
+    except jwt.PyJWTError:
+        return True
+    keys = jwks.get("keys")
+    listed = keys if isinstance(keys, list) else []
+    return kid is None or any(isinstance(k, dict) and k.get("kid") == kid for k in listed)
+
+
 def pkce_pair() -> tuple[str, str]:
     """A fresh code verifier and its S256 challenge."""
     verifier = secrets.token_urlsafe(48)
@@ -184,31 +266,7 @@ def verify_id_token(
     token: str, jwks: dict[str, Any], issuer: str, client_id: str, nonce: str, now: datetime
 ) -> dict[str, Any]:
     """The id_token's claims once its signature, issuer, audience, expiry and nonce check out."""
-    key = _signing_key(token, jwks)
-    try:
-        claims: dict[str, Any] = jwt.decode(
-            token,
-            key,
-            algorithms=ALGORITHMS,
-            audience=client_id,
-            issuer=issuer,
-            leeway=LEEWAY_S,
-            # expiry is checked below against the injected clock, not the wall clock
-            options={
-                "require": ["iss", "sub", "aud", "exp", "iat"],
-                "verify_exp": False,
-                "verify_iat": False,
-                "verify_nbf": False,
-            },
-        )
-    except jwt.InvalidIssuerError as exc:
-        raise Unauthenticated("the id_token comes from another issuer") from exc
-    except jwt.InvalidAudienceError as exc:
-        raise Unauthenticated("the id_token was issued to another client") from exc
-    except jwt.InvalidSignatureError as exc:
-        raise Unauthenticated("the id_token's signature does not verify") from exc
-    except jwt.PyJWTError as exc:
-        raise Unauthenticated(f"the id_token is invalid ({exc})") from exc
+    claims = _decode(token, _signing_keys(token, jwks), issuer, client_id)
     if not isinstance(claims["exp"], int | float) or claims["exp"] + LEEWAY_S < now.timestamp():
         raise Unauthenticated("the sign-in provider's id_token has expired")
     audiences = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
@@ -219,21 +277,82 @@ def verify_id_token(
     return claims
 
 
-def _signing_key(token: str, jwks: dict[str, Any]) -> Any:
+def _decode(token: str, keys: list[jwt.PyJWK], issuer: str, client_id: str) -> dict[str, Any]:
+    """The claims, checked with the first of ``keys`` whose signature verifies."""
+    try:
+        for key in keys[:-1]:
+            try:
+                return _decode_with(token, key, issuer, client_id)
+            except jwt.InvalidSignatureError:
+                continue  # another key of the same type may have signed it
+        return _decode_with(token, keys[-1], issuer, client_id)
+    except jwt.InvalidIssuerError as exc:
+        raise Unauthenticated("the id_token comes from another issuer") from exc
+    except jwt.InvalidAudienceError as exc:
+        raise Unauthenticated("the id_token was issued to another client") from exc
+    except jwt.InvalidSignatureError as exc:
+        raise Unauthenticated("the id_token's signature does not verify") from exc
+    except jwt.PyJWTError as exc:
+        raise Unauthenticated(f"the id_token is invalid ({exc})") from exc
+
+
+def _decode_with(token: str, key: jwt.PyJWK, issuer: str, client_id: str) -> dict[str, Any]:
+    claims: dict[str, Any] = jwt.decode(
+        token,
+        key,
+        algorithms=ALGORITHMS,
+        audience=client_id,
+        issuer=issuer,
+        leeway=LEEWAY_S,
+        # expiry is checked by the caller against the injected clock, not the wall clock
+        options={
+            "require": ["iss", "sub", "aud", "exp", "iat"],
+            "verify_exp": False,
+            "verify_iat": False,
+            "verify_nbf": False,
+        },
+    )
+    return claims
+
+
+def _signing_keys(token: str, jwks: dict[str, Any]) -> list[jwt.PyJWK]:
+    """The published keys that may have signed the token: its ``kid`` (when it names one), a
+    key type that fits its algorithm (RSA for RS*/PS*, EC for ES*, OKP for EdDSA), meant for
+    signatures (``use`` "sig" or absent) and not bound to another algorithm."""
     try:
         header = jwt.get_unverified_header(token)
-        keys = jwt.PyJWKSet.from_dict(jwks).keys
     except jwt.PyJWTError as exc:
-        raise Unauthenticated(
-            f"the id_token or the provider's keys are unreadable ({exc})"
-        ) from exc
+        raise Unauthenticated(f"the id_token is unreadable ({exc})") from exc
     alg, kid = header.get("alg"), header.get("kid")
     if alg not in ALGORITHMS:
         raise Unauthenticated(f"the id_token's algorithm {alg!r} is not accepted")
-    usable = [k for k in keys if (kid is None or k.key_id == kid) and k.public_key_use != "enc"]
+    listed = jwks.get("keys")
+    usable = [
+        key
+        for data in (listed if isinstance(listed, list) else [])
+        if isinstance(data, dict) and _fits(data, alg, kid)
+        for key in _readable(data, alg)
+    ]
     if not usable:
         raise Unauthenticated("the id_token is signed with a key the provider does not publish")
-    return usable[0]
+    return usable
+
+
+def _fits(data: dict[str, Any], alg: str, kid: str | None) -> bool:
+    return (
+        (kid is None or data.get("kid") == kid)
+        and data.get("kty") == KEY_TYPES[alg[:2]]
+        and data.get("use", "sig") == "sig"
+        and data.get("alg", alg) == alg
+    )
+
+
+def _readable(data: dict[str, Any], alg: str) -> list[jwt.PyJWK]:
+    """The key bound to the token's algorithm, or none when the provider's entry is broken."""
+    try:
+        return [jwt.PyJWK(data, alg)]
+    except jwt.PyJWTError:
+        return []
 
 
 def userinfo(http: httpx.Client, provider: Provider, access_token: str, sub: str) -> dict[str, Any]:

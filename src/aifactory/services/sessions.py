@@ -17,7 +17,7 @@ from functools import cache
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from aifactory.db.models import PortalSession, User
+from aifactory.db.models import OidcIdentity, PortalSession, User
 from aifactory.errors import Invalid, Unauthenticated
 from aifactory.services import audit, identity, throttle
 from aifactory.services.audit import AuditAction
@@ -152,20 +152,33 @@ def set_password(
     """Set a user's portal password (argon2id hash) and end their portal sessions.
 
     With ``limits`` (the user changes their own password) the current password must be given
-    and right, checked and throttled like a sign-in; a federation admin (or the local CLI)
-    passes none. Short passwords are refused.
+    and right, checked and throttled like a sign-in, and users who sign in through a provider
+    (federated sign-in) may not set one: a password would let them in past the provider. A
+    federation admin (or the local CLI) passes none. Short passwords are refused.
     """
     if len(password) < MIN_PASSWORD_LENGTH:
         raise Invalid.field("password", "min_length", f"at least {MIN_PASSWORD_LENGTH} characters")
     user = session.scalar(select(User).where(User.username == username))
     if user is None:
         raise Invalid.field("username", "known_user", f"no user {username!r}")
+    if limits is not None and _federated(session, user):
+        msg = (
+            "you sign in through your home organisation; only a federation admin may give "
+            "this account a password"
+        )
+        raise Invalid.field("password", "not_federated", msg)
     if limits is not None and user.password_hash is not None:
         _check_current(session, user, current, limits, now or datetime.now(UTC))
     user.password_hash = identity.hash_password(password)
     session.execute(delete(PortalSession).where(PortalSession.user_id == user.id))
     audit.record(session, actor, AuditAction.PASSWORD_SET, ("user", username))
     session.flush()
+
+
+def _federated(session: Session, user: User) -> bool:
+    """Whether the user is linked to a provider's identity (federated sign-in)."""
+    link = select(OidcIdentity.id).where(OidcIdentity.user_id == user.id).limit(1)
+    return session.scalar(link) is not None
 
 
 def _check_current(

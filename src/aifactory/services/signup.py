@@ -3,7 +3,8 @@
 Turned off with ``AIF_SELF_SIGNUP=false``. Refused attempts (a bad form, a taken username) are
 counted per address like failed sign-ins (``services/throttle.py``), so the form cannot be used
 to list usernames or to flood the database quickly; while the address is locked every attempt
-is refused.
+is refused. Accounts made are counted per address too (``signup:IP``): after
+``AIF_SIGNUP_PER_ADDRESS`` (5) within an hour the address makes no more for an hour.
 """
 
 from __future__ import annotations
@@ -59,13 +60,15 @@ def sign_up(
 
     Raises:
         Forbidden: self sign-up is turned off.
-        TooManyAttempts: this address made too many refused attempts lately.
+        TooManyAttempts: this address made too many refused attempts, or accounts, lately.
         Invalid: one entry per broken rule (the attempt is counted, and committed).
     """
     if not settings.self_signup:
         raise Forbidden("self sign-up is turned off here; ask a federation admin for an account")
-    limits = throttle.policies(settings, audit.origin.get())
-    throttle.check(session, list(limits), now)
+    address = audit.origin.get()
+    limits = throttle.policies(settings, address)
+    made = {throttle.signup_key(address): throttle.signup_policy(settings)}
+    throttle.check(session, [*limits, *made], now)
     found = problems(session, form)
     if found:
         throttle.fail(session, limits, now)
@@ -82,6 +85,7 @@ def sign_up(
         actor=form.username,
     )
     audit.record(session, form.username, AuditAction.SIGNUP, ("user", form.username))
+    throttle.fail(session, made, now)  # one account fewer allowed from this address
     user = session.scalar(select(User).where(User.username == form.username))
     assert user is not None
     return sessions.start(session, user, now)

@@ -1,11 +1,13 @@
 """Failed credential checks, counted per account and per address, with temporary lockouts.
 
-A key is ``user:NAME`` (wrong passwords for one account) or ``addr:IP`` (wrong passwords or
-unknown tokens from one address). ``max_failures`` failures within ``window`` lock the key for
-``lockout``, doubling with each lockout in a row (to at most 16 times). While a key is locked every
-check with it is refused, the right credentials included, and says when to try again. Counts
-live in the database, so every API worker sees the same ones. Callers commit a failure even
-though they go on to refuse the request (``fail`` then ``commit``, then raise).
+A key is ``user:NAME`` (wrong passwords for one account), ``addr:IP`` (wrong passwords or
+unknown tokens from one address) or ``signup:IP`` (accounts created from one address: an
+allowance counted the same way, see ``signup_policy``). ``max_failures`` failures within
+``window`` lock the key for ``lockout``, doubling with each lockout in a row (to at most 16
+times). While a key is locked every check with it is refused, the right credentials included,
+and says when to try again. Counts live in the database, so every API worker sees the same
+ones. Callers commit a failure even though they go on to refuse the request (``fail`` then
+``commit``, then raise).
 """
 
 from __future__ import annotations
@@ -52,6 +54,17 @@ def address_key(address: str) -> str:
     return f"addr:{address[:64] or 'unknown'}"
 
 
+def signup_key(address: str) -> str:
+    return f"signup:{address[:64] or 'unknown'}"
+
+
+def signup_policy(settings: Settings) -> Policy:
+    """Accounts one address may create: ``signup_per_address`` within an hour, then none for
+    an hour (doubling like any lock in a row)."""
+    hour = timedelta(hours=1)
+    return Policy(settings.signup_per_address, hour, hour)
+
+
 def check(session: Session, keys: list[str], now: datetime) -> None:
     """Refuse (429) while any of the keys is locked."""
     rows = session.scalars(
@@ -62,9 +75,11 @@ def check(session: Session, keys: list[str], now: datetime) -> None:
     until = max(r.locked_until for r in rows if r.locked_until is not None)
     wait = max(1, math.ceil((until - now).total_seconds()))
     whom = "this account" if any(r.key.startswith("user:") for r in rows) else "this address"
+    what = f"too many failed sign-in attempts for {whom}"
+    if all(r.key.startswith("signup:") for r in rows):
+        what = "too many accounts were created from this address lately"
     raise TooManyAttempts(
-        f"too many failed sign-in attempts for {whom}; try again in {_human(wait)} "
-        "(a federation admin can lift the lock)",
+        f"{what}; try again in {_human(wait)} (a federation admin can lift the lock)",
         extra={"retry_after_s": wait},
     )
 
@@ -82,7 +97,8 @@ def policies(settings: Settings, address: str, username: str | None = None) -> d
 
 
 def fail(session: Session, policies: dict[str, Policy], now: datetime) -> None:
-    """Count one failure against each key; lock the keys that reach their limit."""
+    """Count one failure (for ``signup:`` keys: one account made) against each key; lock the
+    keys that reach their limit."""
     for key, policy in policies.items():
         _count(session, key, policy, now)
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from aifactory.db.engine import Database
 from aifactory.domain.enums import Role
+from aifactory.services import attachments
 from aifactory.testing.access import at, member_of, ok, set_clock
 from aifactory.testing.people import Person, make_person
 from aifactory.testing.proposals import SECTIONS, pdf_bytes
@@ -135,3 +138,29 @@ def test_attachments_pdf_only_size_limited_and_private(
     assert api.delete(one, headers=anna.headers).status_code == 204
     assert ok(api.get(url, headers=anna.headers)) == []
     assert api.get(one, headers=anna.headers).status_code == 404
+
+
+def test_an_upload_is_stored_and_hashed_off_the_event_loop(
+    db: Database, api: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``attach`` is async to read the multipart body; ``attachments.add`` (the database, the
+    file's hash) runs in the threadpool, where no event loop is running."""
+    real = attachments.add
+    on_loop: list[bool] = []
+
+    def watched(*args: Any, **kwargs: Any) -> Any:
+        try:
+            asyncio.get_running_loop()
+            on_loop.append(True)
+        except RuntimeError:
+            on_loop.append(False)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(attachments, "add", watched)
+    set_clock(api, at("2026-11-25T09:00"))
+    anna = member_of(db, "anna", ORG)
+    body = _fl("lumi-aif-fl", resources=[LUMI_ROW])
+    draft = ok(api.post(f"{API}/proposals", headers=anna.headers, json=body), 201)
+    cv = {"file": ("cv.pdf", pdf_bytes("CV"), "application/pdf")}
+    ok(api.post(f"{API}/proposals/{draft['id']}/attachments", headers=anna.headers, files=cv), 201)
+    assert on_loop == [False]

@@ -50,7 +50,7 @@ def _by(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str
 
 
 def test_metrics_hold_the_databases_figures(
-    db: Database, metrics_api: TestClient, operator: Person, tmp_path: Path
+    db: Database, metrics_api: TestClient, operator: Person, admin: Person, tmp_path: Path
 ) -> None:
     api = metrics_api
     anna = member_of(db, "anna", "Nordic Tokens Oy")
@@ -69,7 +69,7 @@ def test_metrics_hold_the_databases_figures(
     waiting = spec(code, [PY, "-c", "print('later')"], resources={"gpus_per_node": 2})
     ok(api.post(f"{API}/jobs", headers=anna.headers, json=waiting), 201)  # placed, not run
 
-    samples = _scrape(api, operator.token)
+    samples = _scrape(api, admin.token)
     with db.session() as s:
         names = {i: n for i, n in s.execute(select(Factory.id, Factory.name))}
         counts = {
@@ -102,8 +102,8 @@ def test_metrics_hold_the_databases_figures(
     assert samples[("aif_handover_backlog_oldest_seconds", ())] >= 0
 
 
-def test_metrics_are_for_staff_and_the_scrape_token(
-    metrics_api: TestClient, admin: Person, applicant: Person
+def test_metrics_are_for_admins_and_the_scrape_token(
+    metrics_api: TestClient, admin: Person, operator: Person, applicant: Person
 ) -> None:
     api = metrics_api
     anonymous = api.get("/metrics")
@@ -113,6 +113,9 @@ def test_metrics_are_for_staff_and_the_scrape_token(
     assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "unauthenticated"
     refused = api.get("/metrics", headers=applicant.headers)
     assert refused.status_code == 403 and refused.json()["error"]["code"] == "forbidden"
+    # an operator of one factory would read every factory's jobs and ledgers here
+    one_factory = api.get("/metrics", headers=operator.headers)
+    assert one_factory.status_code == 403 and "federation admins" in one_factory.text
     lumi_up = ("aif_site_up", (("factory", "LUMI AIF"),))
     assert lumi_up in _scrape(api, admin.token)
     assert lumi_up in _scrape(api, SCRAPE)

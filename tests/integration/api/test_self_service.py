@@ -4,10 +4,17 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from aifactory.db.engine import Database
+from aifactory.db.models import ProjectInvitation, ProjectMember, User
 from aifactory.domain.enums import Role
+from aifactory.errors import Conflict
+from aifactory.services import identity, invitations
+from aifactory.services.permissions import Principal
 from aifactory.testing.access import at, award, member_of, ok, set_clock
 from aifactory.testing.people import make_person
 
@@ -137,3 +144,51 @@ def test_a_pi_invites_the_invitee_joins_once_and_closed_links_fail(
     assert r.status_code == 409 and "expired" in r.text
     r = api.post(accept, headers=carl.headers, json={"token": "inv_not-a-real-token"})
     assert r.status_code == 404
+
+
+def test_racing_uses_of_one_link_let_exactly_one_through(db: Database, api: TestClient) -> None:
+    """A request reads the invitation, then closes it: two requests that both read it pending
+    (two sessions holding the row, interleaved by hand) must not both close it."""
+    set_clock(api, NOW)
+    anna = member_of(db, "anna", "Nordic Tokens Oy")
+    olli = make_person(db, "olli", [(Role.FACTORY_OPERATOR, "LUMI AIF")])
+    code, _ = award(api, anna, olli)
+    for name in ("carl", "dora"):
+        make_person(db, name, [(Role.APPLICANT, None)])
+    url = f"{API}/projects/{code}/invitations"
+    shared = ok(api.post(url, headers=anna.headers, json={"email": "c@x.eu"}), 201)
+    revoked = ok(api.post(url, headers=anna.headers, json={"email": "d@x.eu"}), 201)
+
+    def who(session: Session, name: str) -> Principal:
+        return identity.principal_of(
+            session.scalars(select(User).where(User.username == name)).one()
+        )
+
+    def seen_pending(session: Session, invitation: int) -> ProjectInvitation:
+        row = session.get_one(ProjectInvitation, invitation)
+        assert invitations.status_of(row, NOW) == "pending"
+        return row  # held, as a request holds what it read
+
+    with db.session() as first, db.session() as second:
+        held = [seen_pending(s, shared["id"]) for s in (first, second)]
+        invitations.accept(first, who(first, "carl"), shared["token"], NOW)
+        first.commit()
+        with pytest.raises(Conflict, match="accepted"):
+            invitations.accept(second, who(second, "dora"), shared["token"], NOW)
+        assert held[1].accepted_by_id == held[0].accepted_by_id  # dora's stale copy refreshed
+    with db.session() as session:
+        joined = session.scalars(
+            select(User.username)
+            .join(ProjectMember, ProjectMember.user_id == User.id)
+            .where(ProjectMember.project_code == code, ProjectMember.role == Role.PROJECT_MEMBER)
+        )
+        assert list(joined) == ["carl"]
+
+    with db.session() as pi, db.session() as invitee:  # a revocation racing a use
+        held = [seen_pending(s, revoked["id"]) for s in (pi, invitee)]
+        invitations.revoke(pi, who(pi, "anna"), code, revoked["id"], NOW)
+        pi.commit()
+        with pytest.raises(Conflict, match="revoked"):
+            invitations.accept(invitee, who(invitee, "dora"), revoked["token"], NOW)
+    listed = [(i["email"], i["status"]) for i in ok(api.get(url, headers=anna.headers))]
+    assert listed == [("d@x.eu", "revoked"), ("c@x.eu", "accepted")]

@@ -34,6 +34,7 @@ BAD_RULES = [
     ({"role": "factory_operator", "factory": "Nowhere"}, "factory", "known_factory"),
     ({"value": "*"}, "value", "not_everyone"),
     ({"claim": "has space"}, "claim", "string_pattern_mismatch"),
+    ({"role": "federation_admin"}, "role", "not_federation_admin"),  # admins are made by hand
 ]
 
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from portal_support import csrf_of, set_password, sign_in
 
 from aifactory.db.engine import Database
 from aifactory.domain.enums import OrganisationType, Role
+from aifactory.services import access, attachments, proposals
 from aifactory.testing.access import at, member_of, ok
 from aifactory.testing.people import Person, make_person
 from aifactory.testing.proposals import SECTIONS, form_fields, pdf_bytes
@@ -134,6 +137,65 @@ def _reviewed_proposal(
     scores = {"scores": {"excellence": 4, "impact": 4.5, "feasibility": 5}}
     ok(portal.post(f"{API}/proposals/{pid}/reviews", headers=reviewers[0].headers, json=scores))
     return pid, reviewers
+
+
+def _on_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def test_form_handlers_read_the_body_then_leave_database_work_off_the_event_loop(
+    db: Database, portal: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/check and /apply are async to read the body; the services they call (the database,
+    hashing uploads) must not run on the event loop, where they would stall every request."""
+    calls: list[tuple[str, bool]] = []
+
+    def watch(module: Any, name: str) -> None:
+        real = getattr(module, name)
+
+        def watched(*args: Any, **kwargs: Any) -> Any:
+            calls.append((name, _on_event_loop()))
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, watched)
+
+    for module, name in ((access, "check"), (proposals, "create"), (attachments, "add")):
+        watch(module, name)
+    _clock(portal, "2026-11-25T09:00")
+    member_of(db, "anna", "Nordic Tokens Oy")
+    anna, token = _client(portal, db, "anna")
+    base = {"csrf_token": token, "organisation": "Nordic Tokens Oy", "research_kind": "open_rd"}
+    fragment = anna.post(
+        "/calls/bsc-aif-fl/check", data=base, headers={"x-fragment": "eligibility"}
+    )
+    assert fragment.status_code == 200
+    assert anna.post("/calls/bsc-aif-fl/check", data=base).status_code == 200
+    good = {**base, "duration_months": "3", "title": "Finnish LLM", **form_fields(TRAIN, "100")}
+    cv = ("cv.pdf", pdf_bytes("CV"), "application/pdf")
+    r = anna.post("/calls/bsc-aif-fl/apply", data=good, files={"attachments": cv})
+    assert r.status_code == 303, r.text
+    assert {name for name, _ in calls} == {"check", "create", "add"}
+    assert [name for name, on_loop in calls if on_loop] == []
+
+
+def test_odd_row_counts_are_ignored_not_a_server_error(db: Database, portal: TestClient) -> None:
+    """``"²".isdigit()`` is True but ``int("²")`` fails; so do 5000 digits."""
+    _clock(portal, "2026-11-25T09:00")
+    member_of(db, "anna", "Nordic Tokens Oy")
+    anna, token = _client(portal, db, "anna")
+    base = {"csrf_token": token, "organisation": "Nordic Tokens Oy", "research_kind": "open_rd"}
+    for value in ("²", "٣", "1" * 5000, "0", "-1", " 3"):
+        for path in ("/calls/bsc-aif-fl/check", "/calls/bsc-aif-fl/apply"):
+            r = anna.post(path, data={**base, "resources_rows": value, "team_rows": value})
+            assert r.status_code in (200, 422), (path, value[:8], r.status_code)
+            assert 'name="resources.1.gpu_hours"' in r.text  # the default two rows
+            assert 'name="resources.2.gpu_hours"' not in r.text
+    r = anna.post("/calls/bsc-aif-fl/check", data={**base, "resources_rows": "4"})
+    assert 'name="resources.3.gpu_hours"' in r.text
 
 
 def test_decisions_page_says_when_a_proposal_can_be_decided_and_what_a_batch_did(

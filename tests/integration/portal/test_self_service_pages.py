@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -14,11 +15,12 @@ from aifactory.db.engine import Database
 from aifactory.domain.enums import Role
 from aifactory.server import build_app
 from aifactory.settings import Settings
-from aifactory.testing.access import award, member_of
+from aifactory.testing.access import at, award, member_of, set_clock
 from aifactory.testing.people import make_person
 
 # The pages call the services the API tests run on both backends; SQLite is enough here.
 pytestmark = pytest.mark.parametrize("backend", ["sqlite"])
+NOW = at("2026-11-25T09:00")
 
 
 def _signup(portal: TestClient, **fields: str) -> httpx.Response:
@@ -61,6 +63,26 @@ def test_sign_up_can_be_turned_off_and_refusals_are_throttled(db: Database, tmp_
         assert refused == [422, 422]
         assert locked.status_code == 429
         assert "try again in" in locked.text
+
+
+def test_one_address_creates_a_few_accounts_an_hour(db: Database, tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "few", signup_per_address=2)
+    with TestClient(build_app(settings, db), follow_redirects=False) as client:
+        set_clock(client, NOW)
+
+        def new_account(name: str) -> httpx.Response:
+            client.cookies.clear()  # signed out again, as the next person at this address
+            fields = {"email": f"{name}@x.eu", "full_name": name.title(), "password": PASSWORD}
+            return _signup(client, username=name, **fields)
+
+        made = [new_account(name).status_code for name in ("dora", "emil")]
+        refused = new_account("fred")
+        assert made == [303, 303]
+        assert refused.status_code == 429
+        assert "too many accounts were created from this address" in refused.text
+        assert "try again in 60 min" in refused.text
+        set_clock(client, NOW + timedelta(hours=1, seconds=1))
+        assert new_account("fred").status_code == 303
 
 
 def test_organisation_form_reads_numbers_as_written_and_shows_the_sme_verdict(

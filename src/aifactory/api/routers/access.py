@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 from starlette.datastructures import UploadFile
 
@@ -157,12 +158,15 @@ async def attach(
     who: CurrentPrincipal,
     now: NowDep,
 ) -> AttachmentView:
-    """Attach a PDF (multipart field ``file``) to a draft: checked by content and size."""
+    """Attach a PDF (multipart field ``file``) to a draft: checked by content and size.
+
+    Async only to read the upload; storing and hashing it run in the threadpool."""
     form = await request.form(max_files=1, max_fields=5)
     upload = form.get("file")
     if not isinstance(upload, UploadFile):
         raise Invalid.field("file", "required", "send the PDF as the multipart field 'file'")
-    return attachments.add(
+    return await run_in_threadpool(
+        attachments.add,
         session,
         who,
         proposal_id,

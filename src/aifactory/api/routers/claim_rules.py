@@ -53,7 +53,7 @@ def set_home_domain(
     org_id: IdPath, body: HomeDomainIn, session: SessionDep, who: CurrentPrincipal
 ) -> HomeDomainView:
     """Set or clear (``null``) the domain a provider's ``schac_home_organization`` claim names
-    for this organisation: people signing in from it become its members."""
+    for this organisation: people signing in from it for the first time become its members."""
     authorize(who, Action.MANAGE_IDENTITY)
     name = federated.set_home_domain(session, who, org_id, body.home_domain)
     return HomeDomainView(

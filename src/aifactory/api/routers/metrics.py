@@ -1,8 +1,9 @@
 """``GET /metrics``: the federation's operational metrics in Prometheus's text format.
 
-Not public: a bearer token of a federation admin or a factory operator, or the scrape token
-``AIF_METRICS_TOKEN`` (compared as SHA-256 digests in constant time). The figures come from the
-database at scrape time (``services/metrics.py``), so any API worker answers for all of them.
+Not public: a bearer token of a federation admin, or the scrape token ``AIF_METRICS_TOKEN``
+(compared as SHA-256 digests in constant time). The figures span every factory, so a factory
+operator's token is refused. They come from the database at scrape time
+(``services/metrics.py``), so any API worker answers for all of them.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ async def may_scrape(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:
-    """The scrape token, or an API token of a federation admin or factory operator."""
+    """The scrape token, or an API token of a federation admin (the figures span every
+    factory, so an operator of one factory may not read them)."""
     scrape = get_settings(request).metrics_token
     if scrape is not None and credentials is not None:
         given = _digest(credentials.credentials)
