@@ -25,7 +25,7 @@ fi
 if ! command -v chromium >/dev/null 2>&1; then
   echo "services: installing Debian's chromium for the browser tests"
   export DEBIAN_FRONTEND=noninteractive
-  (apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium) >/dev/null 2>&1 || true
+  (apt-get -o DPkg::Lock::Timeout=300 update -qq && apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends chromium) >/dev/null 2>&1 || true
 fi
 if command -v chromium >/dev/null 2>&1; then
   echo "services: chromium $(chromium --version 2>/dev/null | awk '{print $2}')"
@@ -40,7 +40,7 @@ fi
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   echo "services: installing Debian's nodejs and npm"
   export DEBIAN_FRONTEND=noninteractive
-  (apt-get update -qq && apt-get install -y -qq --no-install-recommends nodejs npm) >/dev/null 2>&1 || true
+  (apt-get -o DPkg::Lock::Timeout=300 update -qq && apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends nodejs npm) >/dev/null 2>&1 || true
 fi
 
 # axe-core for the portal's accessibility checks (tests/integration/portal/axe_check.py pins it).
