@@ -51,6 +51,8 @@ from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
+from aifactory.domain.words import plural
+
 __all__ = ["JsonOpt", "console", "emit", "err_console", "plural", "print_json", "to_jsonable"]
 
 JsonOpt = Annotated[
@@ -154,13 +156,6 @@ def emit(data: Any, as_json: bool, *human: Any) -> None:
         return
     for item in human:
         console.print(item)
-
-
-def plural(count: float | Decimal, unit: str, units: str | None = None) -> str:
-    """``1 month``, ``2 months``, ``1,200 GPUs``: a count with its unit (``units`` when the
-    plural is not the unit plus s)."""
-    shown = f"{count:,}" if isinstance(count, int) else f"{count:,g}"
-    return f"{shown} {unit if count == 1 else units or unit + 's'}"
 
 
 console = ScriptConsole()

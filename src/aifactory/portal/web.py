@@ -25,6 +25,7 @@ from aifactory.api.deps import NowDep, SessionDep
 from aifactory.api.errors import STATUS
 from aifactory.db.types import utcnow
 from aifactory.domain.enums import Role
+from aifactory.domain.words import plural
 from aifactory.errors import (
     AIFactoryError,
     FieldError,
@@ -87,6 +88,7 @@ def _environment() -> Environment:
     )
     env.filters.update(hours=_hours, when=_when, label=label, eur=lambda v: f"€{int(v):,}")
     env.filters.update(human=human, amount=amount, limits=limits_text)  # labels.py
+    env.filters["plural"] = plural
     return env
 
 

@@ -10,6 +10,7 @@ from decimal import Decimal
 
 from aifactory.domain import proposals as flow
 from aifactory.domain.access_modes import Criterion
+from aifactory.domain.words import plural
 from aifactory.errors import Invalid
 from aifactory.services import access
 from aifactory.services.access_views import DecisionBatchView, ProposalView
@@ -89,7 +90,7 @@ def _why_not(p: ProposalView, done: int, needed: int, cutoff_passed: bool) -> st
     if done < needed:
         assigned = len(p.reviews)
         reasons.append(
-            f"{done} of {needed} reviews are in ({assigned} reviewer(s) assigned); "
+            f"{done} of {needed} reviews are in ({plural(assigned, 'reviewer')} assigned); "
             "it can be decided once the rest are in"
         )
     return "; ".join(reasons)

@@ -215,6 +215,7 @@ def test_decisions_page_says_when_a_proposal_can_be_decided_and_what_a_batch_did
     card = _card(page, pid)
     assert "1 of 2 reviews are in" in card and "cut-off is" not in card
     assert f'action="/proposals/{pid}/decision"' not in card
+    assert "No proposal of this batch has all its reviews in yet." in page  # button disabled
     batch = {"csrf_token": csrf_of(page), "cutoff": "2026-12-01"}
     r = ada.post("/calls/lumi-aif-ls/decisions", data=batch)
     report = re.search(r'id="batch-report">([^<]*)<', r.text)
@@ -222,7 +223,9 @@ def test_decisions_page_says_when_a_proposal_can_be_decided_and_what_a_batch_did
     assert report.group(1) == f"Nothing was decided. 1 waits: #{pid} for reviews (1 of 2 in)."
     scores = {"scores": {"excellence": 5, "impact": 4, "feasibility": 4}}
     ok(portal.post(f"{API}/proposals/{pid}/reviews", headers=reviewers[1].headers, json=scores))
-    card = _card(ada.get("/decisions").text, pid)
+    page = ada.get("/decisions").text
+    card = _card(page, pid)
+    assert "has all its reviews in yet" not in page and "1 proposal, 1 decidable now" in page
     assert "Decidable now" in card and f'action="/proposals/{pid}/decision"' in card
     assert "passes" in card and "2 of 2 reviews in" in card
     r = ada.post("/calls/lumi-aif-ls/decisions", data=batch)
