@@ -14,7 +14,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -73,6 +73,13 @@ def _sqlite_connect(busy_timeout_s: float) -> Callable[[Any, Any], None]:
         cursor.close()
 
     return on_connect
+
+
+def _no_dangling_keys(connection: Connection) -> None:
+    """SQLite: fail (and roll back) when a migration left a row pointing at nothing."""
+    dangling = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+    if dangling:
+        raise RuntimeError(f"a migration left rows with dangling foreign keys: {dangling[:5]}")
 
 
 def begin_write(session: Session) -> None:
@@ -160,10 +167,31 @@ class Database:
 
     def upgrade(self) -> None:
         """Bring the schema to the newest migration (idempotent)."""
+        self.migrate(command.upgrade, "head")
+
+    def migrate(self, step: Callable[[Config, str], None], revision: str) -> None:
+        """Run alembic's ``step`` (upgrade or downgrade) to ``revision`` in one transaction.
+
+        SQLite cannot alter most of a table in place: a migration copies it into a new one and
+        drops the old, which foreign keys from rows of other tables forbid. So, as SQLite's
+        documentation prescribes for this, foreign keys are off while the migrations run (the
+        pragma is ignored inside a transaction, so it is set before), checked in full before
+        the commit, and on again after."""
         cfg = alembic_config(self.url)
-        with self.engine.begin() as connection:
-            cfg.attributes["connection"] = connection
-            command.upgrade(cfg, "head")
+        sqlite = self.engine.dialect.name == "sqlite"
+        with self.engine.connect() as connection:
+            raw = connection.connection.driver_connection
+            if sqlite and raw is not None:
+                raw.execute("PRAGMA foreign_keys=OFF")
+            try:
+                with connection.begin():
+                    cfg.attributes["connection"] = connection
+                    step(cfg, revision)
+                    if sqlite:
+                        _no_dangling_keys(connection)
+            finally:
+                if sqlite and raw is not None:
+                    raw.execute("PRAGMA foreign_keys=ON")
 
     @contextmanager
     def session(self) -> Iterator[Session]:

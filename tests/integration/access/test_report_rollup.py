@@ -18,7 +18,7 @@ from alembic import command
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from aifactory.db.engine import Database, alembic_config
+from aifactory.db.engine import Database
 from aifactory.db.models import (
     Allocation,
     Factory,
@@ -246,10 +246,7 @@ def test_the_migration_sums_the_entries_already_there(
     with db.session() as s:
         allocations = _allocations(s, rng, people[1].user_id)
         s.execute(insert(LedgerRow), _entries(rng, allocations, 500))
-    config = alembic_config(db.url)
-    with db.engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.downgrade(config, "0008")
+    db.migrate(command.downgrade, "0008")
     db.upgrade()  # creates the table again and sums the 500 entries into it
     with db.session() as s:
         assert s.scalar(select(func.sum(LedgerDay.entries))) == 500
