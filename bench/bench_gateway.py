@@ -140,8 +140,8 @@ class Bench:
 
 
 def cli_json(fed: Federation, *args: str) -> Any:
-    out = fed.aif(*args)
-    return json.loads(out[out.index("{") :])
+    """`aif ARGS --json`: the document on stdout (progress lines go to stderr)."""
+    return fed.aif_json(*(a for a in args if a != "--json"))
 
 
 def train(fed: Federation) -> int:

@@ -3,6 +3,7 @@ a whole federation served that way, with an applicant who holds an awarded proje
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -50,6 +51,20 @@ class Federation:
         output = done.stdout + done.stderr
         assert done.returncode == code, f"aif {' '.join(args)} exited {done.returncode}:\n{output}"
         return output
+
+    def aif_json(self, *args: str) -> Any:
+        """Run `aif ARGS --json`: the JSON document on its stdout (progress goes to stderr)."""
+        done = subprocess.run(  # noqa: S603 (argv list; the test's own arguments)
+            [AIF, *args, "--json"],
+            cwd=self.work,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=CEILING_S,
+            check=False,
+        )
+        assert done.returncode == 0, f"aif {' '.join(args)}: {done.stdout}{done.stderr}"
+        return json.loads(done.stdout)
 
     def submit(self, spec: Path, *extra: str, code: int = 0) -> tuple[int, str]:
         out = self.aif("submit", str(spec), "--project", self.project, *extra, code=code)

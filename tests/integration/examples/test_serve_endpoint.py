@@ -89,11 +89,8 @@ def endpoint(
     spec = yaml.safe_load(EXAMPLE.read_text()) | {"name": name} | changes
     path = fed.work / f"{name}.yaml"
     path.write_text(yaml.safe_dump(spec))
-    out = fed.aif(
-        "endpoints", "create", str(path), "--project", fed.project, "--from-job", str(trained),
-        "--json", *extra,
-    )  # fmt: skip
-    return dict(json.loads(out[out.index("{") :]))
+    argv = ["endpoints", "create", str(path), "--project", fed.project, "--from-job"]
+    return dict(fed.aif_json(*argv, str(trained), *extra))
 
 
 def new_key(fed: Federation, name: str) -> str:
