@@ -95,7 +95,7 @@ def test_every_operation_passes_every_check(
         "--header", f"Authorization: Bearer {token}",
         "--max-examples", "20",
         "--generation-deterministic",
-        "--workers", "1",
+        "--workers", "2",
         "--request-timeout", "120",
         "--report", "json", "--report-dir", str(tmp_path), "--report-json-path", str(report),
     ]  # fmt: skip
