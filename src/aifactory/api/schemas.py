@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from aifactory.domain.enums import OrganisationType, Role
+from aifactory.domain.enums import Role
 from aifactory.domain.registry import FactoryStatus
 from aifactory.services.views import *  # noqa: F403  (one import place for API users)
 from aifactory.settings import CapacitySplit, SFloat, SInt
@@ -45,15 +45,6 @@ class UserCreate(_In):
     password: str | None = Field(default=None, min_length=12, max_length=256)
     roles: list[RoleIn] = Field(default_factory=list, max_length=20)
     organisation: str | None = Field(default=None, max_length=200)
-
-
-class OrganisationCreate(_In):
-    name: str = Field(min_length=1, max_length=200)
-    type: OrganisationType
-    country_code: str = Field(pattern=r"^[A-Z]{2}$")
-    staff_headcount: SInt | None = Field(default=None, ge=0, le=10_000_000)
-    annual_turnover_eur: SInt | None = Field(default=None, ge=0, le=10**13)
-    balance_sheet_eur: SInt | None = Field(default=None, ge=0, le=10**13)
 
 
 class MembershipIn(_In):

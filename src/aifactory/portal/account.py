@@ -10,8 +10,9 @@ from sqlalchemy.orm import Session
 
 from aifactory.api.deps import NowDep, SessionDep, SettingsDep
 from aifactory.errors import NotFound
+from aifactory.portal.forms import FormErrors, attempt
 from aifactory.portal.organisations_page import ORG_TYPES, SME_SIZES
-from aifactory.portal.web import CurrentUser, FormErrors, PortalRoute, attempt, redirect, render
+from aifactory.portal.web import CurrentUser, PortalRoute, redirect, render
 from aifactory.services import identity, organisations
 from aifactory.services.sessions import SignedIn
 from aifactory.services.views import NewToken

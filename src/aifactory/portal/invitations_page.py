@@ -11,15 +11,8 @@ from sqlalchemy.orm import Session
 
 from aifactory.api.deps import NowDep, SessionDep
 from aifactory.errors import NotFound
-from aifactory.portal.web import (
-    CurrentUser,
-    FormErrors,
-    MaybeUser,
-    PortalRoute,
-    attempt,
-    redirect,
-    render,
-)
+from aifactory.portal.forms import FormErrors, attempt
+from aifactory.portal.web import CurrentUser, MaybeUser, PortalRoute, redirect, render
 from aifactory.services import invitations, projects
 from aifactory.services.self_service_views import InvitationStatus, NewInvitation
 from aifactory.services.sessions import SignedIn

@@ -14,7 +14,8 @@ from aifactory.api.deps import SessionDep
 from aifactory.domain.amounts import percent, whole_number
 from aifactory.domain.enums import OrganisationType
 from aifactory.errors import Invalid
-from aifactory.portal.web import CurrentUser, FormErrors, PortalRoute, attempt, redirect, render
+from aifactory.portal.forms import FormErrors, attempt
+from aifactory.portal.web import CurrentUser, PortalRoute, redirect, render
 from aifactory.services import organisations, registry
 from aifactory.services.self_service_views import MAX_LINKS, OrganisationInput, SmeVerdict
 from aifactory.services.sessions import SignedIn

@@ -18,7 +18,8 @@ from aifactory.domain.enums import Role
 from aifactory.errors import NotFound
 from aifactory.portal.charts import usage_bars
 from aifactory.portal.charts_time import usage_over_time, utilisation_chart
-from aifactory.portal.web import CurrentUser, FormErrors, PortalRoute, render
+from aifactory.portal.forms import FormErrors
+from aifactory.portal.web import CurrentUser, PortalRoute, render
 from aifactory.services import reports, timeseries
 from aifactory.services.permissions import Action, authorize
 from aifactory.services.sessions import SignedIn

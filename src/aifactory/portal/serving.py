@@ -24,15 +24,8 @@ from sqlalchemy.orm import Session
 from aifactory.api.deps import SessionDep, site_capacity
 from aifactory.domain.jobspec import MAX_SPEC_BYTES
 from aifactory.errors import Invalid
-from aifactory.portal.web import (
-    FORM_ERRORS,
-    NOTICES,
-    CurrentUser,
-    Messages,
-    PortalRoute,
-    redirect,
-    render,
-)
+from aifactory.portal.forms import FORM_ERRORS, Messages
+from aifactory.portal.web import NOTICES, CurrentUser, PortalRoute, redirect, render
 from aifactory.services import endpoints, projects
 from aifactory.services.endpoints import EndpointView, NewEndpointKey
 from aifactory.services.sessions import SignedIn

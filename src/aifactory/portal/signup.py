@@ -10,10 +10,10 @@ from fastapi.responses import Response
 from aifactory.api.deps import NowDep, SessionDep, SettingsDep
 from aifactory.errors import Invalid, TooManyAttempts
 from aifactory.portal.auth import FORM_COOKIE_AGE, safe_next
+from aifactory.portal.forms import FormErrors
 from aifactory.portal.web import (
     FORM_COOKIE,
     SESSION_COOKIE,
-    FormErrors,
     MaybeUser,
     PortalRoute,
     anonymous_form,

@@ -14,15 +14,8 @@ from aifactory.api.deps import NowDep, SessionDep, SettingsDep
 from aifactory.domain.enums import ProposalStatus, Role
 from aifactory.domain.jobs import JobState
 from aifactory.domain.proposal_sections import ETHICS_QUESTIONS
-from aifactory.portal.web import (
-    CurrentUser,
-    FormErrors,
-    PortalRoute,
-    attempt,
-    redirect,
-    render,
-    require_role,
-)
+from aifactory.portal.forms import FormErrors, attempt
+from aifactory.portal.web import CurrentUser, PortalRoute, redirect, render, require_role
 from aifactory.portal.workload import utilisation
 from aifactory.services import (
     access,

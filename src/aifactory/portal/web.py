@@ -2,7 +2,7 @@
 
 Pages call the services directly in the request's one database session (``get_session``).
 Errors the services raise become HTML: a sign-in redirect, a 403/404 page, or messages next to
-the form fields named in ``Invalid.details`` (see ``FormErrors``).
+the form fields named in ``Invalid.details`` (see ``forms.FormErrors``).
 """
 
 from __future__ import annotations
@@ -33,10 +33,6 @@ from aifactory.errors import (
     Invalid,
     Unauthenticated,
 )
-from aifactory.portal.forms import FORM_ERRORS as FORM_ERRORS
-from aifactory.portal.forms import FormErrors as FormErrors
-from aifactory.portal.forms import Messages as Messages
-from aifactory.portal.forms import attempt as attempt
 from aifactory.portal.labels import amount, human, label, limits_text
 from aifactory.services import health, sessions
 from aifactory.services.sessions import SignedIn
@@ -295,7 +291,3 @@ def set_cookie(response: Response, request: Request, name: str, value: str, age:
         secure=request.url.scheme == "https",
         path="/",
     )
-
-
-# --- forms -----------------------------------------------------------------------------------
-# FormErrors, attempt and parse_number live in forms.py (re-exported here for the pages).

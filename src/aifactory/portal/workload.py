@@ -16,15 +16,8 @@ from aifactory.domain.jobspec import MAX_SPEC_BYTES, parse_spec
 from aifactory.errors import Invalid
 from aifactory.portal.charts import burn_down
 from aifactory.portal.charts_metrics import latest, loss_chart
-from aifactory.portal.web import (
-    CurrentUser,
-    FormErrors,
-    Messages,
-    PortalRoute,
-    attempt,
-    redirect,
-    render,
-)
+from aifactory.portal.forms import FormErrors, Messages, attempt
+from aifactory.portal.web import CurrentUser, PortalRoute, redirect, render
 from aifactory.services import candidates, job_metrics, job_queries, projects, submissions
 from aifactory.services.sessions import SignedIn
 from aifactory.services.sites import load_sites
