@@ -50,6 +50,7 @@ from aifactory.services.permissions import Principal
 TARGET_P95_MS = 200
 FACTORIES = ["LUMI AIF", "BSC AIF", "IT4LIA", "Meluxina-AI", "MIMER", "HammerHAI", "Pharos"]
 CHUNK = 1_000_000
+GROUPS = ("funding", "project", "factory", "factory-country", "user-country", "mode")
 Range = tuple[date | None, date | None]
 
 
@@ -180,7 +181,7 @@ def _api_figures(env: Env, args: argparse.Namespace, spans: dict[str, Range]) ->
         for who, person in (("admin", env.admin), ("member", env.member)):
             headers = {"Authorization": f"Bearer {person.token}"}
             with httpx.Client(base_url=server.url, headers=headers, timeout=120) as client:
-                groups = ("funding", "project", "factory", "country", "mode")
+                groups = GROUPS
                 for group in groups if who == "admin" else groups[:2]:
                     for name, span in spans.items():
                         path = _query(group, span)

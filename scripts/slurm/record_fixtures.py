@@ -4,13 +4,15 @@
 Needs the harness (``bash scripts/slurm/harness.sh up``). Each fixture is a JSON file
 ``{"argv", "returncode", "stdout", "stderr"}`` (REST ones: ``{"method", "path", "status",
 "body"}``). Run: ``.venv/bin/python scripts/slurm/record_fixtures.py``. It stops and restarts
-factory1's slurmctld once to capture the "controller down" errors.
+factory1's slurmctld once to capture the "controller down" errors; with the argument ``start``
+it records only ``squeue --start`` (about 30 s, nothing stopped).
 """
 
 from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -185,10 +187,38 @@ def record_rest() -> None:
     )
 
 
+def record_start(cluster: str = "factory1") -> None:
+    """``squeue --start`` with one job waiting behind another on one node (n4; the other nodes
+    stay free for whoever else uses the cluster) and one held until later: Slurm's backfill
+    cycle (30 s) fills in the first's expected start; the held one reads N/A."""
+    node = "n4" if cluster == "factory1" else "f2n2"
+    gpus = "4" if cluster == "factory1" else "h100:8"
+    one = ["-N", "1", "-w", node, f"--gpus-per-node={gpus}"]
+    hold = sbatch(cluster, "-J", "aif-fixture-hold-1", *one, "-t", "3", body="sleep 90")
+    wait = sbatch(cluster, "-J", "aif-fixture-behind|1", *one, "-t", "2", body="true")
+    later = sbatch(cluster, "-J", "aif-fixture-later-1", "--hold", body="true")
+    argv = ["env", "SLURM_TIME_FORMAT=%s", "squeue", "--start", "--noheader",
+            "--format=%i|%P|%S|%D|%r|%j"]  # fmt: skip
+    deadline = time.time() + 90
+    record = run(cluster, argv)
+    while f"{wait}|" in record["stdout"] and f"{wait}|debug|N/A" in record["stdout"]:
+        if time.time() > deadline:
+            break
+        time.sleep(1)
+        record = run(cluster, argv)
+    save(f"{cluster}_squeue_start", record)
+    ids = {"hold": hold, "behind": wait, "later": later}
+    (OUT / f"{cluster}_start_ids.json").write_text(json.dumps(ids, indent=1) + "\n")
+    run(cluster, ["scancel", hold, wait, later])
+
+
 def main() -> None:
     subprocess.run([*HARNESS, "up"], check=True)
     OUT.mkdir(parents=True, exist_ok=True)
     Path(TMP).mkdir(parents=True, exist_ok=True)
+    if sys.argv[1:] == ["start"]:  # only squeue --start (leaves the controllers running)
+        record_start()
+        return
     record_cluster("factory1", "")
     record_cluster("factory2", "h100:")
     record_sacctmgr()

@@ -19,7 +19,9 @@ from pydantic import BaseModel, TypeAdapter
 from aifactory import errors
 from aifactory.client_federated import FederatedCalls
 from aifactory.client_metrics import MetricsCalls
+from aifactory.client_planning import PlanningCalls
 from aifactory.client_proposals import ProposalCalls
+from aifactory.client_registry import RegistryCalls
 from aifactory.client_self_service import SelfServiceCalls
 from aifactory.client_serving import ServingCalls
 from aifactory.client_sessions import SessionCalls
@@ -71,7 +73,14 @@ _BY_CODE: dict[str, type[errors.AIFactoryError]] = {
 
 
 class Client(
-    ServingCalls, SessionCalls, ProposalCalls, MetricsCalls, SelfServiceCalls, FederatedCalls
+    ServingCalls,
+    SessionCalls,
+    ProposalCalls,
+    MetricsCalls,
+    SelfServiceCalls,
+    FederatedCalls,
+    PlanningCalls,
+    RegistryCalls,
 ):
     """Calls ``/api/v1`` with a bearer token; API errors come back as ``aifactory.errors``."""
 

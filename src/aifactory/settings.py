@@ -81,6 +81,12 @@ class Settings(BaseSettings):
         le=7 * 86_400,
         description="a job the scheduler and its accounting no longer report fails after this",
     )
+    failover_grace_s: float = Field(
+        default=60.0,
+        ge=0,
+        le=7 * 86_400,
+        description="a site unreachable this long loses its queued and managed running jobs",
+    )
     run_agents: bool = True
     api_concurrency: int = Field(
         default=16, ge=1, le=1000, description="requests in progress per API worker (rest wait)"

@@ -9,6 +9,11 @@ in one fenced transaction; if that fails, each is recorded in a transaction of i
 that fails (or a crash) loses none of the others, and a job recorded is never handed over
 again; one not recorded is found by its name on the next pass instead of being submitted twice
 (the executor's submit is idempotent per job and attempt).
+
+A retry placed here after its job ran at another site first gets that job's last replicated
+checkpoint (``services/checkpoints.py``) staged into its ``checkpoint_dir``, then is submitted;
+the staging is recorded before the submission, so it happens once per attempt, and a crash in
+between stages it again into an attempt that has not started yet.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager
 from functools import partial
+from pathlib import Path
 from typing import TypeGuard
 
 from sqlalchemy import select
@@ -30,9 +36,10 @@ from aifactory.domain.jobs import JobState
 from aifactory.domain.jobspec import JobSpec
 from aifactory.errors import BackendUnavailable
 from aifactory.executors import ExecJob, Executor
+from aifactory.executors.checkpoints import access
 from aifactory.executors.from_spec import exec_job
+from aifactory.services import checkpoints, site_accounts
 from aifactory.services import jobs as job_service
-from aifactory.services import site_accounts
 
 log = logging.getLogger(__name__)
 #: Submissions in flight at once per site.
@@ -51,10 +58,21 @@ WithJobs = Callable[[Sequence[JobStep]], list[bool]]
 class HandOver:
     """The hand-over step of one site agent."""
 
-    def __init__(self, agent_name: str, factory_id: int, executor: Executor) -> None:
+    def __init__(
+        self,
+        agent_name: str,
+        factory_id: int,
+        executor: Executor,
+        checkpoint_store: Path | None = None,
+    ) -> None:
         self.name, self.factory_id, self.executor = agent_name, factory_id, executor
         self.waiting: dict[int, float] = {}  # job id -> monotonic time its hand-over may retry
         self.backlog = False  # more placed jobs wait than one pass hands over
+        #: The control plane's checkpoint store (``services/checkpoints.py``); None: no staging.
+        self.checkpoint_store = checkpoint_store
+        # Retries placed here whose replicated checkpoint is staged before their submission.
+        self._staging: dict[int, tuple[str, checkpoints.Staging]] = {}
+        self._sessions: Sessions | None = None
 
     def run(
         self, session: Sessions, with_job: WithJob, with_jobs: WithJobs
@@ -67,6 +85,7 @@ class HandOver:
         and is left alone until the time the executor named; an unreachable site stops the
         pass (its jobs stay placed too) by raising the ``BackendUnavailable``.
         """
+        self._sessions = session
         todo, broken = self._take(session)
         for job_id, attempt, why in broken:
             with_job(job_id, _placed(attempt), partial(self._refuse, why))
@@ -78,7 +97,7 @@ class HandOver:
         handed: list[tuple[str, int]] = []
         unreachable = None
         with ThreadPoolExecutor(max_workers=min(HANDOVER_THREADS, len(todo))) as pool:
-            futures = {pool.submit(self._submit, spec): (i, a, spec) for i, a, spec in todo}
+            futures = {pool.submit(self._submit, i, spec): (i, a, spec) for i, a, spec in todo}
             waiting = set(futures)
             while waiting:
                 done, waiting = wait(waiting, return_when=FIRST_COMPLETED)
@@ -133,6 +152,7 @@ class HandOver:
         broken: list[tuple[int, int, str]] = []
         now = time.monotonic()
         self.waiting = {i: due for i, due in self.waiting.items() if due > now}
+        self._staging = {}
         with session() as s:
             query = select(Job).where(
                 Job.factory_id == self.factory_id, Job.state == JobState.PLACED
@@ -145,12 +165,50 @@ class HandOver:
                 if job.cancel_requested:
                     continue
                 try:
-                    todo.append((job.id, job.attempt, self._exec_job(s, job)))
+                    todo.append((job.id, job.attempt, self.exec_job_of(s, job)))
+                    self._plan_staging(s, job)
                 except Exception as exc:  # a bad job must not stop its site
                     broken.append((job.id, job.attempt, f"cannot be run as given: {exc}"))
         return todo, broken
 
-    def _submit(self, spec: ExecJob) -> str | Exception:
+    def _plan_staging(self, s: Session, job: Job) -> None:
+        """A retry whose last replicated checkpoint was taken at another site gets it staged."""
+        directory = (job.spec or {}).get("checkpoint_dir")
+        if self.checkpoint_store is None or job.attempt < 2 or not directory:
+            return
+        copy = checkpoints.staging_for(
+            s, self.checkpoint_store, job.id, job.attempt, self.factory_id
+        )
+        if copy is not None:
+            self._staging[job.id] = (str(directory), copy)
+
+    def _stage(self, job_id: int, spec: ExecJob) -> None:
+        """Put the job's replicated checkpoint into the new attempt's directory, then record it
+        (a crash before the record stages it again; the attempt was not submitted yet)."""
+        planned = self._staging.get(job_id)
+        site = access(self.executor)
+        if planned is None or site is None or self._sessions is None:
+            return
+        directory, copy = planned
+        try:
+            site.stage_checkpoint(spec, directory, copy.files)
+        except BackendUnavailable:
+            raise
+        except Exception as exc:  # the attempt still runs, from what the site has
+            log.warning("%s: checkpoint of job %s not staged: %s", self.name, job_id, exc)
+            return
+        with self._sessions() as s:
+            checkpoints.mark_staged(s, job_id, spec.attempt)
+        log.info(
+            "%s: staged checkpoint v%d (step %s) of job %s into attempt %d",
+            self.name,
+            copy.version,
+            copy.step,
+            job_id,
+            spec.attempt,
+        )
+
+    def _submit(self, job_id: int, spec: ExecJob) -> str | Exception:
         """Submit one attempt (idempotent per job and attempt); errors are returned, not raised.
 
         Only an ``Invalid`` (or an error outside the platform's own) refuses the job; an
@@ -159,6 +217,7 @@ class HandOver:
         not answer" with any other ``BackendUnavailable``.
         """
         try:
+            self._stage(job_id, spec)
             return self.executor.submit(spec)
         except Exception as exc:
             level = logging.INFO if _deferred(exc) else logging.WARNING
@@ -188,7 +247,8 @@ class HandOver:
         )
         job_service.move(s, job, JobState.SUBMITTED, f"handed to {self.name}", utcnow())
 
-    def _exec_job(self, s: Session, job: Job) -> ExecJob:
+    def exec_job_of(self, s: Session, job: Job) -> ExecJob:
+        """The job's current attempt as this site's executor takes it."""
         spec = JobSpec.model_validate(job.spec)
         partition = s.get_one(Partition, job.partition_id).name if job.partition_id else None
         required = getattr(self.executor, "requires_site_account", None)

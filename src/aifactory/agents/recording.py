@@ -12,7 +12,7 @@ from decimal import Decimal
 
 from sqlalchemy.orm import Session
 
-from aifactory.db.models import Job, JobAttempt, Partition
+from aifactory.db.models import Job, JobAttempt, Partition, StaleAttempt
 from aifactory.db.types import utcnow
 from aifactory.domain.jobs import RETRYABLE, JobState
 from aifactory.domain.jobspec import JobSpec
@@ -80,9 +80,13 @@ def finish(
     usage: ExecUsage | None,
     *,
     charge: bool = True,
+    retry: bool | None = None,
 ) -> None:
     """Record the attempt's end and charge its run time, once: the ledger entry's effect
-    key is (job, attempt), so a second settlement of the same attempt rolls back."""
+    key is (job, attempt), so a second settlement of the same attempt rolls back.
+
+    ``retry`` True starts a new attempt whatever the spec's policy says (failover moves a job
+    that never started); None asks the policy (:func:`retry_wanted`)."""
     job.exit_code, job.ended_at = status.exit_code, _dt(status.ended_at) or utcnow()
     job.lost_since = None
     elapsed = _elapsed(attempt.started_at, job.ended_at, usage, status)
@@ -102,7 +106,7 @@ def finish(
     )
     reason = status.message or f"exit code {status.exit_code}"
     job_service.move(s, job, target, reason, utcnow())
-    if retry_wanted(job, target):
+    if retry or (retry is None and retry_wanted(job, target)):
         job.attempt += 1
         job.backend_id, job.exit_code, job.ended_at = None, None, None
         job_service.move(s, job, JobState.PENDING, f"retry: attempt {job.attempt}", utcnow())
@@ -138,3 +142,60 @@ def _elapsed(
         if usage.elapsed_s >= last_run + 1:
             return timedelta(seconds=usage.elapsed_s)
     return max(ended - started, timedelta(0))
+
+
+def move_elsewhere(site: str, why: str, stale: bool, now: datetime, s: Session, job: Job) -> None:
+    """Failover: a job not started at a site that takes no new work goes back to pending.
+
+    A placed job only gives its reservation back. A job handed to the scheduler ends its
+    attempt as preempted (nothing charged) and starts a new one for the broker to place at
+    another entitled site; ``stale`` records the old attempt for its site's agent to cancel
+    there when the site answers (see :class:`StaleAttempt`).
+    """
+    if job.state == JobState.PLACED:
+        job_service.release_reservation(s, job, site)
+        job_service.move(s, job, JobState.PENDING, f"failover: {why}", now)
+        return
+    attempt = next(a for a in job.attempts if a.attempt == job.attempt)
+    status = ExecStatus(state=ExecState.PREEMPTED, message=f"moved: {why}", ended_at=_ts(now))
+    note_stale(s, job, attempt, why, cancelled=not stale, now=now)
+    finish(site, s, job, attempt, JobState.PREEMPTED, status, None, charge=False, retry=True)
+
+
+def fail_over_running(
+    site: str, why: str, since: datetime, cancelled: bool, now: datetime, s: Session, job: Job
+) -> None:
+    """Failover: a managed running job at a site that is gone ends as node_failed (charged up
+    to ``since``, the last time the site was known to run it) and is retried by its policy."""
+    attempt = next(a for a in job.attempts if a.attempt == job.attempt)
+    started = attempt.started_at or job.started_at
+    ran = max((since - started).total_seconds(), 0.0) if started is not None else 0.0
+    usage = ExecUsage(gpus=job.gpus, elapsed_s=ran)
+    end = max(since, started) if started is not None else since
+    status = ExecStatus(
+        state=ExecState.NODE_FAILED, message=f"node_failed: {why}", ended_at=_ts(end)
+    )
+    note_stale(s, job, attempt, why, cancelled=cancelled, now=now)
+    finish(site, s, job, attempt, JobState.NODE_FAILED, status, usage)
+
+
+def note_stale(
+    s: Session, job: Job, attempt: JobAttempt, why: str, *, cancelled: bool, now: datetime
+) -> None:
+    """Remember an attempt that stops being current, for its site's agent to cancel there."""
+    if attempt.backend_id:
+        s.add(
+            StaleAttempt(
+                job_id=job.id,
+                attempt=attempt.attempt,
+                factory_id=attempt.factory_id,
+                backend_id=attempt.backend_id,
+                reason=why,
+                created_at=now,
+                cancelled_at=now if cancelled else None,
+            )
+        )
+
+
+def _ts(at: datetime) -> float:
+    return at.timestamp()

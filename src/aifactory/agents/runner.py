@@ -36,7 +36,7 @@ from aifactory.db.models import ControllerBeat, Factory, Lease
 from aifactory.db.types import utcnow
 from aifactory.db.wake import BROKER, CHANNEL, site_topic
 from aifactory.errors import Conflict, Invalid
-from aifactory.services import housekeeping, ledger
+from aifactory.services import checkpoints, housekeeping, ledger
 from aifactory.services.endpoints import SERVING
 from aifactory.services.sites import build_executor, load_sites
 from aifactory.settings import Settings
@@ -110,6 +110,8 @@ class AgentRunner:
                 build_executor(settings, configs[name]),
                 self._lease(site_topic(fid)),
                 lost_grace_s=settings.lost_grace_s,
+                failover_grace_s=settings.failover_grace_s,
+                checkpoint_store=checkpoints.store_root(settings.data_dir),
             )
             for fid, name in factories
             if not sites or name in sites

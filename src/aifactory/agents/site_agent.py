@@ -5,7 +5,9 @@ what the executor reports, charging finished attempts to the ledger. Every step 
 ``submit`` is keyed by (job, attempt), so a crash between handing a job over and recording it
 makes the next tick hand it over again and get the same backend id back, never a second run.
 While the scheduler cannot be reached the site is marked unavailable (the broker stops placing
-there) and the agent backs off exponentially; nothing is lost, the next tick resumes.
+there) and the agent backs off exponentially; nothing is lost, the next tick resumes. Past the
+failover grace, or when the factory drains or retires, the site's jobs move elsewhere, and the
+checkpoints of its running managed jobs are copied off it meanwhile (``agents/failover.py``).
 """
 
 from __future__ import annotations
@@ -15,12 +17,14 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from functools import partial
+from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
+from aifactory.agents.failover import FAILOVER_GRACE_S, Failover
 from aifactory.agents.handover import HandOver, JobStep
 from aifactory.agents.leases import LeaseHandle, LeaseLost
 from aifactory.agents.recording import (
@@ -30,14 +34,15 @@ from aifactory.agents.recording import (
     mark_lost,
 )
 from aifactory.db.engine import Database
-from aifactory.db.models import Allocation, Job, Partition, SiteStatus
+from aifactory.db.models import Job, SiteStatus
 from aifactory.db.types import utcnow
 from aifactory.db.wake import BROKER, wake
 from aifactory.domain.jobs import JobState
 from aifactory.errors import BackendUnavailable, NotFound
-from aifactory.executors import ExecUsage, Executor
+from aifactory.executors import Capability, ExecUsage, Executor
+from aifactory.executors.estimates import StartEstimator
 from aifactory.services import jobs as job_service
-from aifactory.services import ledger, site_accounts
+from aifactory.services import queue_state, site_accounts
 
 log = logging.getLogger(__name__)
 _LIVE = (JobState.SUBMITTED, JobState.QUEUED, JobState.RUNNING)
@@ -47,6 +52,8 @@ _WATCHED = (*_LIVE, JobState.LOST)
 LOST_GRACE_S = 600.0
 ACCOUNT_SYNC_S = 15.0
 CONTACT_NOTE_S = 30.0
+#: Seconds between reads of the scheduler's own start estimates (``squeue --start``).
+ESTIMATES_S = 15.0
 #: A placed or live job as a full pass reads it: id, state, backend id, cancel asked, lost since.
 _Work = tuple[int, JobState, str | None, bool, datetime | None]
 
@@ -63,18 +70,31 @@ class SiteAgent:
         lease: LeaseHandle,
         *,
         lost_grace_s: float = LOST_GRACE_S,
+        failover_grace_s: float = FAILOVER_GRACE_S,
+        checkpoint_store: Path | None = None,
     ) -> None:
         self.db, self.factory_id, self.name = db, factory_id, name
         self.lease = lease
         self.lost_grace = timedelta(seconds=lost_grace_s)
         self._lost_since: dict[str, datetime] = {}  # backend id -> when it went missing
-        self.handover = HandOver(name, factory_id, executor)
+        self.handover = HandOver(name, factory_id, executor, checkpoint_store)
+        self.failover = Failover(
+            db,
+            factory_id,
+            name,
+            lease.fence,
+            self._with_job,
+            self.handover.exec_job_of,
+            grace_s=failover_grace_s,
+            checkpoint_store=checkpoint_store,
+        )
         self.backoff_s = 0.0
         self._retry_at = 0.0
         self._accounts_due = 0.0
         self._contact_noted = 0.0
         self._live: dict[str, tuple[int, JobState]] = {}  # backend id -> (job id, last state)
         self._synced_token: int | None = None
+        self._estimates_due = 0.0
 
     @property
     def executor(self) -> Executor:
@@ -105,11 +125,13 @@ class SiteAgent:
         ``LeaseLost`` propagates: the caller stops acting until it holds the lease again.
         """
         if time.monotonic() < self._retry_at:
+            self.failover.unreachable()  # past the grace, its jobs move (agents/failover.py)
             return False
         full = full or self.lease.token != self._synced_token  # new holder: look at everything
         try:
             if full:
                 self._sync_accounts()
+                self.failover.answered(self.executor)
                 work = self._read_work()
                 self._load_live(work)
                 self._cancel_requested(work)
@@ -118,9 +140,13 @@ class SiteAgent:
                 self._synced_token = self.lease.token
             if poll:
                 self._poll_live()
+                self.failover.replicate(self.executor)
+            self._record_estimates()
         except BackendUnavailable as exc:
             self._unavailable(str(exc))
+            self.failover.unreachable()
             return False
+        self.failover.reached()
         self._available()
         return True
 
@@ -133,16 +159,7 @@ class SiteAgent:
         if ensure is None or time.monotonic() < self._accounts_due:
             return
         with self.db.session() as s:
-            rows = s.execute(
-                select(Allocation, Partition.charge_factor)
-                .join(Partition, Partition.id == Allocation.partition_id)
-                .where(Allocation.factory_id == self.factory_id)
-            ).all()
-            budgets: dict[str, float] = {}
-            for alloc, factor in rows:
-                state = ledger.state(s, alloc.id)
-                raw_hours = (state.granted - state.expired) / 1000 / factor
-                budgets[alloc.project_code] = budgets.get(alloc.project_code, 0.0) + raw_hours
+            budgets = site_accounts.project_budgets(s, self.factory_id)
             logins = site_accounts.member_logins(s, self.factory_id, budgets)
         for project, hours in sorted(budgets.items()):
             ensure(project, hours, logins[project])
@@ -303,6 +320,31 @@ class SiteAgent:
         except Exception as exc:  # one of them: find it by doing each on its own
             log.info("%s: %d jobs recorded one by one (%s)", self.name, len(steps), exc)
             return [self._with_job(*step) for step in steps]
+
+    def _record_estimates(self) -> None:
+        """The scheduler's expected starts per partition, for ``jobs why`` and placement in
+        every API process (backends with the ``start_estimates`` capability), every
+        ``ESTIMATES_S``. A scheduler that does not answer makes the site unavailable."""
+        executor = self.executor
+        if (
+            Capability.START_ESTIMATES not in executor.capabilities
+            or not isinstance(executor, StartEstimator)
+            or time.monotonic() < self._estimates_due
+        ):
+            return
+        self._estimates_due = time.monotonic() + ESTIMATES_S
+        with self.db.session() as s:
+            partitions = queue_state.site_partitions(s, self.factory_id)
+        try:
+            estimates = executor.start_estimates(list(partitions))
+        except BackendUnavailable:
+            raise
+        except Exception:  # an odd answer costs the estimates, never the agent's pass
+            log.exception("%s: start estimates could not be read", self.name)
+            return
+        with self.db.session() as s:
+            self.lease.fence(s)
+            queue_state.save_estimates(s, self.factory_id, partitions, estimates, utcnow())
 
     # --- availability ---
 

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from aifactory.api.params import FederationDate
 from aifactory.domain.enums import ResearchKind
 from aifactory.domain.proposal_sections import MAX_ROWS, ResourceRow, Sections
+from aifactory.services.hosting import HostingProposal
 from aifactory.services.proposals import ProposalInput
-from aifactory.settings import FactorySpec, SBool, SInt
+from aifactory.settings import SBool, SInt
 
 Hours = Annotated[Decimal, Field(gt=0, le=100_000_000, decimal_places=3)]
 Text = Annotated[str, Field(max_length=2000)]
@@ -30,33 +31,10 @@ class EligibilityCheckIn(_In):
     pi_contract_end: FederationDate | None = None
 
 
-class HostingIn(_In):
-    """What a hosting proposal proposes: a new factory, or a country joining one."""
-
-    kind: Literal["new_factory", "join"]
-    factory: FactorySpec | None = None
-    factory_name: str | None = Field(default=None, max_length=100)
-    country: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
-    funding_eur: SInt = Field(default=0, ge=0, le=10**12)
-
-    @model_validator(mode="after")
-    def _complete(self) -> HostingIn:
-        if self.kind == "new_factory" and self.factory is None:
-            raise ValueError("a new_factory proposal includes the factory")
-        if self.kind == "join" and not (self.factory_name and self.country):
-            raise ValueError("a join proposal names factory_name and country")
-        return self
-
-    def stored(self) -> dict[str, Any]:
-        if self.kind == "new_factory" and self.factory is not None:
-            spec = self.factory.model_dump(mode="json")
-            return {"kind": self.kind, "factory": spec, "funding_eur": self.funding_eur}
-        return {
-            "kind": self.kind,
-            "factory": self.factory_name,
-            "country": self.country,
-            "funding_eur": self.funding_eur,
-        }
+class HostingIn(HostingProposal):
+    """What a hosting proposal proposes: a new factory (hosting entity, city, country, members,
+    capacity split, systems and partitions), or a country joining one; funding by source and
+    countries new to the registry (``services/hosting.py``)."""
 
 
 class ProposalCreate(_In):

@@ -19,6 +19,7 @@ from aifactory.api.routers import (
     interactive,
     jobs,
     metrics,
+    planning,
     projects,
     registry,
     self_service,
@@ -80,6 +81,7 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     api.include_router(endpoints.router)
     api.include_router(interactive.router)
     api.include_router(self_service.router)
+    api.include_router(planning.router)
     app.include_router(api)
     app.include_router(gateway.router)  # /v1: OpenAI's paths, for OpenAI's SDKs
     app.include_router(metrics.router)  # /metrics: Prometheus's path, for its scrapers

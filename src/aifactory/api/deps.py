@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from aifactory.db.engine import Database
 from aifactory.db.types import utcnow
 from aifactory.errors import Unauthenticated
-from aifactory.services import audit, identity, throttle
+from aifactory.services import access, audit, identity, throttle
 from aifactory.services.audit import AuditAction
 from aifactory.services.permissions import Principal
 from aifactory.services.sites import capacity_map
@@ -35,6 +35,7 @@ def get_settings(request: Request) -> Settings:
 def get_session(request: Request) -> Iterator[Session]:
     """One transaction per request, committed before the response is sent."""
     with get_db(request).session() as session:
+        access.sync_calls(session)  # a factory added elsewhere gets its calls (cheap; throttled)
         yield session
 
 

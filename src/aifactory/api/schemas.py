@@ -22,6 +22,10 @@ class FactoryUpdate(_In):
     capacity_split: CapacitySplit | None = None
 
 
+class FactoryStatusIn(_In):
+    status: FactoryStatus
+
+
 class PartitionUpdate(_In):
     gpu_model: str | None = Field(default=None, min_length=1, max_length=64)
     nodes: SInt | None = Field(default=None, ge=1, le=100_000)

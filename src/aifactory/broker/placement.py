@@ -9,19 +9,30 @@ that pass. Each rejected site carries a reason a user can act on.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
+from aifactory.broker.backfill import shadow_at
 from aifactory.errors import Invalid
 
 __all__ = [
+    "MIN_WAIT_S",
     "PLACEMENT_POLICIES",
+    "PREFER_TOLERANCE_S",
     "Decision",
     "JobRequest",
     "PlacementPolicy",
     "SiteView",
+    "estimate_start",
     "get_placement_policy",
+    "preference_rank",
+    "start_basis",
 ]
+
+#: A preferred site wins over a sooner one when it starts at most this much later (seconds).
+PREFER_TOLERANCE_S = 1800.0
+#: The earliest start promised where the GPUs are not free now: never "now" for a full site.
+MIN_WAIT_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,11 +49,13 @@ class SiteView:
         nodes: Nodes in the partition.
         free_gpus: GPUs idle now.
         total_gpus: GPUs in the partition.
-        queued_gpu_seconds: Requested GPU-seconds of work waiting ahead of a new job.
+        queued_gpu_seconds: Requested GPU-seconds of work waiting ahead of a new job (jobs
+            waiting for the site, and jobs placed there that have not started).
         charge_factor: Normalised GPU-hours charged per GPU-hour used.
         budget_remaining_gpu_hours: Normalised GPU-hours left; ``None`` means unlimited.
         est_start_s: Start-time estimate from the site's own scheduler, when it has one.
         max_time_s: Longest time limit the partition accepts; ``None`` means no limit.
+        running_ends: ``(predicted end, GPUs)`` of the jobs running there (start + time limit).
     """
 
     name: str
@@ -59,6 +72,7 @@ class SiteView:
     budget_remaining_gpu_hours: float | None = None
     est_start_s: float | None = None
     max_time_s: float | None = None
+    running_ends: tuple[tuple[float, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +86,8 @@ class JobRequest:
     min_gpu_memory_gb: float | None = None
     allowed_countries: frozenset[str] | None = None
     home_site: str | None = None
+    #: Sites the project prefers, best first: ``FACTORY``, ``FACTORY/SYSTEM`` or a full name.
+    prefer: tuple[str, ...] = ()
 
     @property
     def gpus(self) -> int:
@@ -143,16 +159,44 @@ def _constraint_reason(job: JobRequest, site: SiteView) -> str | None:
 
 
 def estimate_start(job: JobRequest, site: SiteView, now: float) -> float:
-    """The site's own estimate if it gave one, else a fluid estimate from its backlog.
+    """When the job would start at ``site``: the site's own estimate if it gave one (Slurm's
+    ``squeue --start``), else one from its queue.
 
-    A job starts now when enough GPUs are free and nothing waits ahead of it; otherwise it is
-    assumed to wait until the queued work ahead has drained across the whole partition.
+    From the queue: now when enough GPUs are free and nothing waits ahead; otherwise the
+    moment enough GPUs are free by the predicted ends of the running jobs (the shadow time of
+    EASY backfilling), plus the work waiting ahead spread over the whole partition (a fluid
+    estimate). A site without the GPUs free is never "now": at least :data:`MIN_WAIT_S`.
     """
     if site.est_start_s is not None:
         return max(now, site.est_start_s)
+    drain = max(site.queued_gpu_seconds, 0.0) / max(site.total_gpus, 1)
+    if site.free_gpus >= job.gpus:
+        return now + drain
+    running = sorted((max(end, now), i, gpus) for i, (end, gpus) in enumerate(site.running_ends))
+    idle = max(site.total_gpus - sum(gpus for _, _, gpus in running), 0)
+    try:
+        freed = float(shadow_at(idle, running, job.gpus)[0])
+    except ValueError:  # more GPUs than the site has: rejected before this; be safe anyway
+        freed = now + job.time_limit_s
+    return max(max(freed, now) + drain, now + MIN_WAIT_S)
+
+
+def start_basis(job: JobRequest, site: SiteView) -> str:
+    """Where :func:`estimate_start`'s answer comes from: ``slurm``, ``free`` or ``queue``."""
+    if site.est_start_s is not None:
+        return "slurm"
     if site.free_gpus >= job.gpus and site.queued_gpu_seconds <= 0:
-        return now
-    return now + site.queued_gpu_seconds / max(site.total_gpus, 1)
+        return "free"
+    return "queue"
+
+
+def preference_rank(job: JobRequest, site: str) -> int | None:
+    """The position of the first of the job's preferences that names ``site`` (a factory, a
+    system or the partition itself), ``None`` when none does."""
+    for rank, wanted in enumerate(job.prefer):
+        if site == wanted or site.startswith(wanted + "/"):
+            return rank
+    return None
 
 
 def _split(job: JobRequest, sites: tuple[SiteView, ...]) -> tuple[list[SiteView], dict[str, str]]:
@@ -188,10 +232,15 @@ def _decide(
 class _RankingPolicy:
     name: str
     key: RankKey
+    preferences: bool = False  # the project's preferred sites may win within the tolerance
 
     def place(self, job: JobRequest, sites: tuple[SiteView, ...], now: float) -> Decision:
         candidates, rejected = _split(job, sites)
-        return _decide(job, candidates, rejected, now, self.key)
+        decision = _decide(job, candidates, rejected, now, self.key)
+        if not self.preferences:
+            return decision
+        ranked = _prefer(job, decision.ranked, decision.est_start_s)
+        return replace(decision, chosen=ranked[0] if ranked else None, ranked=ranked)
 
 
 @dataclass(frozen=True)
@@ -216,7 +265,24 @@ class _HomePolicy:
 def _broker_key(
     job: JobRequest, site: SiteView, start: float, now: float
 ) -> tuple[float | str, ...]:
-    return (start, site.charge_factor, site.name)
+    # Expected start first; then the cheaper partition; then the project's preference.
+    rank = preference_rank(job, site.name)
+    return (start, site.charge_factor, len(job.prefer) if rank is None else rank, site.name)
+
+
+def _prefer(
+    job: JobRequest, ranked: tuple[str, ...], starts: Mapping[str, float]
+) -> tuple[str, ...]:
+    """The project's most preferred site first when it starts at most ``PREFER_TOLERANCE_S``
+    after the best one; otherwise the ranking as it is."""
+    if not job.prefer or not ranked:
+        return ranked
+    latest = starts[ranked[0]] + PREFER_TOLERANCE_S
+    near = [n for n in ranked if starts[n] <= latest and preference_rank(job, n) is not None]
+    if not near:
+        return ranked
+    best = min(near, key=lambda n: (preference_rank(job, n), starts[n]))
+    return (best, *(n for n in ranked if n != best))
 
 
 def _by_start_then_name(
@@ -234,7 +300,7 @@ def _least_loaded_key(
 
 
 PLACEMENT_POLICIES: dict[str, PlacementPolicy] = {
-    "broker": _RankingPolicy("broker", _broker_key),
+    "broker": _RankingPolicy("broker", _broker_key, preferences=True),
     "home": _HomePolicy(),
     "least-loaded": _RankingPolicy("least-loaded", _least_loaded_key),
     "earliest-start": _RankingPolicy("earliest-start", _by_start_then_name),

@@ -264,9 +264,16 @@ def allocations_show(allocation_id: int, as_json: JsonOpt = False) -> None:
     emit(both, as_json, show.allocations_table([allocation]), show.ledger_table(ledger))
 
 
+REPORT_BY = (
+    "project; factory or factory-country (where the GPU-hours were used); user-country (the "
+    "project's organisation's country); funding (EU Digital Europe, national, commercial, with "
+    "the € of each source and Horizon Europe's for services); or mode"
+)
+
+
 @friendly
 def report(
-    by: Annotated[str, typer.Option(help="project, factory, country, funding or mode")] = "factory",
+    by: Annotated[str, typer.Option(help=REPORT_BY)] = "factory",
     start: Annotated[str | None, typer.Option(help="YYYY-MM-DD")] = None,
     end: Annotated[str | None, typer.Option(help="YYYY-MM-DD")] = None,
     csv: Annotated[Path | None, typer.Option(help="also write CSV here")] = None,

@@ -78,6 +78,8 @@ def _print_readable(result: dict[str, Any]) -> None:
         f"  {plural(r['nodes'], 'node')} x {gpus}, time limit {r['time_limit']} s"
         + (f", array {spec['array']}" if spec["array"] else "")
     )
+    if spec.get("prefer_sites"):
+        console.print(f"  prefers {escape(', '.join(spec['prefer_sites']))} (placement)")
     for note in result["notes"]:
         console.print(f"  [yellow]•[/yellow] {escape(note['message'])}")
     slurm = result["slurm"]

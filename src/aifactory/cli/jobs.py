@@ -15,6 +15,7 @@ from aifactory.cli.follow import follow_json, follow_to_end
 from aifactory.cli.output import JsonOpt, emit, err_console, print_json
 from aifactory.cli.render import console
 from aifactory.cli.render_jobs import job_detail, jobs_table
+from aifactory.domain.words import start_in, start_words
 from aifactory.errors import FieldError, Invalid
 
 if TYPE_CHECKING:
@@ -280,28 +281,45 @@ def _submit_job(c: Client, spec: dict[str, Any], key: str | None) -> JobView:
 
 
 def why_table(p: PlacementView) -> Table:
+    """Every candidate site with its verdict, reason, free GPUs, queue ahead and estimate."""
+    if not p.candidates:
+        return _decision_table(p)
+    table = Table(title=f"Placement of job {p.job_id} ({p.policy} policy)", header_style="bold")
+    for col in ("Site", "Verdict", "GPUs free", "Queued ahead", "Start", "Why"):
+        table.add_column(col)
+    for c in p.candidates:
+        verdict = _VERDICTS.get(c.verdict, c.verdict) + (" ★" if c.preferred else "")
+        free = f"{c.free_gpus} of {c.total_gpus}" if c.total_gpus is not None else "-"
+        queued = f"{c.queued_gpu_hours:g} GPU-h" if c.queued_gpu_hours is not None else "-"
+        start = start_words(c.est_start_s, c.basis) if c.est_start_s is not None else "-"
+        table.add_row(c.site, verdict, free, queued, start, escape(c.reason))
+    if p.waiting:
+        table.add_row("-", "[yellow]waiting[/yellow]", "", "", "", escape(p.waiting))
+    return table
+
+
+_VERDICTS = {
+    "chosen": "[green]chosen[/green]",
+    "would start": "[green]would start[/green]",
+    "waits": "[yellow]waits[/yellow]",
+    "rejected": "[red]rejected[/red]",
+}
+
+
+def _decision_table(p: PlacementView) -> Table:
+    """The decision as recorded (a finished job: no live figures)."""
     table = Table(title=f"Placement of job {p.job_id} ({p.policy} policy)", header_style="bold")
     for col in ("Site", "Verdict", "Why"):
         table.add_column(col)
     for name in p.ranked:
         verdict = "[green]chosen[/green]" if name == p.chosen else "candidate"
         start = p.est_start_s.get(name)
-        table.add_row(name, verdict, f"fits; {_start_in(start)}" if start is not None else "fits")
+        table.add_row(name, verdict, f"fits; {start_in(start)}" if start is not None else "fits")
     for name, reason in p.rejected.items():
         table.add_row(name, "[red]rejected[/red]", reason)
     if p.waiting:
         table.add_row("-", "[yellow]waiting[/yellow]", p.waiting)
     return table
-
-
-def _start_in(seconds: float) -> str:
-    if seconds <= 0:
-        return "starts now"
-    if seconds < 120:
-        return f"estimated start in {seconds:.0f} s"
-    if seconds < 7200:
-        return f"estimated start in {seconds / 60:.0f} min"
-    return f"estimated start in {seconds / 3600:.1f} h"
 
 
 def install(app: typer.Typer) -> None:

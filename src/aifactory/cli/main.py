@@ -16,6 +16,7 @@ from aifactory.cli import (
     job_metrics,
     jobs,
     ops,
+    plan,
     render,
     security,
     self_service,
@@ -24,6 +25,7 @@ from aifactory.cli import (
     site_accounts,
 )
 from aifactory.cli import config as cli_config
+from aifactory.cli import factories as factory_commands
 from aifactory.cli.common import client, friendly
 from aifactory.cli.lazy import lazy_typer
 from aifactory.cli.output import JsonOpt, emit
@@ -41,6 +43,7 @@ app.add_typer(factories_app, name="factories")
 app.add_typer(federation_app, name="federation")
 app.add_typer(admin_app, name="admin")
 app.add_typer(lazy_typer("aifactory.cli.sim:app", SIM_HELP), name="sim")
+app.add_typer(plan.app, name="plan")
 access.install(app)
 jobs.install(app)
 job_metrics.install(jobs.jobs_app)
@@ -51,6 +54,7 @@ security.install(admin_app)
 claim_rules.install(admin_app)
 site_accounts.install(admin_app)
 self_service.install(app)
+factory_commands.install(factories_app, federation_app)
 
 
 # --- server side -----------------------------------------------------------------------------

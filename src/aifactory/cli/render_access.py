@@ -13,6 +13,7 @@ from aifactory.cli.output import plural
 if TYPE_CHECKING:
     from aifactory.services.access_views import (
         AllocationView,
+        BalanceView,
         CallView,
         EligibilityView,
         LedgerEntryView,
@@ -118,10 +119,18 @@ def project_detail(p: ProjectView) -> Group:
     head.add_row("Project", f"{p.code}: {p.title}")
     head.add_row("Organisation", p.organisation)
     head.add_row("Members", ", ".join(f"{m.username} ({m.role})" for m in p.members))
-    return Group(head, allocations_table(p.allocations))
+    return Group(
+        head, allocations_table(p.allocations, p.total if len(p.allocations) > 1 else None)
+    )
 
 
-def allocations_table(items: list[AllocationView]) -> Table:
+def _where(a: AllocationView) -> str:
+    if a.scope == "federation":
+        return "federation: any factory admitting the project (x charge factor)"
+    return f"{a.factory}: {a.system}/{a.partition}"
+
+
+def allocations_table(items: list[AllocationView], total: BalanceView | None = None) -> Table:
     table = Table(title="Allocations (GPU-hours, normalised)", header_style="bold")
     for col in ("ID", "Where", "Period", "Status"):
         table.add_column(col)
@@ -130,7 +139,7 @@ def allocations_table(items: list[AllocationView]) -> Table:
     for a in items:
         table.add_row(
             str(a.id),
-            f"{a.factory}: {a.system}/{a.partition}",
+            _where(a),
             f"{a.start_date} → {a.end_date}",
             f"{a.status} ({a.usage_level})",
             hours(a.granted),
@@ -138,6 +147,9 @@ def allocations_table(items: list[AllocationView]) -> Table:
             hours(a.reserved),
             hours(a.remaining),
         )
+    if total is not None:
+        sums = (total.granted, total.used, total.reserved, total.remaining)
+        table.add_row("", "project total", "", "", *map(hours, sums), style="bold")
     return table
 
 
@@ -160,17 +172,23 @@ def ledger_table(entries: list[LedgerEntryView]) -> Table:
 def report_table(report: Report) -> Table:
     span = f"{report.start or 'start'} → {report.end or 'now'}"
     table = Table(title=f"Usage by {report.group_by} ({span})", header_style="bold")
-    table.add_column(report.group_by.title())
+    table.add_column(report.group_by.replace("-", " ").capitalize())
     for col in ("Allocations", "Granted", "Used", "Reserved", "Remaining"):
         table.add_column(col, justify="right")
+    euros = {f.source: f"€{f.amount_eur:,}" for f in report.funding}
+    if report.funding:
+        table.add_column("Funding (€)", justify="right")
     for row in [*report.rows, report.total]:
-        table.add_row(
-            row.key,
-            str(row.allocations),
-            hours(row.granted),
-            hours(row.used),
-            hours(row.reserved),
-            hours(row.remaining),
-            style="bold" if row is report.total else None,
-        )
+        cells = [hours(getattr(row, f)) for f in ("granted", "used", "reserved", "remaining")]
+        money = [euros.get(row.key, "-")] if report.funding else []
+        name = row.label if report.group_by == "funding" else _key_and_label(row.key, row.label)
+        bold = "bold" if row is report.total else None
+        table.add_row(name, str(row.allocations), *cells, *money, style=bold)
+    for line in report.funding:
+        if line.funds != "gpu_hours":
+            table.add_row(line.label, "-", "-", f"- ({line.funds})", "-", "-", euros[line.source])
     return table
+
+
+def _key_and_label(key: str, label: str) -> str:
+    return key if label in ("", key) else f"{key} ({label})"

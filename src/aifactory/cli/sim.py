@@ -64,6 +64,35 @@ EstimateOpt = Annotated[
         "--estimate-from-runtime", help="Use run time as the estimate where a trace has none."
     ),
 ]
+EstimatesOpt = Annotated[
+    str,
+    typer.Option(
+        "--estimates",
+        help="user: the trace's requested times (default); perfect: actual run times.",
+    ),
+]
+FederationOpt = Annotated[
+    str,
+    typer.Option(
+        "--federation",
+        help="With --sites: central (default; jobs wait centrally and start as the live "
+        "broker admits them) or route (each job joins a site queue on arrival).",
+    ),
+]
+EventsOpt = Annotated[
+    str,
+    typer.Option(
+        "--events",
+        help="At equal times: completions-first (default) or arrivals-first (as pyss).",
+    ),
+]
+ScheduleOpt = Annotated[
+    str,
+    typer.Option(
+        "--schedule", help="When the scheduler runs: event (after every event; default) or "
+        "timestamp (once per timestamp).",
+    ),
+]  # fmt: skip
 OperationalOpt = Annotated[
     bool,
     typer.Option(
@@ -98,12 +127,20 @@ def _sites(path: Path | None, assume_operational: bool) -> list[SiteSpec] | None
     return load_sites(path, assume_operational=assume_operational)
 
 
-def _load(trace: Path, fmt: str, lenient: bool, capacity: int | None, estimate: bool) -> Trace:
+def _load(
+    trace: Path,
+    fmt: str,
+    lenient: bool,
+    capacity: int | None,
+    estimate: bool,
+    estimates: str = "user",
+) -> Trace:
     from aifactory.sim.runner import load_trace
 
     loaded = load_trace(
-        trace, fmt, lenient=lenient, capacity=capacity, estimate_from_runtime=estimate
-    )
+        trace, fmt, lenient=lenient, capacity=capacity, estimate_from_runtime=estimate,
+        estimates=estimates,
+    )  # fmt: skip
     if loaded.skipped_lines:
         skipped = plural(loaded.skipped_lines, "malformed line")
         err_console.print(f"skipped {skipped} in {trace}")
@@ -135,12 +172,20 @@ def _progress(label: str, total: int) -> Iterator[Callable[[int, int], None]]:
 
 
 def _simulate(
-    loaded: Trace, policy: str, sites: list[SiteSpec] | None, placement: str
+    loaded: Trace,
+    policy: str,
+    sites: list[SiteSpec] | None,
+    placement: str,
+    conventions: tuple[str, str, str] = ("central", "completions-first", "event"),
 ) -> RunOutcome:
     from aifactory.sim.runner import run_trace
 
+    federation, events, schedule = conventions
     with _progress(f"{policy}", len(loaded.jobs)) as update:
-        return run_trace(loaded, policy, sites=sites, placement=placement, progress=update)
+        return run_trace(
+            loaded, policy, sites=sites, placement=placement, progress=update,
+            federation=federation, events=events, schedule=schedule,
+        )  # fmt: skip
 
 
 def _run_scenarios(
@@ -195,14 +240,18 @@ def run(
     capacity: CapacityOpt = None,
     fmt: FormatOpt = "auto",
     estimate_from_runtime: EstimateOpt = False,
+    estimates: EstimatesOpt = "user",
+    federation: FederationOpt = "central",
+    events: EventsOpt = "completions-first",
+    schedule: ScheduleOpt = "event",
     assume_operational: OperationalOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Replay one trace with one scheduling policy and report metrics (--json: metrics.json)."""
     with _user_errors():
         specs = _sites(sites, assume_operational)
-        loaded = _load(trace, fmt, lenient, capacity, estimate_from_runtime)
-        outcome = _simulate(loaded, policy, specs, placement)
+        loaded = _load(trace, fmt, lenient, capacity, estimate_from_runtime, estimates)
+        outcome = _simulate(loaded, policy, specs, placement, (federation, events, schedule))
     m = outcome.metrics
     if as_json:
         print_json(m)
@@ -245,6 +294,10 @@ def compare(
     capacity: CapacityOpt = None,
     fmt: FormatOpt = "auto",
     estimate_from_runtime: EstimateOpt = False,
+    estimates: EstimatesOpt = "user",
+    federation: FederationOpt = "central",
+    events: EventsOpt = "completions-first",
+    schedule: ScheduleOpt = "event",
     assume_operational: OperationalOpt = False,
     workers: WorkersOpt = None,
     as_json: JsonOpt = False,
@@ -254,9 +307,13 @@ def compare(
 
     with _user_errors():
         specs = _sites(sites, assume_operational)
-        loaded = _load(trace, fmt, lenient, capacity, estimate_from_runtime)
+        loaded = _load(trace, fmt, lenient, capacity, estimate_from_runtime, estimates)
         site_tuple = tuple(specs) if specs else None
-        scenarios = [Scenario(p, p, sites=site_tuple, placement=placement) for p in policies]
+        scenarios = [
+            Scenario(p, p, sites=site_tuple, placement=placement, federation=federation,
+                     events=events, schedule=schedule)
+            for p in policies
+        ]  # fmt: skip
         results = _run_scenarios(loaded, scenarios, workers)
     _report(f"{loaded.name}: policies compared", "policy", results, out, "compare", as_json)
 
@@ -280,6 +337,9 @@ def sweep(
     ] = Path("sim-sweep"),
     fmt: FormatOpt = "auto",
     estimate_from_runtime: EstimateOpt = False,
+    estimates: EstimatesOpt = "user",
+    events: EventsOpt = "completions-first",
+    schedule: ScheduleOpt = "event",
     workers: WorkersOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -287,10 +347,17 @@ def sweep(
     from aifactory.sim.sweep import Scenario
 
     with _user_errors():
-        loaded = _load(trace, fmt, lenient, None, estimate_from_runtime)
+        loaded = _load(trace, fmt, lenient, None, estimate_from_runtime, estimates)
         sizes: list[int | None] = list(capacities) if capacities else [None]
         scenarios = [
-            Scenario(f"{p} cap={c or loaded.capacity} load={x:g}", p, c, x)
+            Scenario(
+                f"{p} cap={c or loaded.capacity} load={x:g}",
+                p,
+                c,
+                x,
+                events=events,
+                schedule=schedule,
+            )
             for p in policies or ["easy"]
             for c in sizes
             for x in (loads or [1.0])

@@ -72,6 +72,31 @@ class GpuHourLimits(BaseModel):
         return None
 
 
+class EntitlementLimits(BaseModel):
+    """Where one proposal may ask for its GPU-hours (see ``domain.entitlements``).
+
+    Attributes:
+        max_systems: Distinct systems its resource rows may name.
+        max_factories: Distinct factories those systems may belong to; with 1, the call's own.
+        federation: Whether it may ask for a federation allocation (normalised GPU-hours usable
+            at any factory that admits the project).
+    """
+
+    model_config = _FROZEN
+
+    max_systems: int = Field(default=1, ge=1, le=100)
+    max_factories: int = Field(default=1, ge=1, le=100)
+    federation: bool = False
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.max_factories > self.max_systems:
+            raise ValueError(
+                f"max_factories {self.max_factories} exceeds max_systems {self.max_systems}"
+            )
+        return self
+
+
 class ServiceLevel(BaseModel):
     """Service-level clock: a decision within ``working_days`` of the start event."""
 
@@ -132,7 +157,8 @@ class AccessMode(BaseModel):
         factory_scoped: True when calls of this mode belong to one factory.
         gpu_hours: Request limits; ``None`` for a mode that awards no compute (hosting call).
         durations_months: Allowed allocation durations; empty when ``gpu_hours`` is ``None``.
-        one_system: The allocation is on one system only.
+        entitlements: How many systems and factories a proposal may ask for, and whether a
+            federation allocation.
         steps: Steps between submission and decision.
         service_level: The clock; ``None`` means each call sets its own.
         pi_contract_rule: The PI's contract must run ``pi_contract_months`` past the end.
@@ -149,7 +175,7 @@ class AccessMode(BaseModel):
     research_kinds: frozenset[ResearchKind] = Field(min_length=1)
     gpu_hours: GpuHourLimits | None
     durations_months: tuple[int, ...] = ()
-    one_system: bool = True
+    entitlements: EntitlementLimits = Field(default_factory=EntitlementLimits)
     selection: SelectionMethod
     steps: frozenset[AssessmentStep]
     service_level: ServiceLevel | None = None
@@ -215,7 +241,8 @@ def check_request(
         mode: The access mode of the call.
         gpu_hours: Normalised GPU-hours requested.
         duration_months: Requested allocation length in months.
-        systems: How many systems the request spans.
+        systems: How many systems the request spans (``domain.entitlements`` checks the
+            rows themselves: factories, federation).
         limits: The call's own limits, overriding the mode's when given.
 
     Raises:
@@ -234,9 +261,10 @@ def check_request(
             allowed = ", ".join(str(m) for m in mode.durations_months)
             msg = f"{duration_months} months requested; mode {mode.code} allows {allowed} months"
             errors.append(FieldError("duration_months", "allowed_durations", msg))
-    if mode.one_system and systems != 1:
-        msg = f"{systems} systems requested; mode {mode.code} allows one system only"
-        errors.append(FieldError("systems", "one_system", msg))
+    most = mode.entitlements.max_systems
+    if systems > most:
+        msg = f"{systems} systems requested; mode {mode.code} allows at most {most}"
+        errors.append(FieldError("systems", "max_systems", msg))
     if errors:
         raise Invalid(f"request does not fit mode {mode.code}", errors)
 

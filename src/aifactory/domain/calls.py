@@ -10,13 +10,14 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from datetime import date
-from functools import cache, cached_property
+from functools import cached_property, lru_cache
 from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from aifactory.domain.access_modes import (
     AccessMode,
+    EntitlementLimits,
     GpuHourLimits,
     ServiceLevel,
     invalid_from_validation,
@@ -65,6 +66,7 @@ class Call(BaseModel):
         closes: Last day to submit; ``None`` means always open.
         cutoffs: Explicit cut-off dates; merged with those of ``cutoff_schedule``.
         gpu_hours: Limits overriding the mode's (e.g. AI for Science sizes per call).
+        entitlements: Systems, factories and federation allocation overriding the mode's.
         service_level: Clock overriding the mode's (required where the mode has none).
     """
 
@@ -79,6 +81,7 @@ class Call(BaseModel):
     cutoffs: tuple[date, ...] = ()
     cutoff_schedule: CutoffSchedule | None = None
     gpu_hours: GpuHourLimits | None = None
+    entitlements: EntitlementLimits | None = None
     service_level: ServiceLevel | None = None
     note: str = ""
 
@@ -113,6 +116,11 @@ class Call(BaseModel):
 def effective_gpu_hours(call: Call, mode: AccessMode) -> GpuHourLimits | None:
     """The call's GPU-hour limits when it sets them, else the mode's."""
     return call.gpu_hours or mode.gpu_hours
+
+
+def effective_entitlements(call: Call, mode: AccessMode) -> EntitlementLimits:
+    """Where a proposal to ``call`` may ask for hours: the call's rule when it sets one."""
+    return call.entitlements or mode.entitlements
 
 
 def effective_service_level(call: Call, mode: AccessMode) -> ServiceLevel | None:
@@ -157,10 +165,22 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
-def _expand_templates(data: Mapping[str, Any]) -> list[Any]:
-    """One raw call per factory and template; ``{factory}`` in a title is filled in."""
+def call_slug(factory: str) -> str:
+    """The prefix of a factory's call ids (``BSC AIF`` -> ``bsc-aif``): unique per factory."""
+    return _slug(factory)
+
+
+def _expand_templates(data: Mapping[str, Any], extra: Sequence[str] = ()) -> list[Any]:
+    """One raw call per factory and template; ``{factory}`` in a title is filled in.
+
+    ``extra`` adds the registry's factories to the file's ``factories`` list; a name whose call
+    prefix is already taken (the same factory, or a clash) is expanded once, first come.
+    """
     raws: list[Any] = []
-    for factory in data.get("factories", []):
+    names: dict[str, str] = {}
+    for factory in [*data.get("factories", []), *extra]:
+        names.setdefault(_slug(factory), factory)
+    for factory in names.values():
         for tpl in data.get("per_factory", []):
             raw = dict(tpl)
             raw.setdefault("id", f"{_slug(factory)}-{str(raw.get('mode', '')).lower()}")
@@ -204,8 +224,11 @@ def _cross_check(call: Call, mode: AccessMode, where: str) -> FieldError | None:
     return None
 
 
-def parse_calls(data: Any, modes: Mapping[AccessModeCode, AccessMode]) -> tuple[Call, ...]:
-    """Validate parsed ``calls.yaml`` against the modes.
+def parse_calls(
+    data: Any, modes: Mapping[AccessModeCode, AccessMode], factories: Sequence[str] = ()
+) -> tuple[Call, ...]:
+    """Validate parsed ``calls.yaml`` against the modes; ``per_factory`` templates are expanded
+    for the file's ``factories`` and for ``factories`` (the registry's).
 
     Raises:
         Invalid: Malformed calls, an unknown mode, a duplicate id, or a call inconsistent with
@@ -213,7 +236,7 @@ def parse_calls(data: Any, modes: Mapping[AccessModeCode, AccessMode]) -> tuple[
     """
     if not isinstance(data, Mapping):
         raise Invalid.field("calls", "required", "expected a mapping")
-    raws: Sequence[Any] = [*_expand_templates(data), *data.get("calls", [])]
+    raws: Sequence[Any] = [*_expand_templates(data, factories), *data.get("calls", [])]
     calls: dict[str, Call] = {}
     for i, raw in enumerate(raws):
         try:
@@ -231,7 +254,8 @@ def parse_calls(data: Any, modes: Mapping[AccessModeCode, AccessMode]) -> tuple[
     return tuple(calls.values())
 
 
-@cache
-def load_calls() -> tuple[Call, ...]:
-    """The shipped default calls, validated against the shipped modes (read once)."""
-    return parse_calls(read_data_file("calls.yaml"), load_access_modes())
+@lru_cache(maxsize=8)
+def load_calls(factories: tuple[str, ...] = ()) -> tuple[Call, ...]:
+    """The shipped default calls, validated against the shipped modes, with the per-factory
+    calls of ``factories`` too (read once per set of factories)."""
+    return parse_calls(read_data_file("calls.yaml"), load_access_modes(), factories)

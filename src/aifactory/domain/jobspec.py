@@ -24,6 +24,8 @@ _DURATION = re.compile(r"^(?:(?P<d>\d+)-)?(?:(?P<h>\d+):)?(?P<m>\d+):(?P<s>\d+)$
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
 _SAFE_TEXT = r"^[^\x00-\x1f\x7f]*$"  # one line, no control characters
+#: A site as placement names it: FACTORY, FACTORY/SYSTEM or FACTORY/SYSTEM/PARTITION.
+_SITE_NAME = r"^[A-Za-z0-9][A-Za-z0-9 ._\-]*(/[A-Za-z0-9][A-Za-z0-9 ._\-]*){0,2}$"
 # Slurm feature expressions: names joined by & | , with [] () * and counts; no spaces or quotes.
 _CONSTRAINT = r"^[A-Za-z0-9_.&|,\[\]()*:!-]+$"
 # Slurm array syntax: 0-9, 1,3,5-7, 0-15:4, each optionally with %N (tasks at a time).
@@ -179,6 +181,12 @@ class JobSpec(_Spec):
     container_image: str | None = Field(default=None, max_length=256, pattern=r"^[\w./:@\-]+$")
     launcher: Literal["none", "torchrun"] = "none"
     allowed_countries: list[Annotated[str, Field(pattern=r"^[A-Z]{2}$")]] | None = None
+    prefer_sites: list[Annotated[str, Field(max_length=200, pattern=_SITE_NAME)]] = Field(
+        default_factory=list,
+        max_length=16,
+        description="preferred sites, best first: FACTORY, FACTORY/SYSTEM or "
+        "FACTORY/SYSTEM/PARTITION; one wins when it starts at most 30 min after the soonest",
+    )
     checkpoint_dir: str | None = Field(default=None, max_length=1024, pattern=_SAFE_TEXT)
     retry: Retry = Field(default_factory=Retry)
     args: list[Line] = Field(

@@ -57,6 +57,10 @@ class Capability(StrEnum):
     MULTI_NODE = "multi_node"
     CONTAINERS = "containers"
     TORCHRUN = "torchrun"
+    #: The backend estimates its pending jobs' starts (``executors.estimates.StartEstimator``).
+    START_ESTIMATES = "start_estimates"
+    #: Checkpoint directories can be read and staged (``executors/checkpoints.py``).
+    CHECKPOINTS = "checkpoints"
 
 
 class ExecState(StrEnum):

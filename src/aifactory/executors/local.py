@@ -55,6 +55,7 @@ from aifactory.executors import _jobuser, _wrapper
 from aifactory.executors import _records as records
 from aifactory.executors._homes import DEFAULT_JOB_ROOT, Homes
 from aifactory.executors._launch import DEFAULT_ENV_PASSTHROUGH, LaunchRules
+from aifactory.executors._local_checkpoints import LocalCheckpoints
 from aifactory.executors._view import View
 from aifactory.executors.base import (
     Capability,
@@ -71,7 +72,7 @@ _READABLE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 @register("local")
-class LocalExecutor(Executor):
+class LocalExecutor(Executor, LocalCheckpoints):
     """Runs job attempts as local process groups on a pool of virtual GPUs.
 
     Args:
@@ -97,7 +98,7 @@ class LocalExecutor(Executor):
             ``job_user`` because this process is not root.
     """
 
-    capabilities = frozenset({Capability.GPUS, Capability.TORCHRUN})
+    capabilities = frozenset({Capability.GPUS, Capability.TORCHRUN, Capability.CHECKPOINTS})
     #: Seconds between looks for attempts that changed without an event (see the module doc).
     liveness_check_s = 2.0
     #: Seconds between a wrapper's looks at the cancel file, should the signal have got lost.

@@ -137,6 +137,8 @@ def apply_form(
     organisation: Annotated[str, Query(max_length=200)] = "",
 ) -> Response:
     """Signed in: eligibility of the organisation first, then the full form."""
+    if access.get_call(call_id).mode == "HC":  # a hosting proposal describes a factory
+        return redirect(f"/calls/{call_id}/hosting")
     orgs = identity.get_user(session, user.principal.username).organisations
     chosen = organisation if organisation in orgs else next(iter(orgs), "")
     form = ProposalForm({"organisation": chosen, "research_kind": "open_rd"})

@@ -169,7 +169,8 @@ def _axes(
 
 def usage_bars(rows: list[ReportRow], title: str) -> Markup:
     """One stacked bar per group: used, reserved and remaining GPU-hours."""
-    width, label_w, bar_h, gap = 640, 150, 18, 8
+    width, bar_h, gap = 640, 18, 8
+    label_w = max(150, 12 + 6 * max((len(r.key) for r in rows), default=0))  # 11 px text
     height = max(len(rows), 1) * (bar_h + gap) + 40
     root = _svg(width, height, title)
     peak = float(max((_total(r) for r in rows), default=Decimal(0))) or 1.0

@@ -14,6 +14,7 @@ from datetime import date
 from markupsafe import Markup
 
 from aifactory.portal.charts import _describe, _el, _markup, _svg
+from aifactory.services.report_places import SHARE_SOURCES, SOURCE_LABELS
 from aifactory.services.timeseries import CapacitySeries, UsageSeries
 
 PALETTE = ("#0072b2", "#e69f00", "#009e73", "#cc79a7", "#56b4e9", "#d55e00", "#8a7a00", "#000")
@@ -22,6 +23,15 @@ DASHES = ("none", "6 3", "2 2")
 WIDTH, LEFT, TOP, RIGHT, PLOT_H, STEP = 600, 80, 26, 20, 180, 24
 PLOT_W = WIDTH - LEFT - RIGHT
 LEGEND_Y = TOP + PLOT_H + 66
+
+
+#: The funding series' keys (the shares of a split) named as the usage reports name the sources.
+FUNDING_LABELS = {share: SOURCE_LABELS[source] for share, source in SHARE_SOURCES.items()}
+
+
+def series_labels(series: UsageSeries) -> dict[str, str]:
+    """How the legend and tables name a series' keys (funding sources in words)."""
+    return FUNDING_LABELS if series.group_by == "funding" else {}
 
 
 def colour(i: int) -> str:

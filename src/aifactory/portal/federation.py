@@ -1,17 +1,26 @@
-"""Public pages: the federation overview (map, factories, funding) and the calls by mode."""
+"""Public pages: the federation overview (map, factories, funding), one factory's page (with
+its status control for its operators and admins: how a site is drained) and the calls."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from datetime import datetime
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
+from sqlalchemy.orm import Session
 
 from aifactory.api.deps import NowDep, SessionDep
 from aifactory.domain.clock import as_date
+from aifactory.domain.registry import FACTORY_MOVES, FactoryStatus
 from aifactory.portal.calls_page import FILTER_LABELS, Filters, calls_context
-from aifactory.portal.forms import FormErrors
+from aifactory.portal.forms import FormErrors, attempt
 from aifactory.portal.geo import europe_map
-from aifactory.portal.web import MaybeUser, PortalRoute, render
-from aifactory.services import registry
+from aifactory.portal.web import CurrentUser, MaybeUser, PortalRoute, redirect, render
+from aifactory.services import access, registry
+from aifactory.services.permissions import Action, allowed, authorize
+from aifactory.services.sessions import SignedIn
 
 router = APIRouter(route_class=PortalRoute)
 
@@ -57,6 +66,7 @@ def calls(
     request: Request,
     now: NowDep,
     user: MaybeUser,
+    _: SessionDep,  # opening it brings in the calls of factories added since
     mode: str = "",
     factory: str = "",
     status: str = "",
@@ -65,3 +75,52 @@ def calls(
     errors = FormErrors(set(FILTER_LABELS), FILTER_LABELS)
     context = calls_context(as_date(now), Filters(mode, factory, status), errors)
     return render(request, "calls.html", context, 422 if errors else 200)
+
+
+@router.get("/factories/{name}")
+def factory_page(
+    name: str, request: Request, session: SessionDep, user: MaybeUser, now: NowDep
+) -> Response:
+    """Public: one factory, its systems and its calls; its operators and admins change its
+    status here (``draining`` stops new work at the site)."""
+    return render(request, "factory.html", _factory_context(session, name, user, now))
+
+
+@router.post("/factories/{name}/status")
+def factory_status(
+    name: str,
+    request: Request,
+    session: SessionDep,
+    user: CurrentUser,
+    now: NowDep,
+    status: Annotated[str, Form(max_length=32)] = "",
+) -> Response:
+    """Operators of the factory and admins move it (the service checks the move is legal)."""
+    authorize(user.principal, Action.EDIT_FACTORY, registry.factory_id(session, name))
+    errors = FormErrors({"status"}, {"status": "New status"})
+    if status not in {s.value for s in FactoryStatus}:
+        errors.add("status", "choose a status from the list")
+    else:
+        actor = user.principal.username
+        moved = attempt(
+            session, errors, lambda: registry.set_factory_status(session, name, status, actor)
+        )
+        if moved is not None:
+            return redirect(f"/factories/{quote(name, safe='')}")
+    context = _factory_context(session, name, user, now) | errors.context()
+    return render(request, "factory.html", context, 422)
+
+
+def _factory_context(
+    session: Session, name: str, user: SignedIn | None, now: datetime
+) -> dict[str, Any]:
+    factory = registry.get_factory(session, name)
+    current = FactoryStatus(factory.status)
+    may_edit = user is not None and allowed(user.principal, Action.EDIT_FACTORY, factory.id)
+    return {
+        "title": factory.name,
+        "factory": factory,
+        "calls": access.list_calls(as_date(now), factory=factory.name),
+        "may_edit": may_edit,
+        "moves": sorted(FACTORY_MOVES[current]),
+    }

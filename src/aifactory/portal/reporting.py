@@ -17,24 +17,25 @@ from aifactory.domain.clock import as_date
 from aifactory.domain.enums import Role
 from aifactory.errors import NotFound
 from aifactory.portal.charts import usage_bars
-from aifactory.portal.charts_time import usage_over_time, utilisation_chart
+from aifactory.portal.charts_time import series_labels, usage_over_time, utilisation_chart
 from aifactory.portal.forms import FormErrors
 from aifactory.portal.web import CurrentUser, PortalRoute, render
 from aifactory.services import reports, timeseries
+from aifactory.services.access_views import ReportRow
 from aifactory.services.permissions import Action, authorize
 from aifactory.services.sessions import SignedIn
 
 router = APIRouter(route_class=PortalRoute)
 GROUPS = {
-    "factory": "AI Factory",
-    "country": "country of the organisation",
+    "factory": "AI Factory (where the GPU-hours were used)",
+    "factory-country": "country of the AI Factory",
+    "user-country": "country of the user's organisation",
     "funding": "funding source",
     "mode": "access mode",
     "project": "project",
 }
 #: Usage over time, stacked by one of these (the funding split as the reports compute it).
 SERIES = {"factory": "AI Factory", "project": "project", "funding": "funding source"}
-FUNDING = {"eu": "EU", "national": "national", "commercial": "commercial"}
 SERIES_DAYS = 28
 Text = Annotated[str, Query(max_length=20)]
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -75,12 +76,18 @@ def _over_time(
         "series_by": series_by,
         "series_groups": SERIES,
         "bucket": bucket,
-        "series_chart": usage_over_time(series, title, FUNDING if series_by == "funding" else {}),
+        "series_labels": series_labels(series),
+        "series_chart": usage_over_time(series, title, series_labels(series)),
         "capacity": capacity,
         "capacity_chart": utilisation_chart(
             capacity, f"Share of in-service GPU-hours charged per day, {first} to {last}"
         ),
     }
+
+
+def _named(rows: list[ReportRow]) -> list[ReportRow]:
+    """The rows as the chart names them: funding sources and countries by name."""
+    return [r.model_copy(update={"key": r.label or r.key}) for r in rows]
 
 
 @router.get("/reports")
@@ -114,7 +121,8 @@ def report_page(
         "group_by": group_by,
         "start": start,
         "end": end,
-        "chart": usage_bars(report.rows, f"GPU-hours by {GROUPS[group_by]}"),
+        "chart": usage_bars(_named(report.rows), f"GPU-hours by {GROUPS[group_by]}"),
+        "euros": {f.source: f.amount_eur for f in report.funding},
         **_over_time(session, user, as_date(now), (series_by, bucket, first, last), errors),
         **errors.context(),
     }

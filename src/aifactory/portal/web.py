@@ -137,6 +137,7 @@ def nav(user: SignedIn | None) -> list[tuple[str, str]]:
     who = user.principal
     items += [("/proposals", "My proposals"), ("/projects", "Projects"), ("/reports", "Reports")]
     gates = [("/review", "Review", Role.REVIEWER), ("/operate", "Operate", Role.FACTORY_OPERATOR)]
+    gates.append(("/plan", "Plan", Role.FACTORY_OPERATOR))
     items += [(href, text) for href, text, role in gates if who.is_admin or who.has(role)]
     if who.is_admin:
         items += [("/decisions", "Decisions"), ("/audit", "Audit")]

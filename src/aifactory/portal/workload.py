@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from aifactory.api.deps import NowDep, SessionDep, site_capacity
 from aifactory.domain.jobspec import MAX_SPEC_BYTES, parse_spec
+from aifactory.domain.words import start_words
 from aifactory.errors import Invalid
 from aifactory.portal.charts import burn_down
 from aifactory.portal.charts_metrics import latest, loss_chart
@@ -173,7 +174,8 @@ def job_page(job_id: int, request: Request, session: SessionDep, user: CurrentUs
     context = {
         "title": f"Job {job.id}: {job.name}",
         "job": job,
-        "why": job_queries.why(session, user.principal, job_id),
+        "why": job_queries.why(session, user.principal, job_id, site_capacity(request, session)),
+        "start_words": start_words,
         "stdout": job_queries.logs(session, user.principal, job_id, stream="stdout"),
         "stderr": job_queries.logs(session, user.principal, job_id, stream="stderr"),
         **_curve(session, user, job_id),

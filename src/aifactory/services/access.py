@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
-from functools import cache
+from functools import lru_cache
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from aifactory.db.models import Country, Organisation
+from aifactory.db.models import Country, Factory, Organisation
 from aifactory.domain import eligibility as elig
 from aifactory.domain.access_modes import AccessMode, load_access_modes
 from aifactory.domain.calls import Call, effective_gpu_hours, effective_service_level, load_calls
@@ -20,11 +23,59 @@ from aifactory.domain.sme import EnterpriseFigures, RelatedEnterprise
 from aifactory.errors import Invalid, NotFound
 from aifactory.services.access_views import CallView, EligibilityView, RuleView
 
+Catalogue = tuple[Mapping[AccessModeCode, AccessMode], dict[str, Call], Holidays]
 
-@cache
-def catalogue() -> tuple[Mapping[AccessModeCode, AccessMode], dict[str, Call], Holidays]:
-    """Modes, calls and holidays from the shipped data, read once."""
-    return load_access_modes(), {c.id: c for c in load_calls()}, load_holidays()
+#: How often (seconds) a process looks whether the registry gained factories (whose calls then
+#: appear): one cheap query at most this often, on the next request that opens a session.
+REGISTRY_CHECK_S = 1.0
+
+
+@dataclass
+class _RegistryFactories:
+    """The registry's factory names that the calls are expanded for, and when last checked."""
+
+    names: tuple[str, ...] = ()
+    fingerprint: tuple[object, ...] = ()
+    database: object = None
+    checked: float = -math.inf
+
+
+_REGISTRY = _RegistryFactories()
+
+
+def catalogue() -> Catalogue:
+    """Modes, calls (the shipped ones and the per-factory calls of every factory in the
+    registry, as last synchronised by ``sync_calls``) and holidays."""
+    return _catalogue_for(_REGISTRY.names)
+
+
+@lru_cache(maxsize=8)
+def _catalogue_for(factories: tuple[str, ...]) -> Catalogue:
+    return load_access_modes(), {c.id: c for c in load_calls(factories)}, load_holidays()
+
+
+def sync_calls(session: Session) -> None:
+    """Expand the call templates over the registry's factories when the registry has changed.
+
+    Factories are added (never renamed or removed), so their count and highest id tell whether
+    the names must be read again. Checked at most every ``REGISTRY_CHECK_S`` seconds per process
+    (``invalidate_calls`` makes the next call check): a factory added by another process gets
+    its calls here within that time, without a restart.
+    """
+    now, database = time.monotonic(), session.get_bind()
+    if now - _REGISTRY.checked < REGISTRY_CHECK_S and database is _REGISTRY.database:
+        return
+    _REGISTRY.checked, _REGISTRY.database = now, database
+    count, top = session.execute(select(func.count(Factory.id), func.max(Factory.id))).one()
+    fingerprint = (id(database), str(database.engine.url), int(count), int(top or 0))
+    if fingerprint != _REGISTRY.fingerprint:
+        names = session.scalars(select(Factory.name).order_by(Factory.id))
+        _REGISTRY.names, _REGISTRY.fingerprint = tuple(names), fingerprint
+
+
+def invalidate_calls() -> None:
+    """Make the next ``sync_calls`` look at the registry (after this process added a factory)."""
+    _REGISTRY.checked, _REGISTRY.fingerprint = -math.inf, ()
 
 
 def modes() -> list[AccessMode]:

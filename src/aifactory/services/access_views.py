@@ -117,8 +117,13 @@ class LedgerEntryView(BaseModel):
 
 
 class AllocationView(BaseModel):
+    """One allocation; a federation allocation (``scope`` federation) names no factory, system
+    or partition of its own (``factory`` and ``partition`` read ``federation``, ``system`` is
+    empty): its hours are usable at every factory that admits the project."""
+
     id: int
     project_code: str
+    scope: str = "partition"
     factory: str
     system: str
     partition: str
@@ -132,6 +137,16 @@ class AllocationView(BaseModel):
     reserved: Decimal
     expired: Decimal
     remaining: Decimal
+
+
+class BalanceView(BaseModel):
+    """GPU-hours (normalised) of a project's allocations together."""
+
+    granted: Decimal = Decimal(0)
+    used: Decimal = Decimal(0)
+    reserved: Decimal = Decimal(0)
+    expired: Decimal = Decimal(0)
+    remaining: Decimal = Decimal(0)
 
 
 class MemberView(BaseModel):
@@ -148,6 +163,8 @@ class ProjectView(BaseModel):
     proposal_id: int
     members: list[MemberView]
     allocations: list[AllocationView]
+    #: The allocations summed (each keeps its own ledger and balance).
+    total: BalanceView = BalanceView()
 
 
 class DecisionBatchView(BaseModel):
@@ -178,11 +195,26 @@ class DecisionBatchView(BaseModel):
 
 class ReportRow(BaseModel):
     key: str
+    #: How people read the key: a funding source's name, a country's name (else the key).
+    label: str = ""
     allocations: int
     granted: Decimal
     used: Decimal
     reserved: Decimal
     remaining: Decimal
+
+
+class FundingAmount(BaseModel):
+    """Money of one funding source in the registry's funding lines (federation and factories).
+
+    ``funds`` says what it pays for: ``gpu_hours`` (Digital Europe, national: the GPU-hours
+    rows of the same ``source``) or ``services`` (Horizon Europe: never GPU-hours).
+    """
+
+    source: str
+    label: str
+    amount_eur: int
+    funds: str
 
 
 class Report(BaseModel):
@@ -191,3 +223,5 @@ class Report(BaseModel):
     end: date | None
     rows: list[ReportRow]
     total: ReportRow
+    #: Only by funding source: the € of each source beside the GPU-hours attributed to it.
+    funding: list[FundingAmount] = []

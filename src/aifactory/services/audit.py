@@ -56,6 +56,8 @@ class AuditAction(StrEnum):
     INVITATION_REVOKE = "invitation_revoke"
     INVITATION_ACCEPT = "invitation_accept"
     MEMBER_REMOVE = "member_remove"
+    FACTORY_STATUS = "factory_status"
+    FACTORY_GROWTH = "factory_growth"
 
 
 class AuditView(BaseModel):

@@ -1,11 +1,11 @@
-"""Awards: an accepted proposal becomes a project with an allocation and its first ledger entry,
-or (hosting call) a new factory or consortium member in the registry."""
+"""Awards: an accepted proposal becomes a project with one allocation per resource row (a
+partition, or the federation) and their first ledger entries, or (hosting call) a new factory or
+consortium member in the registry."""
 
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -13,34 +13,32 @@ from sqlalchemy.orm import Session
 from aifactory.db.models import (
     Allocation,
     Factory,
-    FactoryMember,
-    FundingLine,
     Partition,
     Project,
     ProjectMember,
     Proposal,
+    System,
 )
 from aifactory.domain import proposals as flow
 from aifactory.domain.calls import effective_gpu_hours
 from aifactory.domain.clock import add_months, as_date
+from aifactory.domain.entitlements import Grant, grants
 from aifactory.domain.enums import AccessModeCode, LedgerKind, ResearchKind, Role
 from aifactory.domain.ledger import FundingSplit, attribution_for, from_milli
 from aifactory.domain.project_ids import next_project_id, parse_project_id
-from aifactory.domain.registry import FactoryStatus, FundingSource
-from aifactory.errors import Conflict, Invalid
-from aifactory.services import access, audit, ledger, registry
+from aifactory.errors import Invalid
+from aifactory.services import access, audit, entitlements, hosting, ledger
 from aifactory.services.audit import AuditAction
-from aifactory.settings import FactorySpec
 
 
 def award(session: Session, proposal: Proposal, at: datetime, actor: str = "system") -> None:
     """Carry out an acceptance: compute for access modes, registry changes for hosting."""
     if proposal.mode == AccessModeCode.HOSTING:
-        _accept_hosting(session, proposal)
+        _accept_hosting(session, proposal, actor)
         audit.record(session, actor, AuditAction.AWARD, ("proposal", proposal.id), hosting=True)
         return
     project = _create_project(session, proposal, at)
-    allocation = _create_allocation(session, proposal, project, at)
+    allocations = _create_allocations(session, proposal, project, at)
     hours = proposal.assessed_gpu_hours_milli or proposal.gpu_hours_milli or 0
     audit.record(
         session,
@@ -48,7 +46,8 @@ def award(session: Session, proposal: Proposal, at: datetime, actor: str = "syst
         AuditAction.AWARD,
         ("proposal", proposal.id),
         project=project.code,
-        allocation=allocation.id,
+        allocation=allocations[0].id,
+        allocations=[a.id for a in allocations],
         gpu_hours=from_milli(hours),
     )
 
@@ -76,12 +75,13 @@ def _create_project(session: Session, proposal: Proposal, at: datetime) -> Proje
     return project
 
 
-def _create_allocation(
+def _create_allocations(
     session: Session, proposal: Proposal, project: Project, at: datetime
-) -> Allocation:
-    partition_id = proposal.assessed_partition_id or proposal.partition_id
+) -> list[Allocation]:
+    """One allocation per resource row (``domain.entitlements.grants``), each with its grant;
+    a proposal without rows gets one on its (assessed) partition, as it always did."""
     hours = proposal.assessed_gpu_hours_milli or proposal.gpu_hours_milli
-    if partition_id is None or not hours or not proposal.duration_months:
+    if not hours or not proposal.duration_months:
         raise Invalid.field("partition", "required", "an award needs a partition, hours, duration")
     call = access.get_call(proposal.call_id)
     flow.check_grant(
@@ -89,8 +89,41 @@ def _create_allocation(
         from_milli(hours),
         effective_gpu_hours(call, access.mode_of(call)),
     )
-    factory = session.get_one(Factory, proposal.factory_id)
+    entitlements.check_proposal(session, proposal)
     start = max(proposal.start_date or as_date(at), as_date(at))
+    period = (start, allocation_end(start, proposal.duration_months))
+    return [
+        _create_allocation(session, proposal, project, grant, period, at)
+        for grant in _grants(proposal, hours)
+    ]
+
+
+def _grants(proposal: Proposal, hours: int) -> list[Grant]:
+    if proposal.resources:
+        rows = [(r.partition_id, r.gpu_hours_milli) for r in proposal.resources]
+        return grants(rows, proposal.assessed_gpu_hours_milli, proposal.assessed_partition_id)
+    partition_id = proposal.assessed_partition_id or proposal.partition_id
+    if partition_id is None:
+        raise Invalid.field("partition", "required", "an award needs a partition, hours, duration")
+    return [Grant(partition_id, hours)]
+
+
+def _create_allocation(
+    session: Session,
+    proposal: Proposal,
+    project: Project,
+    grant: Grant,
+    period: tuple[date, date],
+    at: datetime,
+) -> Allocation:
+    """An allocation and its ledger grant. Its funding split is its factory's; a federation
+    allocation's is the awarding factory's, for the hours not yet used (each charge is
+    attributed by the factory where it ran)."""
+    factory_id = proposal.factory_id
+    if grant.partition_id is not None:
+        partition = session.get_one(Partition, grant.partition_id)
+        factory_id = session.get_one(System, partition.system_id).factory_id
+    factory = session.get_one(Factory, factory_id)
     split = attribution_for(
         ResearchKind(proposal.research_kind),
         FundingSplit(
@@ -101,10 +134,11 @@ def _create_allocation(
     )
     allocation = Allocation(
         project_code=project.code,
-        factory_id=factory.id,
-        partition_id=partition_id,
-        start_date=start,
-        end_date=allocation_end(start, proposal.duration_months),
+        scope=grant.scope,
+        factory_id=factory.id if grant.partition_id is not None else None,
+        partition_id=grant.partition_id,
+        start_date=period[0],
+        end_date=period[1],
         eu_share=split.eu,
         national_share=split.national,
         commercial_share=split.commercial,
@@ -113,8 +147,7 @@ def _create_allocation(
     )
     session.add(allocation)
     session.flush()
-    session.get_one(Partition, partition_id)  # exists (FK), kept explicit for clarity
-    ledger.post(session, allocation.id, LedgerKind.GRANT, hours, "award", note=project.code)
+    ledger.post(session, allocation.id, LedgerKind.GRANT, grant.milli, "award", note=project.code)
     return allocation
 
 
@@ -123,42 +156,6 @@ def allocation_end(start: date, months: int) -> date:
     return add_months(start, months) - timedelta(days=1)
 
 
-def _accept_hosting(session: Session, proposal: Proposal) -> None:
-    hosting: dict[str, Any] = proposal.hosting or {}
-    handlers = {"new_factory": _new_factory, "join": _join_factory}
-    handler = handlers.get(str(hosting.get("kind")))
-    if handler is None:
-        raise Invalid.field("hosting.kind", "known_kind", "kind must be new_factory or join")
-    handler(session, hosting)
-
-
-def _new_factory(session: Session, hosting: dict[str, Any]) -> None:
-    spec = FactorySpec.model_validate({**hosting["factory"], "status": FactoryStatus.SELECTED})
-    created = registry.create_factory(session, spec)
-    _funding(session, created.id, int(hosting.get("funding_eur", 0)), f"hosting: {spec.name}")
-
-
-def _join_factory(session: Session, hosting: dict[str, Any]) -> None:
-    factory = session.scalar(select(Factory).where(Factory.name == hosting["factory"]))
-    if factory is None:
-        raise Invalid.field(
-            "hosting.factory", "known_factory", f"no factory {hosting['factory']!r}"
-        )
-    country = str(hosting["country"])
-    if country == factory.country_code or any(m.country_code == country for m in factory.members):
-        raise Conflict(f"{country} is already in the {factory.name} consortium")
-    factory.members.append(FactoryMember(country_code=country))
-    _funding(session, factory.id, int(hosting.get("funding_eur", 0)), f"{country} joins")
-
-
-def _funding(session: Session, factory_id: int, amount: int, purpose: str) -> None:
-    if amount > 0:
-        session.add(
-            FundingLine(
-                factory_id=factory_id,
-                source=FundingSource.NATIONAL,
-                purpose=purpose,
-                amount_eur=amount,
-            )
-        )
-    session.flush()
+def _accept_hosting(session: Session, proposal: Proposal, actor: str) -> None:
+    """A new factory or consortium member, with its funding (``services/hosting.py``)."""
+    hosting.accept(session, proposal.hosting or {}, actor)

@@ -1,4 +1,5 @@
-"""Where a project's jobs may run: one candidate per active allocation, with live GPUs and budget.
+"""Where a project's jobs may run, with live GPUs and budget: one candidate per active partition
+allocation, and one per admitting partition of a federation allocation (sharing its budget).
 
 Read by submissions (``services.jobs``), the broker's passes (``agents.reconciler``, for all
 projects with waiting jobs at once) and ``jobs why``. A candidate belongs to a pool of GPUs: its
@@ -12,16 +13,26 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, bindparam, func, select
+from sqlalchemy import Row, bindparam, func, or_, select
 from sqlalchemy.orm import Session
 
 from aifactory.broker.placement import JobRequest, SiteView
-from aifactory.db.models import Allocation, Factory, Job, Partition, SiteStatus, System
+from aifactory.db.models import (
+    Allocation,
+    Factory,
+    Job,
+    Partition,
+    Project,
+    SiteStatus,
+    System,
+)
 from aifactory.domain.clock import as_date
+from aifactory.domain.entitlements import Scope
 from aifactory.domain.jobs import ACTIVE
 from aifactory.domain.jobspec import JobSpec
 from aifactory.domain.ledger import LedgerState
 from aifactory.domain.registry import FactoryStatus
+from aifactory.services import entitlements
 
 
 @dataclass(frozen=True)
@@ -76,19 +87,28 @@ _COLUMNS = (
 )
 
 
+_SCOPE = (Allocation.scope, Project.mode)
+_ACTIVE = (
+    Allocation.project_code.in_(bindparam("projects", expanding=True)),
+    Allocation.status == "active",
+    Allocation.start_date <= bindparam("today"),
+    Allocation.end_date >= bindparam("today"),
+)
+# A partition allocation is one row; a federation allocation (no partition) one row per
+# partition of the federation, kept where the factory admits the project (``_admitted``).
+# One statement, not a union of the two: submissions read this every time.
 _CANDIDATES = (
-    select(*_COLUMNS)
-    .join(Partition, Partition.id == Allocation.partition_id)
-    .join(System, System.id == Partition.system_id)
-    .join(Factory, Factory.id == Allocation.factory_id)
-    .outerjoin(SiteStatus, SiteStatus.factory_id == Factory.id)
-    .where(
-        Allocation.project_code.in_(bindparam("projects", expanding=True)),
-        Allocation.status == "active",
-        Allocation.start_date <= bindparam("today"),
-        Allocation.end_date >= bindparam("today"),
+    select(*_COLUMNS, *_SCOPE)
+    .join(Project, Project.code == Allocation.project_code)
+    .join(
+        Partition,
+        or_(Partition.id == Allocation.partition_id, Allocation.partition_id.is_(None)),
     )
-    .order_by(Allocation.id)
+    .join(System, System.id == Partition.system_id)
+    .join(Factory, Factory.id == System.factory_id)
+    .outerjoin(SiteStatus, SiteStatus.factory_id == Factory.id)
+    .where(*_ACTIVE)
+    .order_by(Allocation.id, Factory.name, System.name, Partition.name)
 )
 _BUSY = (
     select(Job.factory_id, Job.partition_id, func.sum(Job.gpus))
@@ -106,15 +126,32 @@ def candidates_by_project(
     # Core, not the ORM's execute: these are columns, and the ORM's layer costs more here
     # than the database does.
     params = {"projects": list(projects), "today": as_date(now)}
-    rows = session.connection().execute(_CANDIDATES, params).all()
+    rows = _admitted(session.connection().execute(_CANDIDATES, params).all())
     factories = {r.factory_id: r.factory for r in rows}
     capped = {fid for fid, name in factories.items() if capacity.get(name) is not None}
     busy = busy_by_pool(session, capacity, (factories, capped)) if rows else {}
     out: dict[str, list[Candidate]] = {}
     for row in rows:
-        candidate = _candidate(row, busy, capacity.get(row.factory))  # type: ignore[arg-type]
+        candidate = _candidate(row, busy, capacity.get(row.factory))
         out.setdefault(row.project_code, []).append(candidate)
     return out
+
+
+def _admitted(rows: Sequence[Any]) -> Sequence[Row[Any]]:
+    """The rows of federation allocations at factories that admit the project (those that run
+    its access mode), except on a partition where the project has an allocation of its own
+    (that one is used there; a site has one candidate per project)."""
+    federated = {r.mode for r in rows if r.scope == Scope.FEDERATION}
+    if not federated:
+        return rows
+    admits = entitlements.admitting_factories(federated)
+    own = {(r.project_code, r.partition_id) for r in rows if r.scope != Scope.FEDERATION}
+    return [
+        r
+        for r in rows
+        if r.scope != Scope.FEDERATION
+        or (r.factory in admits[r.mode] and (r.project_code, r.partition_id) not in own)
+    ]
 
 
 def _candidate(row: Row[Any], busy: Mapping[str, int], limit: int | None) -> Candidate:
@@ -204,4 +241,5 @@ def job_request(spec: JobSpec) -> JobRequest:
         gpu_model=r.gpu_model,
         min_gpu_memory_gb=r.min_gpu_memory_gb,
         allowed_countries=frozenset(spec.allowed_countries) if spec.allowed_countries else None,
+        prefer=tuple(spec.prefer_sites),
     )

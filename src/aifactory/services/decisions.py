@@ -256,7 +256,7 @@ def _adjust(
         proposal.assessed_gpu_hours_milli = to_milli(gpu_hours)
     if partition is not None:
         proposal.assessed_partition_id = resolve_partition(session, proposal.factory_id, partition)
-    needs_partition = proposal.mode != "HC"
+    needs_partition = proposal.mode != "HC" and not proposal.resources  # rows say where
     if needs_partition and (proposal.assessed_partition_id or proposal.partition_id) is None:
         raise Invalid.field(
             "partition", "required", "name the partition (SYSTEM/PARTITION) to award"

@@ -28,7 +28,7 @@ from aifactory.domain.jobs import TERMINAL, JobState
 from aifactory.domain.ledger import from_milli
 from aifactory.domain.serving import service_url
 from aifactory.errors import Conflict, Invalid, NotFound
-from aifactory.services import candidates
+from aifactory.services import candidates, placement_views
 from aifactory.services.job_views import (
     JobAttemptView,
     JobPage,
@@ -121,6 +121,14 @@ def why(
             for c in live
             if c.pool in held
         }
+    listed = (
+        []
+        if job.state in TERMINAL
+        else placement_views.live_candidates(session, job, capacity or {}, utcnow())
+    )
+    # Every site that can run it gets its estimate (a full one never "now"), where it waits.
+    if job.state == JobState.PENDING:
+        starts |= {v.site: v.est_start_s for v in listed if v.est_start_s is not None}
     return PlacementView(
         job_id=job.id,
         state=job.state,
@@ -131,6 +139,7 @@ def why(
         est_start_s=starts,
         rejected=dict(p.get("rejected", {})),
         waiting=waiting,
+        candidates=listed,
     )
 
 

@@ -54,6 +54,30 @@ class JobView(BaseModel):
     transitions: list[JobTransitionView] = []
 
 
+class CandidateView(BaseModel):
+    """One site (partition) the job's project is entitled to, as placement sees it now.
+
+    ``verdict``: ``chosen`` (the job is placed there), ``would start`` (it fits the GPUs free
+    now), ``waits`` (it fits the site but waits for GPUs or its turn) or ``rejected`` (a hard
+    constraint: hardware, country, budget, an operational site). ``est_start_s`` counts from
+    now; ``basis`` says where it comes from: ``slurm`` (the site scheduler's own estimate),
+    ``queue`` (running jobs' predicted ends and the work queued ahead), ``free`` (GPUs free
+    now), ``reservation`` (the broker's promise to the job next in line), ``placed``.
+    """
+
+    site: str
+    verdict: str
+    reason: str
+    free_gpus: int | None = None
+    total_gpus: int | None = None
+    queued_gpu_hours: float | None = None
+    running_jobs: int | None = None
+    est_start_s: float | None = None
+    basis: str | None = None
+    charge_factor: float | None = None
+    preferred: bool = False
+
+
 class PlacementView(BaseModel):
     """Why the broker put a job where it did (or nowhere yet)."""
 
@@ -66,6 +90,7 @@ class PlacementView(BaseModel):
     est_start_s: dict[str, float]
     rejected: dict[str, str]
     waiting: str | None
+    candidates: list[CandidateView] = []
 
 
 class JobPage(BaseModel):

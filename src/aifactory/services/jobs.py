@@ -8,17 +8,14 @@ overspend an allocation. Site agents move placed jobs on (see ``agents/site_agen
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.orm import Session
 
-from aifactory.broker.placement import (
-    JobRequest,
-    PlacementPolicy,
-)
+from aifactory.broker import admission
+from aifactory.broker.placement import JobRequest, PlacementPolicy
 from aifactory.db.models import (
     Job,
     JobTransition,
@@ -56,14 +53,6 @@ def placement_record(
     }
 
 
-def gpu_wait(gpus: int, sites: Sequence[str], head: int | None = None) -> str:
-    """Why a job waits for GPUs, in words that stay the same while it waits (no live counts:
-    ``jobs why`` adds those), so a busy federation does not rewrite every waiting job."""
-    where = ", ".join(sites)
-    behind = f", behind job {head}, next in line there" if head is not None else ""
-    return f"waiting for {gpus} GPUs at {where}{behind}"
-
-
 def waits_for(
     policy: PlacementPolicy,
     request: JobRequest,
@@ -71,30 +60,9 @@ def waits_for(
     rejected: Mapping[str, str],
     now: datetime,
 ) -> str | None:
-    """Why a job no site takes now could still run later, or None when it never can.
-
-    It can when a site would fit once its scheduler answers again, or once the budget that the
-    project's own placed and running jobs hold comes back to the allocation.
-    """
-    hopeful = [
-        replace(
-            c.view,
-            operational=c.view.operational or c.site_down,
-            budget_remaining_gpu_hours=(c.view.budget_remaining_gpu_hours or 0) + c.held_gpu_hours,
-        )
-        for c in candidates
-    ]
-    later = policy.place(request, tuple(hopeful), now.timestamp()).ranked
-    if not later:
-        return None
-    by_name = {c.view.name: c for c in candidates}
-    reasons = [
-        f"{name}: its scheduler does not answer now"
-        if by_name[name].site_down
-        else f"{name}: {rejected.get(name, 'busy')}, until the project's running jobs end"
-        for name in later
-    ]
-    return "waiting for " + "; ".join(reasons)
+    """Why a job no site takes now could still run later, or None when it never can
+    (``broker.admission.waits_for``, the words the broker's passes write)."""
+    return admission.waits_for(policy, request, candidates, rejected, now.timestamp())
 
 
 def move(session: Session, job: Job, target: JobState, reason: str, at: datetime) -> None:

@@ -244,7 +244,8 @@ def ledger_totals(
         milli = {"granted": granted or 0, "used": used or 0, "reserved": reserved or 0}
         for funding, share in zip(FUNDING, (eu, national, commercial), strict=True):
             sums = out.setdefault(
-                (names.get(fid, str(fid)), funding), dict.fromkeys(milli, Decimal(0))
+                (names.get(fid, str(fid)) if fid is not None else "federation", funding),
+                dict.fromkeys(milli, Decimal(0)),
             )
             for kind, value in milli.items():
                 sums[kind] += Decimal(value) * Decimal(share) / 1000

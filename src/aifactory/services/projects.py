@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
@@ -15,12 +17,14 @@ from aifactory.db.models import (
     System,
     User,
 )
+from aifactory.domain.entitlements import FEDERATION
 from aifactory.domain.enums import Role
 from aifactory.domain.ledger import from_milli
 from aifactory.errors import NotFound
 from aifactory.services import ledger
 from aifactory.services.access_views import (
     AllocationView,
+    BalanceView,
     LedgerEntryView,
     MemberView,
     ProjectView,
@@ -55,9 +59,12 @@ def get_project(session: Session, who: Principal, code: str) -> ProjectView:
             select(User.id, User.username).where(User.id.in_([m.user_id for m in project.members]))
         )
     }
-    allocations = session.scalars(
-        select(Allocation).where(Allocation.project_code == code).order_by(Allocation.id)
-    )
+    allocations = [
+        allocation_view(session, a)
+        for a in session.scalars(
+            select(Allocation).where(Allocation.project_code == code).order_by(Allocation.id)
+        )
+    ]
     return ProjectView(
         code=project.code,
         title=project.title,
@@ -66,8 +73,14 @@ def get_project(session: Session, who: Principal, code: str) -> ProjectView:
         factory=session.get_one(Factory, project.factory_id).name if project.factory_id else None,
         proposal_id=project.proposal_id,
         members=[MemberView(username=names[m.user_id], role=m.role) for m in project.members],
-        allocations=[allocation_view(session, a) for a in allocations],
+        allocations=allocations,
+        total=BalanceView(
+            **{f: sum((getattr(a, f) for a in allocations), Decimal(0)) for f in _BALANCE}
+        ),
     )
+
+
+_BALANCE = ("granted", "used", "reserved", "expired", "remaining")
 
 
 def list_projects(session: Session, who: Principal) -> list[ProjectView]:
@@ -102,13 +115,14 @@ def get_ledger(session: Session, who: Principal, allocation_id: int) -> list[Led
 
 def allocation_view(session: Session, a: Allocation) -> AllocationView:
     totals = ledger.state(session, a.id)
-    partition = session.get_one(Partition, a.partition_id)
+    factory, system, partition = _where(session, a)
     return AllocationView(
         id=a.id,
         project_code=a.project_code,
-        factory=session.get_one(Factory, a.factory_id).name,
-        system=session.get_one(System, partition.system_id).name,
-        partition=partition.name,
+        scope=a.scope,
+        factory=factory,
+        system=system,
+        partition=partition,
         start_date=a.start_date,
         end_date=a.end_date,
         status=a.status,
@@ -120,6 +134,15 @@ def allocation_view(session: Session, a: Allocation) -> AllocationView:
         expired=from_milli(totals.expired),
         remaining=from_milli(totals.remaining),
     )
+
+
+def _where(session: Session, a: Allocation) -> tuple[str, str, str]:
+    """(factory, system, partition) names; a federation allocation has none of its own."""
+    if a.partition_id is None:
+        return FEDERATION, "", FEDERATION
+    partition = session.get_one(Partition, a.partition_id)
+    system = session.get_one(System, partition.system_id)
+    return session.get_one(Factory, system.factory_id).name, system.name, partition.name
 
 
 def _visible(session: Session, who: Principal, allocation_id: int) -> Allocation:

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from aifactory.db.models import Proposal, ProposalAttachment, ProposalResource
 from aifactory.domain import proposal_sections as rules
+from aifactory.domain.entitlements import FEDERATION
 from aifactory.domain.ledger import from_milli, to_milli
 from aifactory.domain.proposal_sections import ResourceRow, Sections
 from aifactory.errors import FieldError, Invalid
@@ -23,11 +24,14 @@ from aifactory.services.access_views import AttachmentView, ResourceView
 if TYPE_CHECKING:
     from aifactory.services.proposals import ProposalInput
 
-Rows = list[tuple[int, ResourceRow]]
+Rows = list[tuple[int | None, ResourceRow]]  # partition id; None: a federation row
 
 
-def normalise(data: ProposalInput, resolve: Callable[[str], int]) -> tuple[ProposalInput, Rows]:
-    """The input with ``gpu_hours``/``partition`` taken from its rows, and the rows resolved.
+def normalise(
+    data: ProposalInput, resolve: Callable[[str], int | None]
+) -> tuple[ProposalInput, Rows]:
+    """The input with ``gpu_hours``/``partition`` taken from its rows, and the rows resolved
+    (``partition`` is the first row's that names one: a federation row names none).
 
     Raises:
         Invalid: Every bad row at once (``resources.N.partition`` unknown or repeated), or a
@@ -49,16 +53,16 @@ def normalise(data: ProposalInput, resolve: Callable[[str], int]) -> tuple[Propo
         errors.append(FieldError("gpu_hours", "sum_of_resources", msg))
     if errors:
         raise Invalid("invalid resource rows", errors)
-    first = data.resources[0].partition
+    first = next((r.partition for (pid, r) in rows if pid is not None), None)
     return dataclasses.replace(data, gpu_hours=total, partition=first), rows
 
 
 def _resolve_rows(
-    resources: tuple[ResourceRow, ...], resolve: Callable[[str], int]
+    resources: tuple[ResourceRow, ...], resolve: Callable[[str], int | None]
 ) -> tuple[Rows, list[FieldError]]:
     rows: Rows = []
     errors: list[FieldError] = []
-    seen: set[int] = set()
+    seen: set[int | None] = set()
     for i, row in enumerate(resources):
         field = f"resources.{i}.partition"
         try:
@@ -105,7 +109,7 @@ def resource_views(session: Session, proposal: Proposal) -> list[ResourceView]:
 
     return [
         ResourceView(
-            partition=partition_label(session, r.partition_id) or "",
+            partition=partition_label(session, r.partition_id) or FEDERATION,
             gpu_hours=from_milli(r.gpu_hours_milli),
             justification=r.justification,
         )

@@ -34,7 +34,7 @@ from aifactory.domain.enums import ResearchKind, Role, SelectionMethod
 from aifactory.domain.ledger import from_milli, to_milli
 from aifactory.domain.proposal_sections import ResourceRow, Sections
 from aifactory.errors import Conflict, Forbidden, Invalid, NotFound
-from aifactory.services import access
+from aifactory.services import access, entitlements, hosting
 from aifactory.services import proposal_sections as sections
 from aifactory.services.access_views import ProposalView, ReviewView, RuleView, TransitionView
 from aifactory.services.permissions import Principal
@@ -80,20 +80,28 @@ def fill(
     open_period(call, mode, as_date(now))
     org = organisation_of(session, who, data.organisation)
     factory_id = _factory_id(session, call.factory)
-    data, rows = sections.normalise(data, lambda label: _partition_id(session, factory_id, label))
-    partition_id = _partition_id(session, factory_id, data.partition) if data.partition else None
+    data, rows = sections.normalise(data, lambda label: entitlements.resolve(session, label))
+    pids = [pid for pid, _ in rows]
+    partition_id = next((p for p in pids if p is not None), None)  # the first row's, anywhere
+    if data.partition and not rows:  # a partition named without hours: at the call's factory
+        partition_id = _partition_id(session, factory_id, data.partition)
     _check_dates(data, as_date(now))
     if mode.gpu_hours is not None:
         _check_size(call, data)
+        entitlements.check_rows(session, call, factory_id, pids)
     elif data.hosting is None:
         raise Invalid.field("hosting", "required", "a hosting proposal says what it proposes")
+    else:  # checked against the registry now, again when accepted (services/hosting.py)
+        proposal.hosting = hosting.check(session, data.hosting)
     proposal.call_id, proposal.mode, proposal.factory_id = call.id, call.mode, factory_id
     proposal.partition_id, proposal.organisation_id = partition_id, org.id
     proposal.title, proposal.summary = data.title, data.summary
     proposal.research_kind = data.research_kind
     proposal.gpu_hours_milli = to_milli(data.gpu_hours) if data.gpu_hours is not None else None
     proposal.duration_months, proposal.start_date = data.duration_months, data.start_date
-    proposal.pi_contract_end, proposal.hosting = data.pi_contract_end, data.hosting
+    proposal.pi_contract_end = data.pi_contract_end
+    if data.hosting is None:
+        proposal.hosting = None
     sections.store(session, proposal, rows, data.sections)
 
 
@@ -119,6 +127,7 @@ def submit(session: Session, who: Principal, proposal_id: int, now: datetime) ->
     mode = access.mode_of(call)
     cutoff, period = open_period(call, mode, as_date(now))
     sections.check_complete(proposal)
+    entitlements.check_proposal(session, proposal)  # the call's limits may have changed
     org = session.get_one(Organisation, proposal.organisation_id)
     result = access.check(
         session,

@@ -13,6 +13,7 @@ from aifactory.db.models import (
     Partition,
     System,
 )
+from aifactory.domain.calls import call_slug
 from aifactory.domain.enums import CountryStatus
 from aifactory.domain.registry import (
     EU_SOURCES,
@@ -20,8 +21,11 @@ from aifactory.domain.registry import (
     SystemKind,
     count_by,
     countries_by_status,
+    factory_transition,
 )
 from aifactory.errors import Conflict, Invalid, NotFound
+from aifactory.services import access
+from aifactory.services.audit import AuditAction, record
 from aifactory.services.views import (
     CapacitySplitView,
     CountriesByStatus,
@@ -156,6 +160,7 @@ def create_factory(session: Session, spec: FactorySpec) -> FactoryView:
     """Add a factory with its systems and partitions; names must be new, countries known."""
     if _factory_or_none(session, spec.name) is not None:
         raise Conflict(f"factory {spec.name!r} already exists")
+    check_call_prefix(session, spec.name, "name")
     _require_countries(session, [spec.country, *spec.members], "country")
     factory = Factory(
         name=spec.name,
@@ -171,7 +176,18 @@ def create_factory(session: Session, spec: FactorySpec) -> FactoryView:
     for system in spec.systems:
         _insert_system(session, factory, system)
     session.refresh(factory)
+    access.invalidate_calls()  # its access calls appear on the next request
     return factory_view(factory)
+
+
+def check_call_prefix(session: Session, name: str, field: str) -> None:
+    """A new factory's call ids (``<slug>-pg``...) must not be another factory's."""
+    slug = call_slug(name)
+    clash = next((n for n in session.scalars(select(Factory.name)) if call_slug(n) == slug), None)
+    if clash is not None:
+        raise Invalid.field(
+            field, "distinct_calls", f"{name!r} would share the call ids {slug}-* of {clash!r}"
+        )
 
 
 def update_factory(session: Session, name: str, changes: dict[str, object]) -> FactoryView:
@@ -188,12 +204,48 @@ def update_factory(session: Session, name: str, changes: dict[str, object]) -> F
         assert isinstance(split, CapacitySplit)
         for column, share in _split_columns(split).items():
             setattr(factory, column, share)
-    for key in ("status", "hosting_entity", "city"):
+    if "status" in changes:
+        factory.status = factory_transition(
+            FactoryStatus(factory.status), FactoryStatus(str(changes.pop("status")))
+        )
+    for key in ("hosting_entity", "city"):
         if key in changes:
-            value = changes[key]
-            setattr(factory, key, value.value if isinstance(value, FactoryStatus) else value)
+            setattr(factory, key, changes[key])
     session.flush()
     session.refresh(factory)
+    return factory_view(factory)
+
+
+def set_factory_status(
+    session: Session, name: str, status: FactoryStatus | str, actor: str
+) -> FactoryView:
+    """Move a factory to ``status`` through the one transition function; audited.
+
+    ``draining``: the site finishes what runs but takes no new work; ``retired``: it has left
+    service (final). Asking for the current status changes nothing and records nothing.
+
+    Raises:
+        NotFound: no such factory.
+        Invalid: ``status`` is not a factory status.
+        Conflict: the move is illegal (e.g. out of ``retired``).
+    """
+    try:
+        target = FactoryStatus(status)
+    except ValueError:
+        allowed = ", ".join(s.value for s in FactoryStatus)
+        raise Invalid.field("status", "one_of", f"{status!r} is not one of {allowed}") from None
+    factory = _factory(session, name)
+    current = FactoryStatus(factory.status)
+    factory.status = factory_transition(current, target).value
+    if target != current:
+        record(
+            session,
+            actor,
+            AuditAction.FACTORY_STATUS,
+            ("factory", name),
+            **{"from": current.value, "to": target.value},
+        )
+    session.flush()
     return factory_view(factory)
 
 

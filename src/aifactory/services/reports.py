@@ -1,71 +1,82 @@
-"""Usage and remaining budget, grouped by project, factory, country, funding source or mode."""
+"""Usage and remaining budget, grouped by project, factory, country, funding source or mode.
+
+Groups: ``project``; ``factory`` and ``factory-country`` (where the GPU-hours were used: the
+allocation's factory, for a federation allocation each charge's; ``report_places``);
+``user-country`` (the country of the project's organisation); ``funding`` (each GPU-hour split
+by its factory's shares into EU Digital Europe, national and commercial, with the € of every
+source beside them: Horizon Europe funds services, never GPU-hours); ``mode`` (access mode).
+"""
 
 from __future__ import annotations
 
 import csv
 import io
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
-from decimal import Decimal
 
-from pydantic import BaseModel
 from sqlalchemy import ColumnElement, Date, FromClause, and_, case, cast, func, select, true
 from sqlalchemy.orm import Session
 
-from aifactory.db.models import (
-    Allocation,
-    Factory,
-    LedgerDay,
-    LedgerRow,
-    Organisation,
-    Project,
-)
-from aifactory.domain.enums import LedgerKind
-from aifactory.domain.ledger import FundingSplit, attribute, from_milli
+from aifactory.db.models import Allocation, Factory, LedgerDay, LedgerRow, Organisation, Project
+from aifactory.domain.enums import LedgerKind, ResearchKind
+from aifactory.domain.ledger import FundingSplit, from_milli
 from aifactory.errors import Invalid
+from aifactory.services import report_places as where
 from aifactory.services.access_views import Report, ReportRow
 from aifactory.services.permissions import Principal
 from aifactory.services.projects import visible_allocations
+from aifactory.services.report_places import HOURS, SOURCE_LABELS, Place
+
+Hours = dict[str, int]
 
 
-class _Alloc(BaseModel):
+@dataclass(frozen=True)
+class _Alloc:
     id: int
     project: str
-    factory: str
-    country: str
+    user_country: str
     mode: str
-    split: dict[str, Decimal]
-    granted: int
-    used: int
-    reserved: int
-    remaining: int
+    totals: Hours
+    places: list[Place]
 
 
-def _single(key: Callable[[_Alloc], str]) -> Callable[[_Alloc], dict[str, dict[str, int]]]:
-    def rows(a: _Alloc) -> dict[str, dict[str, int]]:
-        fields = ("granted", "used", "reserved", "remaining")
-        return {key(a): {f: getattr(a, f) for f in fields}}
+def _single(key: Callable[[_Alloc], str]) -> Callable[[_Alloc], dict[str, Hours]]:
+    return lambda a: {key(a): a.totals}
+
+
+def _by_place(key: Callable[[Place], str]) -> Callable[[_Alloc], dict[str, Hours]]:
+    def rows(a: _Alloc) -> dict[str, Hours]:
+        out: dict[str, Hours] = {}
+        for place in a.places:
+            _add(out.setdefault(key(place), dict.fromkeys(HOURS, 0)), place.hours)
+        return out
 
     return rows
 
 
-def _by_funding(a: _Alloc) -> dict[str, dict[str, int]]:
-    split = FundingSplit(a.split["eu"], a.split["national"], a.split["commercial"])
-    parts = {
-        f: attribute(getattr(a, f), split) for f in ("granted", "used", "reserved", "remaining")
-    }
-    return {
-        source: {f: parts[f][source] for f in parts} for source in ("eu", "national", "commercial")
-    }
+def _by_funding(a: _Alloc) -> dict[str, Hours]:
+    out: dict[str, Hours] = {}
+    for place in a.places:
+        for source, hours in place.by_source().items():
+            _add(out.setdefault(source, dict.fromkeys(HOURS, 0)), hours)
+    return out
 
 
-GROUPS: dict[str, Callable[[_Alloc], dict[str, dict[str, int]]]] = {
+def _add(acc: Hours, values: Hours) -> None:
+    for name, value in values.items():
+        acc[name] += value
+
+
+GROUPS: dict[str, Callable[[_Alloc], dict[str, Hours]]] = {
     "project": _single(lambda a: a.project),
-    "factory": _single(lambda a: a.factory),
-    "country": _single(lambda a: a.country),
-    "mode": _single(lambda a: a.mode),
+    "factory": _by_place(lambda p: p.factory),
+    "factory-country": _by_place(lambda p: p.country),
+    "user-country": _single(lambda a: a.user_country),
     "funding": _by_funding,
+    "mode": _single(lambda a: a.mode),
 }
+_SOURCE_ORDER = {source: i for i, source in enumerate(SOURCE_LABELS)}
 
 
 def usage_report(
@@ -76,42 +87,53 @@ def usage_report(
         raise Invalid.field("group_by", "known_group", f"choose one of {', '.join(GROUPS)}")
     if start and end and end < start:
         raise Invalid.field("end", "date_order", f"end {end} is before start {start} (reversed)")
-    rows: dict[str, dict[str, int]] = {}
+    rows: dict[str, Hours] = {}
     counts: dict[str, int] = {}
     allocations = _allocations(session, who, start, end)
     for alloc in allocations:
         for key, values in GROUPS[group_by](alloc).items():
-            acc = rows.setdefault(key, dict.fromkeys(values, 0))
-            for field, value in values.items():
-                acc[field] += value
+            _add(rows.setdefault(key, dict.fromkeys(HOURS, 0)), values)
             counts[key] = counts.get(key, 0) + 1
-    out = [_row(k, counts[k], v) for k, v in sorted(rows.items())]
-    total = {
-        f: sum(v[f] for v in rows.values()) for f in ("granted", "used", "reserved", "remaining")
-    }
+    labels = _labels(session, group_by)
+    order = sorted(rows, key=lambda k: (_SOURCE_ORDER.get(k, len(_SOURCE_ORDER)), k))
+    total = {f: sum(v[f] for v in rows.values()) for f in HOURS}
     return Report(
         group_by=group_by,
         start=start,
         end=end,
-        rows=out,
-        total=_row("total", len(allocations), total),
+        rows=[_row(k, labels.get(k, k), counts[k], rows[k]) for k in order],
+        total=_row("total", "Total", len(allocations), total),
+        funding=where.funding_amounts(session) if group_by == "funding" else [],
     )
 
 
-def _row(key: str, count: int, values: dict[str, int]) -> ReportRow:
-    return ReportRow(key=key, allocations=count, **{k: from_milli(v) for k, v in values.items()})
+def _labels(session: Session, group_by: str) -> dict[str, str]:
+    labels = {where.FEDERATION: where.FEDERATION_LABEL}
+    if group_by == "funding":
+        labels |= SOURCE_LABELS
+    elif group_by.endswith("country"):
+        labels |= where.country_names(session)
+    return labels
+
+
+def _row(key: str, label: str, count: int, values: Hours) -> ReportRow:
+    hours = {k: from_milli(v) for k, v in values.items()}
+    return ReportRow(key=key, label=label, allocations=count, **hours)
 
 
 def _allocations(
     session: Session, who: Principal, start: date | None, end: date | None
 ) -> list[_Alloc]:
     """One line per visible allocation: totals now from its running totals, or, for a date
-    range, summed from the ledger entries in that range (only then is the ledger scanned)."""
+    range, summed from the ledger entries in that range (only then is the ledger scanned);
+    a federation allocation's charges are also read per factory of use."""
     query = (
-        select(Allocation, Project.mode, Factory.name, Organisation.country_code)
+        select(
+            Allocation, Project.mode, Organisation.country_code, Factory.name, Factory.country_code
+        )
         .join(Project, Project.code == Allocation.project_code)
-        .join(Factory, Factory.id == Allocation.factory_id)
         .join(Organisation, Organisation.id == Project.organisation_id)
+        .outerjoin(Factory, Factory.id == Allocation.factory_id)
         .where(Allocation.id.in_(visible_allocations(who)))
     )
     rows = session.execute(query).all()
@@ -120,22 +142,20 @@ def _allocations(
         if start or end
         else {a.id: _running_totals(a) for a, *_ in rows}
     )
-    return [
-        _Alloc(
-            id=a.id,
-            project=a.project_code,
-            factory=fname,
-            country=country,
-            mode=mode,
-            split={
-                "eu": a.eu_share,
-                "national": a.national_share,
-                "commercial": a.commercial_share,
-            },
-            **totals.get(a.id, dict.fromkeys(("granted", "used", "reserved", "remaining"), 0)),
-        )
-        for a, mode, fname, country in rows
-    ]
+    roaming = [a.id for a, *_ in rows if a.factory_id is None]
+    used_at = where.used_by_factory(session, roaming, start, end)
+    factories = where.sites(session) if roaming else {}
+    kinds = where.research_kinds(session, roaming) if roaming else {}
+    out = []
+    for a, mode, country, fname, fcountry in rows:
+        mine = totals.get(a.id, dict.fromkeys(HOURS, 0))
+        split = FundingSplit(a.eu_share, a.national_share, a.commercial_share)
+        site = where.Site(fname, fcountry, split) if a.factory_id is not None else None
+        at = {factories.get(f) if f else None: m for f, m in used_at.get(a.id, {}).items()}
+        kind = kinds.get(a.id, ResearchKind.OPEN_RD)
+        places = where.places(mine, site, split, kind, at)
+        out.append(_Alloc(a.id, a.project_code, country, mode, mine, places))
+    return out
 
 
 def _running_totals(a: Allocation) -> dict[str, int]:
@@ -237,12 +257,19 @@ def _is_sqlite(session: Session) -> bool:
 
 
 def to_csv(report: Report) -> str:
-    """The report as CSV: one row per group and a total row, hours in GPU-hours."""
+    """The report as CSV: one row per group and a total row, hours in GPU-hours, then how the
+    key reads (``label``). By funding source, also each source's € (``funding_eur``) and a
+    row for each source that funds no GPU-hours (Horizon Europe: services), hours empty."""
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow([report.group_by, "allocations", "granted", "used", "reserved", "remaining"])
+    hours = ["allocations", "granted", "used", "reserved", "remaining"]
+    by_funding = report.group_by == "funding"
+    euros = {f.source: f.amount_eur for f in report.funding}
+    writer.writerow([report.group_by, *hours, "label", *(["funding_eur"] if by_funding else [])])
     for row in [*report.rows, report.total]:
-        writer.writerow(
-            [row.key, row.allocations, row.granted, row.used, row.reserved, row.remaining]
-        )
+        cells = [row.key, row.allocations, row.granted, row.used, row.reserved, row.remaining]
+        writer.writerow([*cells, row.label, *([euros.get(row.key, "")] if by_funding else [])])
+    for line in report.funding:
+        if line.funds != "gpu_hours":
+            writer.writerow([line.source, *[""] * len(hours), line.label, line.amount_eur])
     return out.getvalue()

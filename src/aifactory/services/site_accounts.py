@@ -14,13 +14,22 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from pydantic import BaseModel
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from aifactory.db.models import Factory, ProjectMember, SiteAccount, User
+from aifactory.db.models import (
+    Allocation,
+    Factory,
+    Partition,
+    Project,
+    ProjectMember,
+    SiteAccount,
+    System,
+    User,
+)
 from aifactory.domain.enums import Role
 from aifactory.errors import Conflict, Invalid, NotFound
-from aifactory.services import audit
+from aifactory.services import audit, entitlements, ledger
 from aifactory.services.audit import AuditAction
 from aifactory.services.permissions import Action, Principal, authorize
 
@@ -227,3 +236,43 @@ def _row(session: Session, user_id: int, factory_id: int) -> SiteAccount | None:
             SiteAccount.user_id == user_id, SiteAccount.factory_id == factory_id
         )
     )
+
+
+def project_budgets(session: Session, factory_id: int) -> dict[str, float]:
+    """Raw GPU-hours each project may use at a factory, for its site account's budget.
+
+    A partition's allocation counts at its own partition's charge factor. A federation
+    allocation counts at every factory that admits the project (``services.entitlements``), at
+    the site's cheapest charge factor: an upper bound, as the site's budget is a backstop and the
+    control plane's ledger (one balance for all sites) is the real limit.
+    """
+    rows = session.execute(
+        select(Allocation, Partition.charge_factor)
+        .join(Partition, Partition.id == Allocation.partition_id)
+        .where(Allocation.factory_id == factory_id)
+    ).all()
+    budgets: dict[str, float] = {}
+    for alloc, factor in [*rows, *_federation_rows(session, factory_id)]:
+        state = ledger.state(session, alloc.id)
+        raw = (state.granted - state.expired) / 1000 / factor
+        budgets[alloc.project_code] = budgets.get(alloc.project_code, 0.0) + raw
+    return budgets
+
+
+def _federation_rows(session: Session, factory_id: int) -> list[tuple[Allocation, float]]:
+    """The federation allocations a factory admits, with the site's cheapest charge factor."""
+    cheapest = session.scalar(
+        select(func.min(Partition.charge_factor))
+        .join(System, System.id == Partition.system_id)
+        .where(System.factory_id == factory_id)
+    )
+    name = session.scalar(select(Factory.name).where(Factory.id == factory_id))
+    if not cheapest or name is None:
+        return []
+    rows = session.execute(
+        select(Allocation, Project.mode)
+        .join(Project, Project.code == Allocation.project_code)
+        .where(Allocation.scope == "federation", Allocation.status == "active")
+    ).all()
+    admits = entitlements.admitting_factories({mode for _, mode in rows})
+    return [(a, cheapest) for a, mode in rows if name in admits.get(mode, frozenset())]

@@ -23,6 +23,7 @@ from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from aifactory.broker import backfill
+from aifactory.broker.admission import gpu_wait
 from aifactory.broker.placement import JobRequest, get_placement_policy
 from aifactory.db.engine import begin_write
 from aifactory.db.models import Country, Job, JobTransition, Project, ProjectMember, SiteQueue
@@ -35,7 +36,6 @@ from aifactory.services.candidates import Candidate, job_request, site_candidate
 from aifactory.services.job_queries import Names
 from aifactory.services.jobs import (
     POLICY,
-    gpu_wait,
     placement_record,
     reservation_milli,
     waits_for,

@@ -16,9 +16,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from aifactory.db.models import Allocation, Factory, LedgerDay, Partition, System
-from aifactory.domain.enums import LedgerKind
+from aifactory.domain.enums import LedgerKind, ResearchKind
 from aifactory.domain.ledger import FundingSplit, attribute, from_milli
 from aifactory.errors import Invalid
+from aifactory.services import report_places as where
 from aifactory.services.permissions import Principal
 from aifactory.services.projects import visible_allocations
 
@@ -74,8 +75,10 @@ def _bucket_of(day: date, bucket: str) -> date:
 
 def _charges(
     session: Session, who: Principal, start: date, end: date
-) -> list[tuple[Allocation, date, int]]:
-    """(allocation, day, GPU-hours charged that day in milli) for the visible allocations."""
+) -> list[tuple[Allocation, date, int | None, int]]:
+    """(allocation, day, factory of use, GPU-hours charged that day in milli) for the visible
+    allocations; a federation allocation's (no fixed factory) per factory where each charge's
+    job ran (``report_places``), the others' at their factory."""
     used = -func.sum(LedgerDay.amount_milli)
     query = (
         select(Allocation, LedgerDay.day, used)
@@ -88,18 +91,30 @@ def _charges(
         )
         .group_by(Allocation.id, LedgerDay.day)
     )
-    return [(a, d, int(milli)) for a, d, milli in session.execute(query)]
+    rows = [(a, d, a.factory_id, int(milli)) for a, d, milli in session.execute(query)]
+    roaming = {a.id: a for a, *_ in rows if a.factory_id is None}
+    if not roaming:
+        return rows
+    daily = where.daily_used_by_factory(session, roaming, start, end)
+    fixed = [row for row in rows if row[0].factory_id is not None]
+    return fixed + [(roaming[aid], day, fid, milli) for aid, day, fid, milli in daily]
 
 
-def _keyer(session: Session, group_by: str) -> Callable[[Allocation, int], dict[str, int]]:
+Keyer = Callable[[Allocation, int | None, int], dict[str, int]]
+
+
+def _keyer(session: Session, group_by: str, roaming: list[int]) -> Keyer:
     if group_by == "project":
-        return lambda a, milli: {a.project_code: milli}
+        return lambda a, _f, milli: {a.project_code: milli}
+    sites = where.sites(session)
     if group_by == "factory":
-        names: dict[int, str] = {i: n for i, n in session.execute(select(Factory.id, Factory.name))}
-        return lambda a, milli: {names[a.factory_id]: milli}
+        return lambda a, f, milli: {sites[f].name if f else where.FEDERATION: milli}
+    kinds = where.research_kinds(session, roaming)
 
-    def by_funding(a: Allocation, milli: int) -> dict[str, int]:
-        split = FundingSplit(a.eu_share, a.national_share, a.commercial_share)
+    def by_funding(a: Allocation, f: int | None, milli: int) -> dict[str, int]:
+        own = FundingSplit(a.eu_share, a.national_share, a.commercial_share)
+        kind = kinds.get(a.id, ResearchKind.OPEN_RD)
+        split = where.split_at(own, kind, sites.get(f) if f else None, a.factory_id is not None)
         return attribute(milli, split)
 
     return by_funding
@@ -116,7 +131,8 @@ def usage_series(
     """GPU-hours charged per day (or ISO week, from its Monday) in [start, end], by group.
 
     Only allocations this user may see count (``visible_allocations``); the funding split
-    attributes each day's charge with the allocation's EU / national / commercial shares.
+    attributes each day's charge with the allocation's EU / national / commercial shares (a
+    federation allocation's: those of the factory where it was used, as the usage report).
     """
     if group_by not in GROUPS:
         raise Invalid.field("group_by", "known_group", f"choose one of {', '.join(GROUPS)}")
@@ -125,10 +141,11 @@ def usage_series(
     check_range(start, end)
     buckets = _buckets(start, end, bucket)
     index = {b: i for i, b in enumerate(buckets)}
-    key_of = _keyer(session, group_by)
+    charges = _charges(session, who, start, end)
+    key_of = _keyer(session, group_by, [a.id for a, *_ in charges if a.factory_id is None])
     milli: dict[str, list[int]] = {}
-    for alloc, day, amount in _charges(session, who, start, end):
-        for key, part in key_of(alloc, amount).items():
+    for alloc, day, factory, amount in charges:
+        for key, part in key_of(alloc, factory, amount).items():
             milli.setdefault(key, [0] * len(buckets))[index[_bucket_of(day, bucket)]] += part
     values = {k: [from_milli(v) for v in vs] for k, vs in sorted(milli.items())}
     return UsageSeries(

@@ -95,6 +95,11 @@ def compute_metrics(result: SimResult, **context: Any) -> dict[str, Any]:
             "mean_queue_length": sum(s["mean_queue_length"] for s in sites),
         }
     )
+    if result.queue_times:  # central admission: jobs wait in one queue, not at the sites
+        times = np.frombuffer(result.queue_times, dtype=np.int64)
+        queued = np.frombuffer(result.queue_len, dtype=np.int64)
+        overall["mean_queue_length"] = _step_integral(times, queued, t0, t1) / max(t1 - t0, 1)
+        overall["max_queue_length"] = int(queued.max()) if queued.size else 0
     return {
         **context,
         "overall": overall,

@@ -41,6 +41,9 @@ class Scenario:
         load: Arrival-rate factor: submit times are divided by it (1.2 = 20 % busier).
         sites: A federation instead of one machine.
         placement: Placement policy when ``sites`` is given.
+        federation: ``central`` (the live broker's admission) or ``route`` (site queues).
+        events: ``completions-first`` or ``arrivals-first`` at equal times.
+        schedule: ``event`` or ``timestamp`` (when the scheduler runs).
     """
 
     name: str
@@ -49,6 +52,9 @@ class Scenario:
     load: float = 1.0
     sites: tuple[SiteSpec, ...] | None = None
     placement: str = "broker"
+    federation: str = "central"
+    events: str = "completions-first"
+    schedule: str = "event"
 
 
 @dataclass(slots=True)
@@ -91,7 +97,10 @@ def _run_one(packed: dict[str, Any], scenario: Scenario) -> ScenarioResult:
     trace = _unpack(packed, scenario.load)
     if scenario.capacity is not None:
         trace.capacity = scenario.capacity
-    outcome = run_trace(trace, scenario.policy, sites=scenario.sites, placement=scenario.placement)
+    outcome = run_trace(
+        trace, scenario.policy, sites=scenario.sites, placement=scenario.placement,
+        federation=scenario.federation, events=scenario.events, schedule=scenario.schedule,
+    )  # fmt: skip
     metrics = dict(outcome.metrics, scenario=scenario.name, load=scenario.load)
     a = job_columns(trace.jobs, ("submit", "start", "site"))
     waits = (a["start"] - a["submit"])[a["site"] >= 0]

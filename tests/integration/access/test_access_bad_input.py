@@ -41,7 +41,7 @@ def _count(db: Database) -> int:
         ({"duration_months": 5}, 422, "allowed_durations"),
         ({"call_id": "atlantis-pg"}, 422, "known_call"),
         ({"partition": "LUMI-AI/nope"}, 422, "known_partition"),
-        ({"partition": "MIMER/gpu"}, 422, "known_partition"),
+        ({"partition": "MIMER/gpu"}, 422, "call_factory"),  # another factory: not this call
         ({"start_date": "2026-01-01"}, 422, "not_past"),
         ({"start_date": "2026-12-10", "pi_contract_end": "2026-12-01"}, 422, "date_order"),
         ({"organisation": "Nobody Ltd"}, 422, "your_organisation"),

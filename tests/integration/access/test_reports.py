@@ -1,4 +1,4 @@
-"""Usage reports by project, factory, country, funding source and access mode, JSON and CSV."""
+"""Usage reports by project, factory, user country, funding source and access mode, JSON and CSV."""
 
 from __future__ import annotations
 
@@ -61,10 +61,12 @@ def test_usage_is_grouped_and_attributed_to_funding_sources(
             api.get(f"{API}/reports/usage?group_by=funding&start=2026-11-01", headers=admin.headers)
         )["rows"]
     }
-    assert funding == {"commercial": 310.0, "eu": 50.0, "national": 40.0}
+    assert funding == {"commercial": 310.0, "digital_europe": 50.0, "national": 40.0}
     country = {
         r["key"]: float(r["used"])
-        for r in ok(api.get(f"{API}/reports/usage?group_by=country", headers=admin.headers))["rows"]
+        for r in ok(api.get(f"{API}/reports/usage?group_by=user-country", headers=admin.headers))[
+            "rows"
+        ]
     }
     assert country == {"FI": 150.0, "PT": 300.0}
     mine = ok(api.get(f"{API}/reports/usage?group_by=project", headers=pt.headers))
@@ -72,7 +74,7 @@ def test_usage_is_grouped_and_attributed_to_funding_sources(
     response = api.get(f"{API}/reports/usage.csv?group_by=mode", headers=admin.headers)
     assert response.headers["content-type"].startswith("text/csv")
     table = list(csv.reader(io.StringIO(response.text)))
-    assert table[0] == ["mode", "allocations", "granted", "used", "reserved", "remaining"]
+    assert table[0] == ["mode", "allocations", "granted", "used", "reserved", "remaining", "label"]
     assert table[1][:2] == ["PG", "2"] and float(table[1][3]) == 450
 
 

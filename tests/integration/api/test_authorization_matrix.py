@@ -209,6 +209,9 @@ ROWS: dict[tuple[str, str], Row] = {
     ("PATCH", "/factories/{name}"): Row(
         LUMI_EDITORS, _fixed(**LUMI), lambda w, who: {"city": f"Kajaani {who}"}
     ),
+    ("POST", "/factories/{name}/status"): Row(  # same status: allowed, changes nothing
+        LUMI_EDITORS, _fixed(**LUMI), lambda w, who: {"status": "operational"}
+    ),
     ("POST", "/factories/{name}/systems"): Row(
         LUMI_EDITORS, _fixed(**LUMI), lambda w, who: {"name": f"sys-{who}", "kind": "new"}
     ),
@@ -417,6 +420,8 @@ ROWS: dict[tuple[str, str], Row] = {
     ),
     ("POST", "/jobs/{job_id}/cancel"): _on("job_id", World.new_job, NOT_PROJECT, PROJECT),
     ("GET", "/status"): Row(frozenset({"admin", "op_lumi", "op_bsc"})),
+    ("GET", "/planning/snapshot"): Row(ALL),
+    ("GET", "/planning/history"): Row(frozenset({"admin", "op_lumi", "op_bsc"})),
     ("GET", "/audit"): Row(ADMIN),
     ("GET", "/lockouts"): Row(ADMIN),
     ("DELETE", "/lockouts/{key}"): Row(ADMIN, lambda w: {"key": w.lockout()}),

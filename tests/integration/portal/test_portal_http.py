@@ -238,10 +238,11 @@ def test_report_csv_downloads_and_sim_plots_cannot_escape_their_folder(
 ) -> None:
     set_password(db, "ada")
     sign_in(portal, "ada")
-    r = portal.get("/reports.csv?group_by=country")
+    r = portal.get("/reports.csv?group_by=user-country")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
-    assert r.text.splitlines()[0] == "country,allocations,granted,used,reserved,remaining"
-    assert 'filename="usage-by-country.csv"' in r.headers["content-disposition"]
+    header = "user-country,allocations,granted,used,reserved,remaining,label"
+    assert r.text.splitlines()[0] == header
+    assert 'filename="usage-by-user-country.csv"' in r.headers["content-disposition"]
     bad = portal.get("/reports?group_by=factory&start=2026-05-01&end=2026-04-01")
     assert bad.status_code == 422 and "before start" in _field_error(bad.text, "end")
     for path in ["/sim/..%2F..%2Fetc/passwd", "/sim/run/..%2Faifactory.db", "/sim/x/y.png"]:

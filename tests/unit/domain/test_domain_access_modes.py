@@ -95,7 +95,7 @@ def test_request_breaking_several_rules_lists_each() -> None:
     with pytest.raises(Invalid) as info:
         check_request(fl, Decimal(60000), 6, systems=2)
     rules = {d.rule for d in info.value.details}
-    assert rules == {"gpu_hour_limits", "allowed_durations", "one_system"}
+    assert rules == {"gpu_hour_limits", "allowed_durations", "max_systems"}
     assert "60000 GPU-h requested; this mode allows at most 50000" in str(info.value)
 
 

@@ -56,6 +56,7 @@ def list_access_modes(who: CurrentPrincipal) -> list[AccessMode]:
 def list_calls(
     who: CurrentPrincipal,
     now: NowDep,
+    _: SessionDep,  # opening it brings in the calls of factories added since
     mode: Annotated[str | None, Query(max_length=2)] = None,
     factory: Annotated[str | None, Query(max_length=100)] = None,
     open_only: bool = False,
@@ -65,7 +66,7 @@ def list_calls(
 
 
 @router.get("/calls/{call_id}")
-def get_call(call_id: str, who: CurrentPrincipal, now: NowDep) -> CallView:
+def get_call(call_id: str, who: CurrentPrincipal, now: NowDep, _: SessionDep) -> CallView:
     authorize(who, Action.READ_REGISTRY)
     call = access.catalogue()[1].get(call_id)
     if call is None:

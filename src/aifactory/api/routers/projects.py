@@ -17,7 +17,9 @@ from aifactory.services.access_views import AllocationView, LedgerEntryView, Pro
 from aifactory.services.permissions import Action, authorize
 
 router = APIRouter(tags=["projects"], responses=ERROR_RESPONSES)
-GroupBy = Literal["project", "factory", "country", "funding", "mode"]
+#: factory / factory-country: where the GPU-hours were used; user-country: the project's
+#: organisation's country; funding: EU Digital Europe, national, commercial (services/reports.py).
+GroupBy = Literal["project", "factory", "factory-country", "user-country", "funding", "mode"]
 
 
 @router.get("/projects")

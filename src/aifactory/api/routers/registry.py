@@ -6,7 +6,7 @@ from fastapi import APIRouter
 
 from aifactory.api.deps import CurrentPrincipal, SessionDep
 from aifactory.api.errors import ERROR_RESPONSES
-from aifactory.api.schemas import FactoryUpdate, PartitionUpdate
+from aifactory.api.schemas import FactoryStatusIn, FactoryUpdate, PartitionUpdate
 from aifactory.services import registry
 from aifactory.services.permissions import Action, authorize
 from aifactory.services.views import (
@@ -64,6 +64,15 @@ def update_factory(
     authorize(who, Action.EDIT_FACTORY, registry.factory_id(session, name))
     changes = {k: getattr(body, k) for k in body.model_fields_set if getattr(body, k) is not None}
     return registry.update_factory(session, name, changes)
+
+
+@router.post("/factories/{name}/status")
+def set_factory_status(
+    name: str, body: FactoryStatusIn, session: SessionDep, who: CurrentPrincipal
+) -> FactoryView:
+    """Move a factory along its life (e.g. ``draining`` to empty a site); operators and admins."""
+    authorize(who, Action.EDIT_FACTORY, registry.factory_id(session, name))
+    return registry.set_factory_status(session, name, body.status, who.username)
 
 
 @router.post("/factories/{name}/systems", status_code=201)

@@ -14,6 +14,8 @@ from aifactory.db.models.access import (
     ReviewAssignment,
 )
 from aifactory.db.models.base import Base
+from aifactory.db.models.estimates import SiteEstimate
+from aifactory.db.models.failover import CheckpointCopy, SiteOutage, StaleAttempt
 from aifactory.db.models.federated import ClaimRule, OidcIdentity, OidcLogin
 from aifactory.db.models.identity import (
     ApiToken,
@@ -57,6 +59,7 @@ __all__ = [
     "AuditEvent",
     "AuthThrottle",
     "Base",
+    "CheckpointCopy",
     "ClaimRule",
     "ControllerBeat",
     "Country",
@@ -92,8 +95,11 @@ __all__ = [
     "ReviewAssignment",
     "RoleGrant",
     "SiteAccount",
+    "SiteEstimate",
+    "SiteOutage",
     "SiteQueue",
     "SiteStatus",
+    "StaleAttempt",
     "System",
     "User",
 ]

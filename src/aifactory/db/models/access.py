@@ -74,7 +74,8 @@ class Proposal(Base):
 
 
 class ProposalResource(Base):
-    """GPU-hours asked for on one partition; the rows an award will turn into allocations."""
+    """GPU-hours asked for on one partition (none: a federation allocation); the rows an
+    award turns into allocations."""
 
     __tablename__ = "proposal_resources"
     __table_args__ = (UniqueConstraint("proposal_id", "position", name="proposal_resource_pos"),)
@@ -82,7 +83,7 @@ class ProposalResource(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     proposal_id: Mapped[int] = mapped_column(ForeignKey("proposals.id"), index=True)
     position: Mapped[int] = mapped_column(Integer)
-    partition_id: Mapped[int] = mapped_column(ForeignKey("partitions.id"), index=True)
+    partition_id: Mapped[int | None] = mapped_column(ForeignKey("partitions.id"), index=True)
     gpu_hours_milli: Mapped[int] = mapped_column(BigInteger)
     justification: Mapped[str] = mapped_column(Text, default="")
 
@@ -153,14 +154,17 @@ class ProjectMember(Base):
 
 
 class Allocation(Base):
-    """GPU-hours for one project on one partition; the ledger holds its balance."""
+    """GPU-hours for one project on one partition, or (scope ``federation``) normalised
+    GPU-hours usable at every factory that admits the project, with no factory or partition of
+    its own (``domain.entitlements``); the ledger holds its balance."""
 
     __tablename__ = "allocations"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     project_code: Mapped[str] = mapped_column(ForeignKey("projects.code"), index=True)
-    factory_id: Mapped[int] = mapped_column(ForeignKey("factories.id"), index=True)
-    partition_id: Mapped[int] = mapped_column(ForeignKey("partitions.id"), index=True)
+    scope: Mapped[str] = mapped_column(String(16), default="partition", server_default="partition")
+    factory_id: Mapped[int | None] = mapped_column(ForeignKey("factories.id"), index=True)
+    partition_id: Mapped[int | None] = mapped_column(ForeignKey("partitions.id"), index=True)
     start_date: Mapped[date] = mapped_column(Date)
     end_date: Mapped[date] = mapped_column(Date)
     eu_share: Mapped[Decimal] = mapped_column(Share)

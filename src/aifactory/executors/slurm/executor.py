@@ -32,12 +32,15 @@ from aifactory.executors.base import (
     Executor,
     register,
 )
+from aifactory.executors.estimates import QueueEstimate
 from aifactory.executors.slurm.accounts import SiteAccounts, gpu_minutes
 from aifactory.executors.slurm.backends import CliBackend, RestBackend, SlurmBackend
+from aifactory.executors.slurm.checkpoints import SlurmCheckpoints
 from aifactory.executors.slurm.config import SlurmSiteConfig
 from aifactory.executors.slurm.models import STATE_MESSAGES, SlurmJob, SlurmNode
 from aifactory.executors.slurm.rest import RestClient, UserTokens
 from aifactory.executors.slurm.script import ScriptOptions, job_name, render_script
+from aifactory.executors.slurm.squeue_start import SqueueStart, by_partition
 from aifactory.executors.slurm.submission import SETTLE_MARGIN_S, Submitter
 from aifactory.executors.slurm.transport import (
     LocalTransport,
@@ -126,7 +129,7 @@ def _status(job: SlurmJob) -> ExecStatus:
 
 
 @register("slurm")
-class SlurmExecutor(Executor):
+class SlurmExecutor(Executor, SlurmCheckpoints):
     """Runs job attempts on one Slurm cluster (local CLI, SSH to a login node, or slurmrestd).
 
     Args:
@@ -146,9 +149,13 @@ class SlurmExecutor(Executor):
         except ValidationError as exc:
             raise Invalid(f"bad slurm executor settings: {exc}") from exc
         self.backend = backend if backend is not None else make_backend(self.config)
+        if isinstance(self.backend, CliBackend):  # squeue --start needs Slurm's CLI
+            self.capabilities = self.capabilities | {Capability.START_ESTIMATES}
         # An unanswered sbatch is over once its deadline (the command time-out) has passed.
         self.submitter = Submitter(self.config.command_timeout_s + SETTLE_MARGIN_S)
         self.service_user = _own_user(self.config)
+        if self.backend.admin is not None:  # files are reached through the transport
+            self.capabilities = self.capabilities | {Capability.CHECKPOINTS}
 
     @property
     def requires_site_account(self) -> bool:
@@ -305,3 +312,17 @@ class SlurmExecutor(Executor):
     def nodes(self) -> list[SlurmNode]:
         """The cluster's nodes (capacity for placement, health for the site agent)."""
         return self.backend.nodes()
+
+    def start_estimates(self, partitions: Sequence[str]) -> dict[str, QueueEstimate]:
+        """Slurm's expected starts of the pending jobs (``squeue --start``), per platform
+        partition (capability ``start_estimates``; CLI transports only). A name the site's
+        partition map lacks gets an empty estimate.
+        """
+        if not isinstance(self.backend, CliBackend):
+            return {name: QueueEstimate() for name in partitions}
+        slurm: dict[str, str | None] = {}
+        for name in partitions:
+            with contextlib.suppress(Invalid):
+                slurm[name] = self.config.partition_for(name)
+        found = by_partition(self.backend.run(SqueueStart()), slurm)
+        return {name: found.get(name, QueueEstimate()) for name in partitions}
