@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from aifactory.db.engine import Database
-from aifactory.domain.enums import OrganisationType, Role
-from aifactory.services import identity
+from aifactory.db.models import Allocation, Factory, Partition, System
+from aifactory.domain.enums import LedgerKind, OrganisationType, Role
+from aifactory.services import identity, ledger
 from aifactory.testing.people import Person, make_person
 
 
@@ -85,3 +87,32 @@ def award(
     )
     project = ok(api.get(f"/api/v1/projects/{done['project_code']}", headers=applicant.headers))
     return str(done["project_code"]), int(project["allocations"][0]["id"])
+
+
+def entitle(db: Database, code: str, first: int, factory: str) -> int:
+    """Entitle project ``code`` at ``factory`` too: an allocation on the factory's first
+    partition like the allocation ``first`` (same dates, shares and grant); its id."""
+    with db.session() as s:
+        a = s.get_one(Allocation, first)
+        partition_id, factory_id = s.execute(
+            select(Partition.id, Factory.id)
+            .join(System, System.id == Partition.system_id)
+            .join(Factory, Factory.id == System.factory_id)
+            .where(Factory.name == factory)
+            .order_by(Partition.id)
+            .limit(1)
+        ).one()
+        b = Allocation(
+            project_code=code,
+            factory_id=factory_id,
+            partition_id=partition_id,
+            start_date=min(a.start_date, date.today() - timedelta(days=1)),
+            end_date=a.end_date,
+            eu_share=a.eu_share,
+            national_share=a.national_share,
+            commercial_share=a.commercial_share,
+        )
+        s.add(b)
+        s.flush()
+        ledger.post(s, b.id, LedgerKind.GRANT, a.granted_milli, "test", note=code)
+        return b.id

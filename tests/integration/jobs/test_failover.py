@@ -5,7 +5,6 @@ resumes at the other site from the checkpoint replicated off the first."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -18,20 +17,14 @@ from aifactory.agents.site_agent import SiteAgent
 from aifactory.api.app import create_app
 from aifactory.db.engine import Database
 from aifactory.db.models import (
-    Allocation,
     CheckpointCopy,
-    Factory,
-    Partition,
     SiteOutage,
     StaleAttempt,
-    System,
 )
-from aifactory.domain.enums import LedgerKind
 from aifactory.errors import BackendUnavailable
 from aifactory.executors import ExecJob, ExecState, ExecStatus, ExecUsage, Executor
-from aifactory.services import ledger
 from aifactory.settings import Settings
-from aifactory.testing.access import award, member_of, ok
+from aifactory.testing.access import award, entitle, member_of, ok
 from aifactory.testing.jobs import PY, run_until, spec
 from aifactory.testing.people import Person
 
@@ -62,33 +55,6 @@ def two_sites(settings: Settings, tmp_path: Path) -> Settings:
     site = {"factory": HOME, "executor": "local", "capacity_gpus": 8, "options": {"gpus": 1}}
     sites.write_text(yaml.safe_dump({"sites": [site]}))
     return settings.model_copy(update={"sites_file": sites, "failover_grace_s": 2.0})
-
-
-def _second_allocation(db: Database, code: str, first: int, factory: str) -> None:
-    """The project is entitled at ``factory`` too: an allocation like its first, same budget."""
-    with db.session() as s:
-        a = s.get_one(Allocation, first)
-        partition = s.execute(
-            select(Partition.id, Factory.id)
-            .join(System, System.id == Partition.system_id)
-            .join(Factory, Factory.id == System.factory_id)
-            .where(Factory.name == factory)
-        ).first()
-        assert partition is not None
-        b = Allocation(
-            project_code=code,
-            factory_id=partition[1],
-            partition_id=partition[0],
-            start_date=min(a.start_date, date.today() - timedelta(days=1)),
-            end_date=a.end_date,
-            eu_share=a.eu_share,
-            national_share=a.national_share,
-            commercial_share=a.commercial_share,
-        )
-        s.add(b)
-        s.flush()
-        ledger.post(s, b.id, LedgerKind.GRANT, a.granted_milli, "test", note=code)
-        assert b.granted_milli > 0
 
 
 def _agent(runner: AgentRunner, name: str) -> SiteAgent:
@@ -151,7 +117,7 @@ def test_draining_a_site_moves_its_queued_job_to_another_entitled_site(
     queued = next(i for i in ids if get(i)["state"] == "queued")
     running = next(i for i in ids if i != queued)
 
-    _second_allocation(db, code, allocation, OTHER)
+    entitle(db, code, allocation, OTHER)
     # The operator drains LUMI AIF (what `aif factories set-status "LUMI AIF" draining` sends).
     path = f"{API}/factories/{HOME}/status"
     ok(api.post(path, headers=operator.headers, json={"status": "draining"}))
@@ -202,7 +168,7 @@ def test_a_site_dark_past_the_grace_moves_its_running_managed_job_which_resumes_
     assert int((store / "step").read_text()) >= 3
     assert not list(store.glob(".*"))  # the file being written is never copied
 
-    _second_allocation(db, code, allocation, OTHER)
+    entitle(db, code, allocation, OTHER)
     home = _agent(runner, HOME)
     real = home.executor
     home.executor = Dark(real)

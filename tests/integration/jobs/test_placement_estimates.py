@@ -9,22 +9,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from datetime import date, timedelta
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
 from typer.testing import CliRunner
 
 from aifactory.cli.main import app
 from aifactory.db.engine import Database
-from aifactory.db.models import Allocation, Factory, Partition, System
-from aifactory.domain.enums import LedgerKind
 from aifactory.server import BackgroundServer, build_app
-from aifactory.services import ledger, sessions
+from aifactory.services import sessions
 from aifactory.settings import Settings
-from aifactory.testing.access import award, member_of, ok
+from aifactory.testing.access import award, entitle, member_of, ok
 from aifactory.testing.jobs import PY, spec
 from aifactory.testing.people import Person
 
@@ -42,31 +38,6 @@ def env(db: Database, settings: Settings, operator: Person) -> Iterator[dict[str
         anna = member_of(db, "anna", "Nordic Tokens Oy")
         code, first = award(api, anna, operator, hours=5000)
         yield {"api": api, "anna": anna, "code": code, "first": first, "db": db, "s": settings}
-
-
-def _entitle(db: Database, code: str, first: int, factory: str) -> None:
-    """The project is entitled at ``factory`` too (an allocation like its first)."""
-    with db.session() as s:
-        a = s.get_one(Allocation, first)
-        partition_id, factory_id = s.execute(
-            select(Partition.id, Factory.id)
-            .join(System, System.id == Partition.system_id)
-            .join(Factory, Factory.id == System.factory_id)
-            .where(Factory.name == factory)
-        ).one()
-        b = Allocation(
-            project_code=code,
-            factory_id=factory_id,
-            partition_id=partition_id,
-            start_date=min(a.start_date, date.today() - timedelta(days=1)),
-            end_date=a.end_date,
-            eu_share=a.eu_share,
-            national_share=a.national_share,
-            commercial_share=a.commercial_share,
-        )
-        s.add(b)
-        s.flush()
-        ledger.post(s, b.id, LedgerKind.GRANT, a.granted_milli, "test", note=code)
 
 
 def _submit(env: dict[str, Any], limit_s: int, **extra: Any) -> dict[str, Any]:
@@ -92,7 +63,7 @@ def test_full_sites_show_an_estimate_from_their_queue_and_every_candidate(
 ) -> None:
     hold = _submit(env, 2 * HOUR)  # all 8 of LUMI's GPUs for up to 2 h
     assert hold["factory"] == "LUMI AIF"
-    _entitle(env["db"], env["code"], env["first"], "MIMER")
+    entitle(env["db"], env["code"], env["first"], "MIMER")
 
     # LUMI is preferred, but it is full for 2 h (more than the tolerance): MIMER, free, wins.
     second = _submit(env, HOUR, prefer_sites=["LUMI AIF"])
@@ -153,7 +124,7 @@ def _portal_page(env: dict[str, Any], path: str) -> str:
 
 
 def test_a_preferred_site_wins_when_it_is_as_soon_as_the_others(env: dict[str, Any]) -> None:
-    _entitle(env["db"], env["code"], env["first"], "MIMER")
+    entitle(env["db"], env["code"], env["first"], "MIMER")
     # Both free: LUMI is cheaper (charge factor 1.0 against 1.2), but MIMER is preferred.
     chosen = _submit(env, HOUR, prefer_sites=["MIMER/MIMER"])
     assert chosen["factory"] == "MIMER"

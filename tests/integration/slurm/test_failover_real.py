@@ -17,7 +17,6 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
-from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +30,13 @@ from unix_users import ensure_unix_user, map_login
 from aifactory.agents.runner import AgentRunner
 from aifactory.api.app import create_app
 from aifactory.db.engine import Database
-from aifactory.db.models import Allocation, CheckpointCopy, Factory, Partition, StaleAttempt, System
-from aifactory.domain.enums import LedgerKind, Role
+from aifactory.db.models import CheckpointCopy, Factory, StaleAttempt
+from aifactory.domain.enums import Role
 from aifactory.executors import _jobuser
-from aifactory.services import ledger, registry
+from aifactory.services import registry
 from aifactory.services.setup import prepare
 from aifactory.settings import Settings
-from aifactory.testing.access import award, member_of, ok
+from aifactory.testing.access import award, entitle, member_of, ok
 from aifactory.testing.jobs import run_until, spec
 from aifactory.testing.people import Person, make_person
 
@@ -79,31 +78,6 @@ def _sites(h: dict[str, str], other_root: str) -> dict[str, Any]:
     }
 
 
-def _entitle(db: Database, code: str, first: int, factory: str) -> None:
-    """The project's second allocation, at ``factory``, like its first."""
-    with db.session() as s:
-        a = s.get_one(Allocation, first)
-        part, fid = s.execute(
-            select(Partition.id, Factory.id)
-            .join(System, System.id == Partition.system_id)
-            .join(Factory, Factory.id == System.factory_id)
-            .where(Factory.name == factory)
-        ).one()
-        b = Allocation(
-            project_code=code,
-            factory_id=fid,
-            partition_id=part,
-            start_date=min(a.start_date, date.today() - timedelta(days=1)),
-            end_date=a.end_date,
-            eu_share=a.eu_share,
-            national_share=a.national_share,
-            commercial_share=a.commercial_share,
-        )
-        s.add(b)
-        s.flush()
-        ledger.post(s, b.id, LedgerKind.GRANT, a.granted_milli, "test", note=code)
-
-
 def _status(db: Database, factory: str, status: str) -> None:
     with db.session() as s:
         s.scalars(select(Factory).where(Factory.name == factory)).one().status = status
@@ -140,7 +114,7 @@ def fed(harness: dict[str, str], tmp_path: Path) -> Iterator[dict[str, Any]]:
             map_login(db, "anna", factory, LOGIN)
         operator = make_person(db, "op1", [(Role.FACTORY_OPERATOR, HOME)])
         code, allocation = award(api, anna, operator, hours=100)
-        _entitle(db, code, allocation, OTHER)
+        entitle(db, code, allocation, OTHER)
         yield {"api": api, "anna": anna, "code": code, "db": db, "settings": settings}
     db.dispose()
     shutil.rmtree(other_root, ignore_errors=True)
