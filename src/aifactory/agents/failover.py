@@ -53,8 +53,6 @@ from aifactory.services import checkpoints
 log = logging.getLogger(__name__)
 #: Default seconds a site may be unreachable before its jobs move (``failover_grace_s``).
 FAILOVER_GRACE_S = 60.0
-#: A factory that left service: everything that can move moves, running managed jobs too.
-RETIRED = "retired"
 _WAITING = (JobState.PLACED, JobState.SUBMITTED, JobState.QUEUED)
 _MOVABLE = (*_WAITING, JobState.RUNNING)
 Fence = Callable[[Session], None]
@@ -152,7 +150,7 @@ class Failover:
 
     def _drain(self, executor: Executor, status: str) -> None:
         """Move what has not started (and, at a retired site, what runs and can resume)."""
-        retired = status == RETIRED
+        retired = status == FactoryStatus.RETIRED  # left service: running managed jobs move too
         why = f"{self.name} is {status} and takes no new work"
         states = (*_WAITING, JobState.RUNNING) if retired else _WAITING
         rows = self._jobs(states)

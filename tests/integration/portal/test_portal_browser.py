@@ -209,14 +209,14 @@ def test_a_startup_applies_gets_an_award_runs_a_job_and_downloads_a_report(
     _shot(page, "project-phone")
     page.set_viewport_size(LAPTOP)
     page.goto(f"{url}/reports")
-    page.get_by_label("Group by").select_option("country")
+    page.get_by_label("Group by").select_option("user-country")
     page.get_by_role("button", name="Show report").click()
     expect(page.get_by_role("table", name=re.compile("^Usage by"))).to_contain_text("FI")
     _shot(page, "reports")
     with page.expect_download() as download:
         page.get_by_role("link", name="Download CSV").click()
     text = Path(download.value.path()).read_text()
-    assert text.splitlines()[0] == "country,allocations,granted,used,reserved,remaining"
+    assert text.splitlines()[0] == "user-country,allocations,granted,used,reserved,remaining,label"
     assert text.splitlines()[1].startswith("FI,1,1000")
 
 
