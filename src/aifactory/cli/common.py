@@ -43,6 +43,14 @@ def friendly(fn: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """Print ``message`` as an error on stderr; the exit to raise (2: bad input, the default)."""
+    from aifactory.cli.output import err_console
+
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
 def client() -> Client:
     from aifactory.client import Client
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from aifactory.cli.common import fail
 from aifactory.cli.output import JsonOpt, err_console, print_json
 from aifactory.cli.output import console as out_console
 from aifactory.errors import AIFactoryError, Invalid
@@ -32,20 +33,15 @@ app = typer.Typer(help=HELP, invoke_without_command=True, no_args_is_help=False)
 Many = Annotated[list[str] | None, typer.Option()]
 
 
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
-
-
 @contextmanager
 def _user_errors() -> Iterator[None]:
     """Bad input: the message and exit code 2; the API unreachable or refusing: exit code 1."""
     try:
         yield
     except Invalid as exc:
-        raise _fail(exc.message) from None
+        raise fail(exc.message) from None
     except AIFactoryError as exc:
-        raise _fail(f"({exc.code}) {exc.message}", 1) from None
+        raise fail(f"({exc.code}) {exc.message}", 1) from None
 
 
 def _read_document(path: Path, option: str) -> Any:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from aifactory.cli.common import fail
 from aifactory.cli.output import JsonOpt, err_console, plural, print_json
 from aifactory.cli.output import console as out_console
 from aifactory.errors import Invalid
@@ -101,11 +102,6 @@ OperationalOpt = Annotated[
 ]
 
 
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
-
-
 @contextmanager
 def _user_errors() -> Iterator[None]:
     """Bad input: message and exit code 2; a broken invariant is a bug: exit code 1."""
@@ -114,9 +110,9 @@ def _user_errors() -> Iterator[None]:
     try:
         yield
     except Invalid as exc:
-        raise _fail(exc.message) from None
+        raise fail(exc.message) from None
     except InvariantViolation as exc:
-        raise _fail(f"simulator invariant violated (please report): {exc}", 1) from None
+        raise fail(f"simulator invariant violated (please report): {exc}", 1) from None
 
 
 def _sites(path: Path | None, assume_operational: bool) -> list[SiteSpec] | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -10,7 +11,8 @@ from sqlalchemy import select
 
 from aifactory.db.engine import Database
 from aifactory.db.models import Allocation, Factory, Partition, System
-from aifactory.domain.enums import LedgerKind, OrganisationType, Role
+from aifactory.domain.enums import LedgerKind, OrganisationType, ResearchKind, Role
+from aifactory.domain.ledger import FundingSplit, attribution_for
 from aifactory.services import identity, ledger
 from aifactory.testing.people import Person, make_person
 
@@ -89,30 +91,35 @@ def award(
     return str(done["project_code"]), int(project["allocations"][0]["id"])
 
 
-def entitle(db: Database, code: str, first: int, factory: str) -> int:
-    """Entitle project ``code`` at ``factory`` too: an allocation on the factory's first
-    partition like the allocation ``first`` (same dates, shares and grant); its id."""
+def entitle(db: Database, first: int, factory: str, granted_milli: int | None = None) -> int:
+    """Entitle the project of allocation ``first`` at ``factory`` too, as an award on several
+    systems does: an allocation on the factory's first partition, with ``first``'s dates, that
+    factory's open R&D funding split and a grant (``first``'s when not given); its id."""
     with db.session() as s:
         a = s.get_one(Allocation, first)
-        partition_id, factory_id = s.execute(
-            select(Partition.id, Factory.id)
+        f = s.scalars(select(Factory).where(Factory.name == factory)).one()
+        partition_id = s.scalars(
+            select(Partition.id)
             .join(System, System.id == Partition.system_id)
-            .join(Factory, Factory.id == System.factory_id)
-            .where(Factory.name == factory)
+            .where(System.factory_id == f.id)
             .order_by(Partition.id)
             .limit(1)
         ).one()
+        shares = (f.eu_share, f.national_share, f.commercial_share)
+        split = attribution_for(ResearchKind.OPEN_RD, FundingSplit(*map(Decimal, map(str, shares))))
         b = Allocation(
-            project_code=code,
-            factory_id=factory_id,
+            project_code=a.project_code,
+            factory_id=f.id,
             partition_id=partition_id,
             start_date=min(a.start_date, date.today() - timedelta(days=1)),
             end_date=a.end_date,
-            eu_share=a.eu_share,
-            national_share=a.national_share,
-            commercial_share=a.commercial_share,
+            eu_share=split.eu,
+            national_share=split.national,
+            commercial_share=split.commercial,
+            status="active",
         )
         s.add(b)
         s.flush()
-        ledger.post(s, b.id, LedgerKind.GRANT, a.granted_milli, "test", note=code)
+        grant = a.granted_milli if granted_milli is None else granted_milli
+        ledger.post(s, b.id, LedgerKind.GRANT, grant, "test", note=a.project_code)
         return b.id

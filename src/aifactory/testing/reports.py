@@ -9,18 +9,12 @@ shares an award takes from that factory; then charges each allocation for a job.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
-from decimal import Decimal
 
 from fastapi.testclient import TestClient
-from sqlalchemy import select
 
 from aifactory.db.engine import Database
-from aifactory.db.models import Allocation, Factory, Partition, System
-from aifactory.domain.enums import LedgerKind, ResearchKind
-from aifactory.domain.ledger import FundingSplit, attribution_for
 from aifactory.services import ledger
-from aifactory.testing.access import at, award, member_of, set_clock
+from aifactory.testing.access import at, award, entitle, member_of, set_clock
 from aifactory.testing.people import Person
 
 #: Milli-GPU-hours charged per allocation (chosen so that every share is a whole milli-hour).
@@ -44,43 +38,10 @@ def seed_usage(api: TestClient, db: Database, admin: Person) -> Seeded:
     _, commercial = award(
         api, joao, admin, "lumi-aif-pg", "Lisboa AI Lda", "LUMI-AI/gpu", 2000, "commercial"
     )
-    meluxina = second_allocation(db, lumi, "Meluxina-AI", GRANTED["meluxina"])
+    meluxina = entitle(db, lumi, "Meluxina-AI", GRANTED["meluxina"])
     ids = {"lumi": lumi, "meluxina": meluxina, "commercial": commercial}
     with db.session() as s:
         for job, (name, alloc) in enumerate(ids.items(), start=100):
             ledger.reserve(s, alloc, USED[name], "test", (job, 1))
             ledger.settle(s, alloc, USED[name], USED[name], "test", (job, 1))
     return Seeded(anna, joao, code, ids)
-
-
-def second_allocation(db: Database, like: int, factory_name: str, granted_milli: int) -> int:
-    """Another allocation of ``like``'s project, on ``factory_name``'s first partition, with
-    that factory's open R&D split (what an award on several systems gives each of them)."""
-    with db.session() as s:
-        base = s.get_one(Allocation, like)
-        factory = s.scalars(select(Factory).where(Factory.name == factory_name)).one()
-        partition = s.scalars(
-            select(Partition.id)
-            .join(System, System.id == Partition.system_id)
-            .where(System.factory_id == factory.id)
-            .order_by(Partition.id)
-        ).first()
-        shares = (factory.eu_share, factory.national_share, factory.commercial_share)
-        split = attribution_for(
-            ResearchKind.OPEN_RD, FundingSplit(*(Decimal(str(v)) for v in shares))
-        )
-        alloc = Allocation(
-            project_code=base.project_code,
-            factory_id=factory.id,
-            partition_id=partition,
-            start_date=base.start_date,
-            end_date=base.start_date + timedelta(days=30),
-            eu_share=split.eu,
-            national_share=split.national,
-            commercial_share=split.commercial,
-            status="active",
-        )
-        s.add(alloc)
-        s.flush()
-        ledger.post(s, alloc.id, LedgerKind.GRANT, granted_milli, "test")
-        return alloc.id

@@ -117,7 +117,7 @@ def test_draining_a_site_moves_its_queued_job_to_another_entitled_site(
     queued = next(i for i in ids if get(i)["state"] == "queued")
     running = next(i for i in ids if i != queued)
 
-    entitle(db, code, allocation, OTHER)
+    entitle(db, allocation, OTHER)
     # The operator drains LUMI AIF (what `aif factories set-status "LUMI AIF" draining` sends).
     path = f"{API}/factories/{HOME}/status"
     ok(api.post(path, headers=operator.headers, json={"status": "draining"}))
@@ -168,7 +168,7 @@ def test_a_site_dark_past_the_grace_moves_its_running_managed_job_which_resumes_
     assert int((store / "step").read_text()) >= 3
     assert not list(store.glob(".*"))  # the file being written is never copied
 
-    entitle(db, code, allocation, OTHER)
+    entitle(db, allocation, OTHER)
     home = _agent(runner, HOME)
     real = home.executor
     home.executor = Dark(real)

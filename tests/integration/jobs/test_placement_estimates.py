@@ -63,7 +63,7 @@ def test_full_sites_show_an_estimate_from_their_queue_and_every_candidate(
 ) -> None:
     hold = _submit(env, 2 * HOUR)  # all 8 of LUMI's GPUs for up to 2 h
     assert hold["factory"] == "LUMI AIF"
-    entitle(env["db"], env["code"], env["first"], "MIMER")
+    entitle(env["db"], env["first"], "MIMER")
 
     # LUMI is preferred, but it is full for 2 h (more than the tolerance): MIMER, free, wins.
     second = _submit(env, HOUR, prefer_sites=["LUMI AIF"])
@@ -124,7 +124,7 @@ def _portal_page(env: dict[str, Any], path: str) -> str:
 
 
 def test_a_preferred_site_wins_when_it_is_as_soon_as_the_others(env: dict[str, Any]) -> None:
-    entitle(env["db"], env["code"], env["first"], "MIMER")
+    entitle(env["db"], env["first"], "MIMER")
     # Both free: LUMI is cheaper (charge factor 1.0 against 1.2), but MIMER is preferred.
     chosen = _submit(env, HOUR, prefer_sites=["MIMER/MIMER"])
     assert chosen["factory"] == "MIMER"

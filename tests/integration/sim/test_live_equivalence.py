@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import inspect, select
+from sqlalchemy import select
 
 from aifactory.agents import handover, reconciler, recording, site_agent
 from aifactory.agents.runner import AgentRunner
@@ -34,14 +34,12 @@ from aifactory.api.app import create_app
 from aifactory.db.engine import Database
 from aifactory.db.models import Allocation, Factory, Job, JobTransition, Partition, System
 from aifactory.db.types import utcnow
-from aifactory.domain.enums import LedgerKind
 from aifactory.domain.jobs import JobState
-from aifactory.services import ledger
 from aifactory.settings import Settings
 from aifactory.sim.model import Job as SimJob
 from aifactory.sim.model import SiteSpec, Trace
 from aifactory.sim.runner import run_trace
-from aifactory.testing.access import award, member_of, ok
+from aifactory.testing.access import award, entitle, member_of, ok
 from aifactory.testing.jobs import PY, run_until, spec
 from aifactory.testing.people import Person
 
@@ -122,27 +120,14 @@ def live(
 
 def _second_allocation(db: Database, first: int) -> dict[int, str]:
     """The project's allocation on Meluxina-AI too, with its grant; factory id -> site name."""
+    second = entitle(db, first, SITES[1], 5_000_000)
     with db.session() as s:
-        a = s.get_one(Allocation, first)
-        part = s.execute(
-            select(Partition.id, Factory.id)
-            .join(System, System.id == Partition.system_id)
-            .join(Factory, Factory.id == System.factory_id)
-            .where(Factory.name == SITES[1])
-        ).first()
-        assert part is not None
-        skip = {"id", "factory_id", "partition_id", "granted_milli", "used_milli"}
-        skip |= {"reserved_milli", "expired_milli"}
-        cols = {c.key: getattr(a, c.key) for c in inspect(Allocation).columns if c.key not in skip}
-        b = Allocation(**cols, partition_id=part[0], factory_id=part[1])
-        s.add(b)
-        s.flush()
-        ledger.post(s, b.id, LedgerKind.GRANT, 5_000_000, "test")
         rows = s.execute(
             select(Factory.id, Factory.name, System.name, Partition.name)
             .join(System, System.factory_id == Factory.id)
             .join(Partition, Partition.system_id == System.id)
-            .where(Partition.id.in_([a.partition_id, part[0]]))
+            .join(Allocation, Allocation.partition_id == Partition.id)
+            .where(Allocation.id.in_([first, second]))
         ).all()
     return {fid: f"{f}/{sy}/{p}" for fid, f, sy, p in rows}
 

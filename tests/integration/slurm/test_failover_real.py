@@ -114,7 +114,7 @@ def fed(harness: dict[str, str], tmp_path: Path) -> Iterator[dict[str, Any]]:
             map_login(db, "anna", factory, LOGIN)
         operator = make_person(db, "op1", [(Role.FACTORY_OPERATOR, HOME)])
         code, allocation = award(api, anna, operator, hours=100)
-        entitle(db, code, allocation, OTHER)
+        entitle(db, allocation, OTHER)
         yield {"api": api, "anna": anna, "code": code, "db": db, "settings": settings}
     db.dispose()
     shutil.rmtree(other_root, ignore_errors=True)
