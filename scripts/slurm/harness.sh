@@ -32,7 +32,8 @@ log() { printf '[harness %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 conf() { echo "$SLURM_LOCAL_ROOT/$1/etc/slurm.conf"; }
 
-# A cluster is healthy when slurmctld answers and no node is down, drained or invalid.
+# A cluster is healthy when slurmctld answers and no node is down, drained or invalid
+# ("planned": idle, but held by the backfill plan of a pending job).
 cluster_healthy() {
   local c states
   c=$(conf "$1")
@@ -40,7 +41,7 @@ cluster_healthy() {
   SLURM_CONF=$c timeout 10 scontrol ping 2>/dev/null | grep -q 'is UP' || return 1
   states=$(SLURM_CONF=$c timeout 10 sinfo -h -N -o '%T' 2>/dev/null | sort -u) || return 1
   [ -n "$states" ] || return 1
-  ! grep -qvE '^(idle|allocated|mixed|completing)$' <<<"$states"
+  ! grep -qvE '^(idle|allocated|mixed|completing|planned)$' <<<"$states"
 }
 
 rest_healthy() {

@@ -30,14 +30,14 @@ from unix_users import ensure_unix_user, map_login
 from aifactory.agents.runner import AgentRunner
 from aifactory.api.app import create_app
 from aifactory.db.engine import Database
-from aifactory.db.models import CheckpointCopy, Factory, StaleAttempt
+from aifactory.db.models import CheckpointCopy, Factory, JobAttempt, StaleAttempt
 from aifactory.domain.enums import Role
 from aifactory.executors import _jobuser
 from aifactory.services import registry
 from aifactory.services.setup import prepare
 from aifactory.settings import Settings
 from aifactory.testing.access import award, entitle, member_of, ok
-from aifactory.testing.jobs import run_until, spec
+from aifactory.testing.jobs import run_until, spec, wait_for
 from aifactory.testing.people import Person, make_person
 
 pytestmark = [
@@ -87,6 +87,45 @@ def _ctld(action: str) -> None:
     subprocess.run([*HARNESS, action, "factory1"], check=True, capture_output=True, timeout=120)
 
 
+def _factory1(h: dict[str, str], *argv: str) -> str:
+    env = {"PATH": "/usr/bin:/bin:/usr/sbin", "SLURM_CONF": h["FACTORY1_CONF"]}
+    return subprocess.run(argv, capture_output=True, text=True, env=env, check=False).stdout
+
+
+def _restore_factory1(h: dict[str, str], db: Database) -> None:
+    """Leave factory1 as the next tests expect it: this test's jobs gone, every node in service.
+
+    A step that finished while slurmctld was stopped keeps retrying its completion message;
+    the scancel of its stale attempt then runs into Slurm's UnkillableStepTimeout and the node
+    is drained "Kill task failed" once the step is gone. An operator resumes such a node after
+    an outage; so does this test, once its jobs have left the cluster.
+    """
+    with db.session() as s:
+        home = s.scalars(select(Factory.id).where(Factory.name == HOME)).one()
+        attempts = select(JobAttempt.backend_id).where(JobAttempt.factory_id == home)
+        ours = {b for b in s.scalars(attempts) if b}
+    if ours:
+        _factory1(h, "scancel", *ours)
+
+    def listed() -> list[str]:
+        return sorted(_factory1(h, "squeue", "-h", "-o", "%i %T").split())
+
+    def gone() -> bool:
+        return not ours.intersection(listed())
+
+    wait_for(
+        gone,
+        lambda: tuple(listed()),
+        stall=300,  # UnkillableStepTimeout (60 s) after a completion retry of up to 2 minutes
+        step=1.0,
+        what="this test's jobs to leave factory1",
+    )
+    for line in _factory1(h, "sinfo", "-h", "-N", "-o", "%N|%T|%E").splitlines():
+        node, state, reason = line.split("|", 2)
+        if "drain" in state and reason == "Kill task failed":
+            _factory1(h, "scontrol", "update", f"nodename={node}", "state=resume")
+
+
 @pytest.fixture
 def fed(harness: dict[str, str], tmp_path: Path) -> Iterator[dict[str, Any]]:
     entry = pwd.getpwnam(ensure_unix_user(LOGIN))
@@ -115,7 +154,10 @@ def fed(harness: dict[str, str], tmp_path: Path) -> Iterator[dict[str, Any]]:
         operator = make_person(db, "op1", [(Role.FACTORY_OPERATOR, HOME)])
         code, allocation = award(api, anna, operator, hours=100)
         entitle(db, allocation, OTHER)
-        yield {"api": api, "anna": anna, "code": code, "db": db, "settings": settings}
+        try:
+            yield {"api": api, "anna": anna, "code": code, "db": db, "settings": settings}
+        finally:
+            _restore_factory1(harness, db)
     db.dispose()
     shutil.rmtree(other_root, ignore_errors=True)
 

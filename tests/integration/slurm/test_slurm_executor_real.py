@@ -61,7 +61,9 @@ def test_multi_node_job_runs_on_several_slurmd_nodes_and_reports_gpus(
     bid = f1.submit(spec)
     assert wait(f1, bid).state is ExecState.COMPLETED
     out = Path(f"{harness['JOB_ROOT']}/aif-{job_id}-1.out").read_text().split("\n")
-    assert sorted(line.split()[0] for line in out if line) == ["n1", "n2", "n3"]
+    nodes = [line.split()[0] for line in out if line]
+    assert len(nodes) == 3 and len(set(nodes)) == 3, nodes  # three of n1..n4, whichever are free
+    assert set(nodes) <= {"n1", "n2", "n3", "n4"}
     usage = f1.usage(bid)
     assert usage is not None and usage.gpus == 6
 
