@@ -47,8 +47,12 @@ typecheck: dev
 unit: dev
 	$(BIN)/pytest -q
 
+# Several workers: most tests wait on processes, not the CPU. tests/conftest.py keeps each file
+# on one worker and all real-Slurm tests on one worker.
+TEST_WORKERS ?= 3
+
 test: dev services lint typecheck
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(TEST_WORKERS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info test-output

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -24,11 +25,32 @@ from aifactory.testing.people import Person, make_person
 BACKENDS = ["sqlite", "postgresql"]
 
 
+SLURM = "tests/integration/slurm/"
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # The real-Slurm tests go first: under `make test` (pytest -n) they are the longest share
+    # of one worker, which should not be the last to start.
+    items.sort(key=lambda item: not item.nodeid.startswith(SLURM))  # stable: order kept within
     for item in items:
         callspec = getattr(item, "callspec", None)
         if callspec is not None and callspec.params.get("backend") == "postgresql":
             item.add_marker(pytest.mark.postgres)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Under ``pytest -n N`` a file's tests run on one worker, in order, sharing its module
+    fixtures; all real-Slurm tests run on one worker, as they stop and fill the two clusters
+    that each of them assumes is its own."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByFile(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return SLURM if path.startswith(SLURM) else path
+
+    return ByFile(config, log)
 
 
 @pytest.fixture(scope="session")

@@ -176,7 +176,9 @@ def test_an_idle_terminal_session_is_culled(sqlite_site: dict[str, Any]) -> None
     site = sqlite_site
     http, anna = site["http"], site["anna"]
     argv = ["sessions", "start", "--project", site["project"], "--kind", "shell"]
-    argv += ["--time", "10m", "--idle-timeout", "3", "--json"]
+    # Idle from the moment it is ready: long enough for a busy machine to get from there to
+    # the terminal request below (3 s was not, with other tests running beside it).
+    argv += ["--time", "10m", "--idle-timeout", "15", "--json"]
     shown = json.loads(_aif(site, *argv))  # waits until it answers
     sid = shown["id"]
     assert shown["state"] == "ready" and shown["url"] == f"{site['url']}/sessions/{sid}/lab"
