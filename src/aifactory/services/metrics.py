@@ -52,7 +52,7 @@ from aifactory.services.permissions import Principal
 HANDOVER_WINDOW = 1000
 #: Bucket bounds in seconds: a local site takes well under a second, a busy one minutes.
 HANDOVER_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
-FUNDING = ("eu", "national", "commercial")
+FUNDING = ("digital_europe", "national", "commercial")  # the keys of `aif report` by funding
 UNPLACED = "none"
 
 

@@ -110,8 +110,13 @@ def factory_view(f: Factory) -> FactoryView:
 
 
 def federation_summary(session: Session) -> FederationSummary:
-    """Totals computed from membership and registry data, never stored."""
-    factories = list(session.scalars(_factory_query().order_by(Factory.name)))
+    """Totals computed from membership and registry data, never stored.
+
+    A retired factory has left the federation: its systems, capacity and countries no longer
+    count (its funding lines do: that money was committed).
+    """
+    query = _factory_query().where(Factory.status != FactoryStatus.RETIRED)
+    factories = list(session.scalars(query.order_by(Factory.name)))
     status = {c.code: CountryStatus(c.status) for c in session.scalars(select(Country))}
     involved = {f.country_code for f in factories} | {
         m.country_code for f in factories for m in f.members

@@ -88,6 +88,7 @@ def test_metrics_hold_the_databases_figures(
 
     ledger = _by(samples, "aif_ledger_granted_gpu_hours")
     assert Decimal(str(sum(ledger.values()))) == Decimal(granted) / 1000
+    assert {dict(k)["funding"] for k in ledger} == {"digital_europe", "national", "commercial"}
     lumi = sum(v for k, v in ledger.items() if ("factory", "LUMI AIF") in k)
     assert lumi == pytest.approx(100)
     used_total = sum(_by(samples, "aif_ledger_used_gpu_hours").values())

@@ -211,7 +211,14 @@ def test_operators_drain_their_site_through_legal_moves_only(
     other = f"{API}/factories/BSC AIF/status"
     refused = api.post(other, headers=operator.headers, json={"status": "draining"})
     assert refused.status_code == 403
+    before = ok(api.get(f"{API}/federation/summary", headers=admin.headers))
     ok(api.post(url, headers=admin.headers, json={"status": "retired"}))
+    after = ok(api.get(f"{API}/federation/summary", headers=admin.headers))
+    lumi_gpus = before["capacity_gpus_by_factory"]["LUMI AIF"]
+    assert lumi_gpus > 0 and after["capacity_gpus"] == before["capacity_gpus"] - lumi_gpus
+    assert after["factories"] == before["factories"] - 1
+    assert "LUMI AIF" not in after["factory_names"] + list(after["capacity_gpus_by_factory"])
+    assert after["funding_total_eur"] == before["funding_total_eur"]  # committed money stays
     final = api.post(url, headers=admin.headers, json={"status": "operational"})
     assert final.status_code == 409 and "retired is final" in final.text
     audit = ok(
