@@ -202,7 +202,8 @@ class Failover:
     # --- checkpoints ---
 
     def replicate(self, executor: Executor) -> None:
-        """Copy changed checkpoints of the site's running managed jobs to the store."""
+        """Copy changed checkpoints of the site's running managed jobs to the store, and
+        remove the copies of jobs that ended here."""
         site = access(executor)
         if self.store is None or site is None:
             return
@@ -222,6 +223,7 @@ class Failover:
                     continue
                 if found is not None:
                     todo.append((found, checkpoints.known(s, job_id)))
+            done = checkpoints.ended(s, self.factory_id)
         for running, before in todo:
             try:
                 if checkpoints.replicate(
@@ -232,6 +234,11 @@ class Failover:
                 log.warning(
                     "%s: checkpoint of job %s not copied: %s", self.name, running.job_id, exc
                 )
+        for job_id in done:  # ended here: nothing will stage its copy again
+            try:
+                checkpoints.forget(self._session, self.store, job_id)
+            except Exception as exc:  # per job: the next look tries again
+                log.warning("%s: copy of ended job %s not removed: %s", self.name, job_id, exc)
 
     def _running(self, s: Session, job_id: int) -> checkpoints.Running | None:
         """A running managed job's current attempt, as its checkpoint copy needs it."""

@@ -12,7 +12,8 @@ it was read (no checkpoint was written meanwhile), renamed to ``v<version>`` and
 in ``checkpoint_copies`` (version, step, fingerprint, when); older versions are removed after
 the record commits, so a crash at any point leaves the recorded copy whole. When a retry is
 placed at another site, its hand-over stages the recorded copy into the new attempt's
-checkpoint directory before submitting it (``agents/handover.py``), once per attempt.
+checkpoint directory before submitting it (``agents/handover.py``), once per attempt. Once the
+job has ended, the agent of the site where it ended removes its copy (the site keeps its own).
 """
 
 from __future__ import annotations
@@ -27,10 +28,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from aifactory.db.models import CheckpointCopy
+from aifactory.db.models import CheckpointCopy, Job
 from aifactory.db.types import utcnow
+from aifactory.domain.jobs import TERMINAL
 from aifactory.executors import ExecJob
 from aifactory.executors._jobfs import parts
 from aifactory.executors.checkpoints import CheckpointAccess, CheckpointFiles, fingerprint
@@ -121,6 +124,27 @@ def replicate(
         s.add(row)
     _forget_older(root / str(job.job_id), version)
     return True
+
+
+def ended(session: Session, factory_id: int, limit: int = 100) -> list[int]:
+    """Jobs that ended at this site and still have a copy in the store: none will be staged."""
+    query = (
+        select(CheckpointCopy.job_id)
+        .join(Job, Job.id == CheckpointCopy.job_id)
+        .where(Job.factory_id == factory_id, Job.state.in_([state.value for state in TERMINAL]))
+        .limit(limit)
+    )
+    return list(session.scalars(query))
+
+
+def forget(sessions: Sessions, root: Path, job_id: int) -> None:
+    """Remove an ended job's copy: its files, then its record (a crash between the two leaves
+    a record whose files are gone, which the next pass removes; nothing stages it again)."""
+    shutil.rmtree(root / str(job_id), ignore_errors=True)
+    with sessions() as s:
+        row = s.get(CheckpointCopy, job_id)
+        if row is not None:
+            s.delete(row)
 
 
 def _take(

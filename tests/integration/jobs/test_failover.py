@@ -208,5 +208,8 @@ def test_a_site_dark_past_the_grace_moves_its_running_managed_job_which_resumes_
     # files): not from 0, and not from what the dark site wrote after the last copy.
     assert resumed == replicated_step >= (last.step or 0) >= 3
     assert "done at step 40" in logs[1]
+    # Ended: the store gives the copy's space back (the site keeps its own directory).
+    run_until(runner, lambda: copied() is None)
+    assert not (two_sites.data_dir / "checkpoints" / str(job_id)).exists()
     with db.session() as s:
         assert s.get(SiteOutage, home.factory_id) is None
