@@ -4,13 +4,18 @@ allocation, and one per admitting partition of a federation allocation (sharing 
 Read by submissions (``services.jobs``), the broker's passes (``agents.reconciler``, for all
 projects with waiting jobs at once) and ``jobs why``. A candidate belongs to a pool of GPUs: its
 partition, or its whole factory when the site's agent caps the factory's GPUs (local sites).
+
+Where the site's scheduler estimates its pending jobs' starts (Slurm's ``squeue --start``,
+recorded by the site agent in ``site_estimates``), a candidate carries the latest of those
+starts: a job sent there now starts no earlier as that scheduler sees it, whatever the
+federation's own count of free GPUs says (jobs from outside the federation hold GPUs too).
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Row, bindparam, func, or_, select
@@ -23,6 +28,7 @@ from aifactory.db.models import (
     Job,
     Partition,
     Project,
+    SiteEstimate,
     SiteStatus,
     System,
 )
@@ -33,6 +39,9 @@ from aifactory.domain.jobspec import JobSpec
 from aifactory.domain.ledger import LedgerState
 from aifactory.domain.registry import FactoryStatus
 from aifactory.services import entitlements
+
+#: Scheduler estimates older than this (seconds) are not used: the site agent stopped reading.
+STALE_S = 180.0
 
 
 @dataclass(frozen=True)
@@ -130,9 +139,10 @@ def candidates_by_project(
     factories = {r.factory_id: r.factory for r in rows}
     capped = {fid for fid, name in factories.items() if capacity.get(name) is not None}
     busy = busy_by_pool(session, capacity, (factories, capped)) if rows else {}
+    starts = scheduler_starts(session, {r.partition_id for r in rows}, now) if rows else {}
     out: dict[str, list[Candidate]] = {}
     for row in rows:
-        candidate = _candidate(row, busy, capacity.get(row.factory))
+        candidate = _candidate(row, busy, capacity.get(row.factory), starts)
         out.setdefault(row.project_code, []).append(candidate)
     return out
 
@@ -154,7 +164,27 @@ def _admitted(rows: Sequence[Any]) -> Sequence[Row[Any]]:
     ]
 
 
-def _candidate(row: Row[Any], busy: Mapping[str, int], limit: int | None) -> Candidate:
+_STARTS = select(SiteEstimate.partition_id, SiteEstimate.latest_start_at).where(
+    SiteEstimate.partition_id.in_(bindparam("partitions", expanding=True)),
+    SiteEstimate.updated_at >= bindparam("fresh"),
+    SiteEstimate.pending_jobs > 0,
+    SiteEstimate.latest_start_at.is_not(None),
+)
+
+
+def scheduler_starts(
+    session: Session, partitions: Collection[int], now: datetime
+) -> dict[int, float]:
+    """The latest start (epoch seconds) the site's scheduler expects for the jobs pending on
+    each partition, where it said so within :data:`STALE_S`."""
+    params = {"partitions": sorted(partitions), "fresh": now - timedelta(seconds=STALE_S)}
+    rows = session.connection().execute(_STARTS, params)
+    return {partition: at.timestamp() for partition, at in rows if at is not None}
+
+
+def _candidate(
+    row: Row[Any], busy: Mapping[str, int], limit: int | None, starts: Mapping[int, float]
+) -> Candidate:
     """One allocation's partition as placement sees it: hardware, free GPUs of its pool, budget."""
     pool = pool_key(row.factory_id, row.partition_id, limit is not None)
     total = row.nodes * row.gpus_per_node
@@ -181,6 +211,7 @@ def _candidate(row: Row[Any], busy: Mapping[str, int], limit: int | None) -> Can
         charge_factor=row.charge_factor,
         budget_remaining_gpu_hours=books.remaining / 1000,
         max_time_s=row.max_time_hours * 3600,
+        est_start_s=starts.get(row.partition_id),
     )
     return Candidate(
         view,

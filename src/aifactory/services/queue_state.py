@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from aifactory.db.models import Job, Partition, SiteEstimate, System
 from aifactory.domain.jobs import ACTIVE, JobState
 from aifactory.executors.estimates import QueueEstimate
-from aifactory.services.candidates import Candidate, pool_key
+from aifactory.services.candidates import STALE_S, Candidate, pool_key
 
 __all__ = [
     "AHEAD_LIMIT",
@@ -36,8 +36,6 @@ __all__ = [
     "with_queue_state",
 ]
 
-#: Scheduler estimates older than this (seconds) are not used: the site agent stopped reading.
-STALE_S = 180.0
 #: Pending jobs read to measure the work ahead (the oldest first); a bound for a huge backlog.
 AHEAD_LIMIT = 10_000
 

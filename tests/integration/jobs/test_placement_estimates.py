@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 from typer.testing import CliRunner
 
 from aifactory.cli.main import app
 from aifactory.db.engine import Database
+from aifactory.db.models import Factory, Partition, SiteEstimate, System
+from aifactory.db.types import utcnow
 from aifactory.server import BackgroundServer, build_app
 from aifactory.services import sessions
 from aifactory.settings import Settings
@@ -129,3 +133,36 @@ def test_a_preferred_site_wins_when_it_is_as_soon_as_the_others(env: dict[str, A
     chosen = _submit(env, HOUR, prefer_sites=["MIMER/MIMER"])
     assert chosen["factory"] == "MIMER"
     assert _submit(env, HOUR)["factory"] == "LUMI AIF"  # no preference: the cheaper one
+
+
+def _slurm_says(env: dict[str, Any], start_in_s: float, read_ago_s: float = 0.0) -> None:
+    """What LUMI's site agent records when Slurm has a job pending there (started outside the
+    federation, say), expected to start in ``start_in_s``, as it read ``read_ago_s`` ago."""
+    now = utcnow()
+    with env["db"].session() as s:
+        factory_id, partition_id = s.execute(
+            select(Factory.id, Partition.id)
+            .join(System, System.factory_id == Factory.id)
+            .join(Partition, Partition.system_id == System.id)
+            .where(Factory.name == "LUMI AIF", System.name == "LUMI-AI", Partition.name == "gpu")
+        ).one()
+        row = s.get(SiteEstimate, partition_id) or SiteEstimate(partition_id=partition_id)
+        row.factory_id, row.pending_jobs, row.jobs = factory_id, 1, {"7": 0}
+        row.latest_start_at = now + timedelta(seconds=start_in_s)
+        row.updated_at = now - timedelta(seconds=read_ago_s)
+        s.add(row)
+
+
+def test_the_broker_ranks_by_the_site_schedulers_own_estimate(env: dict[str, Any]) -> None:
+    entitle(env["db"], env["first"], "MIMER")
+    # The federation counts LUMI's 8 GPUs free, but its Slurm expects its pending job to start
+    # in 2 h: MIMER, free and dearer, starts sooner.
+    _slurm_says(env, 2 * HOUR)
+    moved = _submit(env, HOUR)
+    assert moved["factory"] == "MIMER"
+    lumi = _by_site(_why(env, moved["id"]))[LUMI]
+    assert (lumi["basis"], lumi["free_gpus"]) == ("slurm", 8)
+    assert 2 * HOUR - 300 < lumi["est_start_s"] <= 2 * HOUR
+    # An estimate the site agent stopped refreshing is not used: LUMI, the cheaper, wins again.
+    _slurm_says(env, 2 * HOUR, read_ago_s=600)
+    assert _submit(env, HOUR)["factory"] == "LUMI AIF"
