@@ -205,11 +205,12 @@ class Failover:
         """Copy changed checkpoints of the site's running managed jobs to the store, and
         remove the copies of jobs that ended here."""
         site = access(executor)
-        if self.store is None or site is None:
-            return
-        if time.monotonic() < self._copied + self.checkpoint_poll_s:
+        if self.store is None or time.monotonic() < self._copied + self.checkpoint_poll_s:
             return
         self._copied = time.monotonic()
+        self._forget_ended(self.store)
+        if site is None:
+            return
         todo: list[tuple[checkpoints.Running, checkpoints.Known]] = []
         with self.db.session() as s:
             live = [job_id for job_id, _, _, _ in self._jobs((JobState.RUNNING,), s)]
@@ -223,7 +224,6 @@ class Failover:
                     continue
                 if found is not None:
                     todo.append((found, checkpoints.known(s, job_id)))
-            done = checkpoints.ended(s, self.factory_id)
         for running, before in todo:
             try:
                 if checkpoints.replicate(
@@ -234,9 +234,15 @@ class Failover:
                 log.warning(
                     "%s: checkpoint of job %s not copied: %s", self.name, running.job_id, exc
                 )
-        for job_id in done:  # ended here: nothing will stage its copy again
+
+    def _forget_ended(self, store: Path) -> None:
+        """Remove the store's copies of jobs that ended here (whatever site took them, and
+        whether or not this site's executor reads checkpoints): none will be staged again."""
+        with self.db.session() as s:
+            done = checkpoints.ended(s, self.factory_id)
+        for job_id in done:
             try:
-                checkpoints.forget(self._session, self.store, job_id)
+                checkpoints.forget(self._session, store, job_id)
             except Exception as exc:  # per job: the next look tries again
                 log.warning("%s: copy of ended job %s not removed: %s", self.name, job_id, exc)
 

@@ -131,7 +131,7 @@ def ended(session: Session, factory_id: int, limit: int = 100) -> list[int]:
     query = (
         select(CheckpointCopy.job_id)
         .join(Job, Job.id == CheckpointCopy.job_id)
-        .where(Job.factory_id == factory_id, Job.state.in_([state.value for state in TERMINAL]))
+        .where(Job.factory_id == factory_id, Job.state.in_(sorted(TERMINAL)))
         .limit(limit)
     )
     return list(session.scalars(query))

@@ -61,7 +61,7 @@ def with_queue_state(
     if not cands:
         return []
     queues = pool_queues(session, cands, now, job)
-    slurm = _scheduler_starts(session, cands, now, job)
+    own = _own_start(session, now, job)
     out = []
     for c in cands:
         q = queues.get(c.pool, PoolQueue())
@@ -69,7 +69,7 @@ def with_queue_state(
             c.view,
             running_ends=q.running_ends,
             queued_gpu_seconds=q.queued_gpu_seconds,
-            est_start_s=slurm.get(c.partition_id),
+            est_start_s=own[1] if own and own[0] == c.partition_id else c.view.est_start_s,
         )
         out.append(replace(c, view=view))
     return out
@@ -128,27 +128,17 @@ def _waiting_ahead(
     return ahead
 
 
-def _scheduler_starts(
-    session: Session, cands: Sequence[Candidate], now: datetime, job: Job | None
-) -> dict[int, float]:
-    """The scheduler's own estimate per partition, where a fresh one exists: the job's own if
-    it is queued there, else the latest start of the jobs pending there."""
-    fresh = now - timedelta(seconds=STALE_S)
-    rows = session.scalars(
-        select(SiteEstimate).where(
-            SiteEstimate.partition_id.in_(sorted({c.partition_id for c in cands})),
-            SiteEstimate.updated_at >= fresh,
-        )
-    )
-    out: dict[int, float] = {}
-    for row in rows:
-        own = (row.jobs or {}).get(job.backend_id) if job is not None and job.backend_id else None
-        here = job is not None and job.partition_id == row.partition_id
-        if own is not None and here:
-            out[row.partition_id] = float(own)
-        elif row.pending_jobs and row.latest_start_at is not None:
-            out[row.partition_id] = row.latest_start_at.timestamp()
-    return out
+def _own_start(session: Session, now: datetime, job: Job | None) -> tuple[int, float] | None:
+    """Where ``job`` is queued at a scheduler that estimated its start (fresh): the partition
+    and that estimate. The candidates carry the latest start of each partition's pending jobs
+    already (``services.candidates``); a job queued there has its own."""
+    if job is None or not job.backend_id or job.partition_id is None:
+        return None
+    row = session.get(SiteEstimate, job.partition_id)
+    if row is None or row.updated_at < now - timedelta(seconds=STALE_S):
+        return None
+    own = (row.jobs or {}).get(job.backend_id)
+    return None if own is None else (job.partition_id, float(own))
 
 
 def site_partitions(session: Session, factory_id: int) -> dict[str, int]:

@@ -13,7 +13,7 @@ import warnings
 from collections.abc import Iterator
 
 import pytest
-from slurmreal import HARNESS, KINDS, settings
+from slurmreal import HARNESS, KINDS, resume_killed, settings
 
 from aifactory.executors.slurm import SlurmExecutor
 
@@ -73,12 +73,5 @@ def _nodes_in_service(request: pytest.FixtureRequest) -> None:
         return
     h: dict[str, str] = request.getfixturevalue("harness")
     for conf in (h["FACTORY1_CONF"], h["FACTORY2_CONF"]):
-        env = {"PATH": "/usr/bin:/bin:/usr/sbin", "SLURM_CONF": conf}
-        argv = ["sinfo", "-h", "-N", "-o", "%N|%T|%E"]
-        listing = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
-        for line in listing.stdout.splitlines():
-            node, state, reason = line.split("|", 2)
-            if "drain" in state and reason == "Kill task failed":
-                warnings.warn(f"{node} ({conf}) was drained '{reason}'; resumed", stacklevel=1)
-                resume = ["scontrol", "update", f"nodename={node}", "state=resume"]
-                subprocess.run(resume, capture_output=True, env=env, check=False)
+        for node in resume_killed(conf):
+            warnings.warn(f"{node} ({conf}) was drained 'Kill task failed'; resumed", stacklevel=1)

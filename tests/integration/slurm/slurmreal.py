@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -49,6 +50,24 @@ def settings(h: dict[str, str], kind: str) -> dict[str, Any]:
 
 
 KINDS = ["f1-local", "f2-local", "f2-ssh", "f2-rest"]
+
+
+def slurm(conf: str, *argv: str) -> str:
+    """A Slurm command's output on the cluster of ``conf`` (as root, like the harness)."""
+    env = {"PATH": "/usr/bin:/bin:/usr/sbin", "SLURM_CONF": conf}
+    return subprocess.run(argv, capture_output=True, text=True, env=env, check=False).stdout
+
+
+def resume_killed(conf: str) -> list[str]:
+    """Resume the nodes Slurm drained "Kill task failed" (its UnkillableStepTimeout, e.g. for a
+    step that finished while slurmctld was stopped), as an operator does; the nodes resumed."""
+    resumed = []
+    for line in slurm(conf, "sinfo", "-h", "-N", "-o", "%N|%T|%E").splitlines():
+        node, state, reason = line.split("|", 2)
+        if "drain" in state and reason == "Kill task failed":
+            slurm(conf, "scontrol", "update", f"nodename={node}", "state=resume")
+            resumed.append(node)
+    return resumed
 
 
 def new_id() -> str:

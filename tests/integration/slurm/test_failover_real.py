@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import yaml
 from fastapi.testclient import TestClient
-from slurmreal import HARNESS
+from slurmreal import HARNESS, resume_killed, slurm
 from sqlalchemy import select
 from unix_users import ensure_unix_user, map_login
 
@@ -87,11 +87,6 @@ def _ctld(action: str) -> None:
     subprocess.run([*HARNESS, action, "factory1"], check=True, capture_output=True, timeout=120)
 
 
-def _factory1(h: dict[str, str], *argv: str) -> str:
-    env = {"PATH": "/usr/bin:/bin:/usr/sbin", "SLURM_CONF": h["FACTORY1_CONF"]}
-    return subprocess.run(argv, capture_output=True, text=True, env=env, check=False).stdout
-
-
 def _restore_factory1(h: dict[str, str], db: Database) -> None:
     """Leave factory1 as the next tests expect it: this test's jobs gone, every node in service.
 
@@ -104,11 +99,12 @@ def _restore_factory1(h: dict[str, str], db: Database) -> None:
         home = s.scalars(select(Factory.id).where(Factory.name == HOME)).one()
         attempts = select(JobAttempt.backend_id).where(JobAttempt.factory_id == home)
         ours = {b for b in s.scalars(attempts) if b}
+    conf = h["FACTORY1_CONF"]
     if ours:
-        _factory1(h, "scancel", *ours)
+        slurm(conf, "scancel", *ours)
 
     def listed() -> list[str]:
-        return sorted(_factory1(h, "squeue", "-h", "-o", "%i %T").split())
+        return sorted(slurm(conf, "squeue", "-h", "-o", "%i %T").split())
 
     def gone() -> bool:
         return not ours.intersection(listed())
@@ -120,10 +116,7 @@ def _restore_factory1(h: dict[str, str], db: Database) -> None:
         step=1.0,
         what="this test's jobs to leave factory1",
     )
-    for line in _factory1(h, "sinfo", "-h", "-N", "-o", "%N|%T|%E").splitlines():
-        node, state, reason = line.split("|", 2)
-        if "drain" in state and reason == "Kill task failed":
-            _factory1(h, "scontrol", "update", f"nodename={node}", "state=resume")
+    resume_killed(conf)
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ for the queued job and for a job the broker still holds because the site is full
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 from fastapi.testclient import TestClient
+from slurmreal import slurm
 from sqlalchemy import select
 from unix_users import map_login
 
@@ -36,9 +36,7 @@ LUMI = "LUMI AIF/LUMI-AI/gpu"
 
 
 def _slurm(h: dict[str, str], *argv: str) -> str:
-    env = {"PATH": "/usr/bin:/bin:/usr/sbin", "SLURM_CONF": h["FACTORY1_CONF"]}
-    done = subprocess.run(list(argv), capture_output=True, text=True, env=env, check=False)
-    return done.stdout.strip()
+    return slurm(h["FACTORY1_CONF"], *argv).strip()
 
 
 @pytest.fixture
